@@ -1,0 +1,140 @@
+//! Conversions between protobuf messages and domain values. Decoding checks every field
+//! through the domain's parsers, so nothing unchecked passes this module.
+
+use std::time::Duration;
+
+use crate::domain::audit::Caller;
+use crate::domain::client::{Client, parse_metadata};
+use crate::domain::ids::{SessionId, TenantId, UserId};
+use crate::domain::time::Timestamp;
+use crate::domain::{DomainError, IssueRequest, TokenPair, TokenProblem};
+use crate::pb;
+use crate::store::{AuditRecord, SessionRecord};
+
+/// A domain instant as a protobuf timestamp.
+pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.as_secs(),
+        nanos: t.subsec_nanos(),
+    }
+}
+
+/// A stored session as the API shows it (never its refresh state).
+pub fn session(r: &SessionRecord, current: bool) -> pb::Session {
+    pb::Session {
+        session_id: r.id.to_string(),
+        user_id: r.user_id.as_str().to_owned(),
+        tenant_id: r.tenant_id.as_str().to_owned(),
+        created_at: Some(timestamp(r.created_at)),
+        last_seen_at: Some(timestamp(r.last_seen_at)),
+        expires_at: Some(timestamp(r.expires_at)),
+        ip: r.ip.clone(),
+        user_agent: r.user_agent.clone(),
+        device_name: r.device_name.clone(),
+        metadata: r
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        current,
+        revoked_at: r.revoked_at.map(timestamp),
+        revoke_reason: r.revoke_reason.clone(),
+    }
+}
+
+/// A token pair as the API shows it.
+pub fn tokens(t: TokenPair) -> pb::TokenPair {
+    pb::TokenPair {
+        access_token: t.access_token,
+        access_token_expires_at: Some(timestamp(t.access_token_expires_at)),
+        refresh_token: t.refresh_token,
+        refresh_token_expires_at: Some(timestamp(t.refresh_token_expires_at)),
+    }
+}
+
+/// An audit record as the API shows it.
+pub fn audit_event(r: AuditRecord) -> pb::AuditEvent {
+    pb::AuditEvent {
+        event_id: r.event_id.to_string(),
+        at: Some(timestamp(r.at)),
+        kind: r.kind,
+        actor: r.actor,
+        user_id: r.user_id,
+        session_id: r.session_id.map(|s| s.to_string()).unwrap_or_default(),
+        ip: r.ip,
+        user_agent: r.user_agent,
+        reason: r.reason,
+    }
+}
+
+/// Why a token is unusable, as the API's enum.
+pub fn invalid_reason(p: TokenProblem) -> pb::InvalidReason {
+    match p {
+        TokenProblem::Malformed => pb::InvalidReason::Malformed,
+        TokenProblem::BadSignature => pb::InvalidReason::BadSignature,
+        TokenProblem::Expired => pb::InvalidReason::Expired,
+        TokenProblem::Revoked => pb::InvalidReason::Revoked,
+        TokenProblem::UnknownSession => pb::InvalidReason::UnknownSession,
+    }
+}
+
+/// Checks client information (absent means empty).
+pub fn client(c: Option<pb::ClientInfo>) -> Result<Client, DomainError> {
+    let c = c.unwrap_or_default();
+    Client::parse(&c.ip, &c.user_agent, &c.device_name)
+}
+
+/// Checks an `Issue` request.
+pub fn issue_request(r: pb::IssueRequest) -> Result<IssueRequest, DomainError> {
+    let ttl = match r.ttl {
+        None => None,
+        Some(d) => {
+            if d.seconds < 0 || d.nanos < 0 {
+                return Err(DomainError::invalid("ttl", "must be at least 1s"));
+            }
+            let secs = u64::try_from(d.seconds)
+                .map_err(|_| DomainError::invalid("ttl", "out of range"))?;
+            let nanos =
+                u32::try_from(d.nanos).map_err(|_| DomainError::invalid("ttl", "out of range"))?;
+            Some(Duration::new(secs, 0).saturating_add(Duration::from_nanos(u64::from(nanos))))
+        }
+    };
+    Ok(IssueRequest {
+        user_id: UserId::parse("user_id", &r.user_id)?,
+        tenant_id: TenantId::parse("tenant_id", &r.tenant_id)?,
+        client: client(r.client)?,
+        ttl,
+        metadata: parse_metadata(r.metadata)?,
+    })
+}
+
+/// An optional user id: empty means "every user".
+pub fn optional_user(field: &'static str, s: &str) -> Result<Option<UserId>, DomainError> {
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        UserId::parse(field, s).map(Some)
+    }
+}
+
+/// An optional tenant id: empty means "every tenant".
+pub fn optional_tenant(s: &str) -> Result<Option<TenantId>, DomainError> {
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        TenantId::parse("tenant_id", s).map(Some)
+    }
+}
+
+/// A required session id.
+pub fn session_id(s: &str) -> Result<SessionId, DomainError> {
+    s.parse()
+}
+
+/// The caller a request was authenticated as; anonymous until caller credentials are set up.
+pub fn caller<T>(req: &tonic::Request<T>) -> Caller {
+    req.extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_else(Caller::anonymous)
+}

@@ -1,0 +1,8 @@
+//! The gRPC edge: decodes and checks requests, calls the domain, encodes answers, and maps
+//! domain errors to statuses (in `status`, and nowhere else).
+
+pub mod convert;
+pub mod service;
+pub mod status;
+
+pub use service::SessionApi;

@@ -1,0 +1,37 @@
+//! The one place a `tonic::Status` is made from a domain error. Every status carries a
+//! `google.rpc.ErrorInfo` with a stable reason; store details are logged, never returned.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::DomainError;
+
+/// The `ErrorInfo.domain` of every error.
+pub const ERROR_DOMAIN: &str = "sessiond";
+
+impl From<DomainError> for Status {
+    fn from(err: DomainError) -> Status {
+        let code = match &err {
+            DomainError::InvalidArgument { .. } => Code::InvalidArgument,
+            DomainError::AccessToken(_) => Code::Unauthenticated,
+            DomainError::RefreshToken(_) => Code::Unauthenticated,
+            DomainError::RefreshTokenReuse => Code::Unauthenticated,
+            DomainError::SessionNotFound => Code::NotFound,
+            DomainError::Store(_) => Code::Unavailable,
+            DomainError::Internal(_) => Code::Internal,
+        };
+        match &err {
+            DomainError::Store(e) => tracing::warn!(error = %e, "store error"),
+            DomainError::Internal(e) => tracing::error!(error = %e, "internal error"),
+            _ => {}
+        }
+        let mut metadata = HashMap::new();
+        if let DomainError::InvalidArgument { field, .. } = &err {
+            metadata.insert("field".to_owned(), (*field).to_owned());
+        }
+        let details = ErrorDetails::with_error_info(err.reason(), ERROR_DOMAIN, metadata);
+        Status::with_error_details(code, err.to_string(), details)
+    }
+}

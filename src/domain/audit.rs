@@ -1,0 +1,149 @@
+//! Audit events: who did what to which session, when and from where.
+//!
+//! Each event is stored (readable through `AdminListAuditEvents`) and emitted as a structured
+//! log event on the `sessiond::audit` target. Neither ever holds a token or a credential.
+
+use super::ids::SessionId;
+use super::time::Timestamp;
+use crate::store::AuditRecord;
+
+/// The calling service, as authenticated at the edge ("anonymous" when no callers are set up).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    name: String,
+}
+
+impl Caller {
+    /// A caller of the given name.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into() }
+    }
+
+    /// The caller used when the service runs without caller credentials.
+    pub fn anonymous() -> Self {
+        Self::new("anonymous")
+    }
+
+    /// The caller's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn on_behalf_of_user(&self) -> String {
+        format!("{}:user", self.name)
+    }
+
+    fn as_admin(&self) -> String {
+        format!("{}:admin", self.name)
+    }
+}
+
+/// What happened; the names are part of the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditKind {
+    /// `Issue` created a session.
+    SessionIssued,
+    /// `Refresh` rotated a session's tokens.
+    SessionRefreshed,
+    /// One session was revoked (by its user or an operator).
+    SessionRevoked,
+    /// A user signed out everywhere.
+    SessionsRevokedAll,
+    /// An operator revoked every session of a user.
+    UserRevoked,
+    /// A rotated-away refresh token was presented; the session was revoked.
+    RefreshTokenReuse,
+    /// The per-user session limit evicted the oldest session.
+    SessionLimitEvicted,
+    /// An operator rejected every token issued so far.
+    GlobalRevoke,
+}
+
+impl AuditKind {
+    /// The stable name stored and returned.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::SessionIssued => "session_issued",
+            AuditKind::SessionRefreshed => "session_refreshed",
+            AuditKind::SessionRevoked => "session_revoked",
+            AuditKind::SessionsRevokedAll => "sessions_revoked_all",
+            AuditKind::UserRevoked => "user_revoked",
+            AuditKind::RefreshTokenReuse => "refresh_token_reuse",
+            AuditKind::SessionLimitEvicted => "session_limit_evicted",
+            AuditKind::GlobalRevoke => "global_revoke",
+        }
+    }
+}
+
+/// Who acted: the calling service on a user's behalf, or as an operator.
+#[derive(Clone, Copy, Debug)]
+pub enum Role {
+    /// On behalf of the signed-in user (or the login flow).
+    User,
+    /// As an operator.
+    Admin,
+}
+
+/// Builds an audit record and logs it.
+pub struct AuditEntry {
+    record: AuditRecord,
+}
+
+impl AuditEntry {
+    /// A new event of `kind` by `caller` acting in `role`, now.
+    pub fn new(kind: AuditKind, caller: &Caller, role: Role) -> Self {
+        let actor = match role {
+            Role::User => caller.on_behalf_of_user(),
+            Role::Admin => caller.as_admin(),
+        };
+        Self {
+            record: AuditRecord {
+                event_id: uuid::Uuid::now_v7(),
+                at: Timestamp::now(),
+                kind: kind.as_str().to_owned(),
+                actor,
+                user_id: String::new(),
+                session_id: None,
+                ip: String::new(),
+                user_agent: String::new(),
+                reason: String::new(),
+            },
+        }
+    }
+
+    /// Sets the user and session concerned.
+    pub fn session(mut self, user_id: &str, session_id: Option<SessionId>) -> Self {
+        self.record.user_id = user_id.to_owned();
+        self.record.session_id = session_id;
+        self
+    }
+
+    /// Sets where the request came from.
+    pub fn client(mut self, ip: &str, user_agent: &str) -> Self {
+        self.record.ip = ip.to_owned();
+        self.record.user_agent = user_agent.to_owned();
+        self
+    }
+
+    /// Sets why.
+    pub fn reason(mut self, reason: &str) -> Self {
+        self.record.reason = reason.to_owned();
+        self
+    }
+
+    /// Logs the event and returns the record to store.
+    pub fn finish(self) -> AuditRecord {
+        let r = &self.record;
+        tracing::info!(
+            target: "sessiond::audit",
+            kind = %r.kind,
+            actor = %r.actor,
+            user_id = %r.user_id,
+            session_id = ?r.session_id.map(|s| s.to_string()),
+            ip = %r.ip,
+            reason = %r.reason,
+            "audit"
+        );
+        self.record
+    }
+}

@@ -1,0 +1,146 @@
+//! The in-process caches behind `Validate`'s hot path.
+//!
+//! - Verified tokens, keyed by the token text itself (compared for equality, so no collision
+//!   can let an unverified token borrow another's verification), each entry expiring with its
+//!   token.
+//! - Session state, and per-user "not before" marks. Entries are dropped at once by a
+//!   revocation on this replica and by the revocation feed for revocations made elsewhere.
+//! - Freshness: when the feed has not been read successfully for too long, the caches are not
+//!   trusted (every check goes to the store) and are dropped whole once it is read again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+
+use super::access::AccessClaims;
+use super::ids::{SessionId, UserId};
+use super::time::Timestamp;
+use crate::store::{SessionRecord, UserNotBefore};
+
+/// A session as the hot path sees it, with the instant of its last written-behind touch.
+#[derive(Debug)]
+pub struct CachedSession {
+    /// The stored record (its `last_seen_at` may lag by the touch interval).
+    pub record: SessionRecord,
+    /// When this replica last queued a last-seen write for it (µs since the epoch).
+    pub last_touch: AtomicI64,
+}
+
+struct TokenExpiry;
+
+impl Expiry<Arc<str>, Arc<AccessClaims>> for TokenExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &Arc<str>,
+        value: &Arc<AccessClaims>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(Timestamp::now().until(value.expires_at))
+    }
+}
+
+/// Sizes and lifetimes of the caches.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheLimits {
+    /// Most verified tokens kept.
+    pub tokens: u64,
+    /// Most sessions kept.
+    pub sessions: u64,
+    /// Most users' "not before" marks kept.
+    pub users: u64,
+    /// How long a session or user entry may live without being refreshed from the store.
+    pub ttl: Duration,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        Self {
+            tokens: 200_000,
+            sessions: 200_000,
+            users: 100_000,
+            ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The caches of one replica.
+pub struct Caches {
+    /// Verified access tokens.
+    pub tokens: moka::sync::Cache<Arc<str>, Arc<AccessClaims>>,
+    /// Session state; `None` caches "no such session" (ids come from verified tokens only).
+    pub sessions: moka::future::Cache<SessionId, Option<Arc<CachedSession>>>,
+    /// Per-user "not before" marks.
+    pub users: moka::future::Cache<UserId, Arc<UserNotBefore>>,
+    /// The global "not before" instant (µs), `i64::MIN` when never set.
+    global_not_before: AtomicI64,
+    /// When the revocation feed was last read successfully (µs).
+    feed_ok_at: AtomicI64,
+    /// Set when the feed could not be read for too long: caches must be dropped on recovery.
+    feed_stale: AtomicBool,
+}
+
+impl Caches {
+    /// Empty caches of the given sizes.
+    pub fn new(limits: CacheLimits) -> Self {
+        Self {
+            tokens: moka::sync::Cache::builder()
+                .max_capacity(limits.tokens)
+                .expire_after(TokenExpiry)
+                .build(),
+            sessions: moka::future::Cache::builder()
+                .max_capacity(limits.sessions)
+                .time_to_live(limits.ttl)
+                .build(),
+            users: moka::future::Cache::builder()
+                .max_capacity(limits.users)
+                .time_to_live(limits.ttl)
+                .build(),
+            global_not_before: AtomicI64::new(i64::MIN),
+            feed_ok_at: AtomicI64::new(Timestamp::now().as_micros()),
+            feed_stale: AtomicBool::new(false),
+        }
+    }
+
+    /// The global "not before" instant.
+    pub fn global_not_before(&self) -> Timestamp {
+        Timestamp::from_micros(self.global_not_before.load(Ordering::Acquire))
+    }
+
+    /// Moves the global "not before" forward (never back).
+    pub fn raise_global_not_before(&self, at: Timestamp) {
+        self.global_not_before
+            .fetch_max(at.as_micros(), Ordering::AcqRel);
+    }
+
+    /// True when cached session and user state may be used: the feed was read recently enough.
+    pub fn is_fresh(&self, now: Timestamp, max_lag: Duration) -> bool {
+        let ok_at = Timestamp::from_micros(self.feed_ok_at.load(Ordering::Acquire));
+        ok_at.plus(max_lag) >= now
+    }
+
+    /// Records a successful feed read. Returns true when the caches had gone stale and were
+    /// dropped whole, since revocations may have been missed meanwhile.
+    pub fn feed_read(&self, now: Timestamp, max_lag: Duration) -> bool {
+        let was_stale =
+            !self.is_fresh(now, max_lag) || self.feed_stale.swap(false, Ordering::AcqRel);
+        self.feed_ok_at.store(now.as_micros(), Ordering::Release);
+        if was_stale {
+            self.drop_state();
+        }
+        was_stale
+    }
+
+    /// Marks the feed as failing, so the caches are dropped once it answers again.
+    pub fn feed_failed(&self) {
+        self.feed_stale.store(true, Ordering::Release);
+    }
+
+    /// Drops every cached session and user entry (verified tokens stay: signatures do not
+    /// change with revocations).
+    pub fn drop_state(&self) {
+        self.sessions.invalidate_all();
+        self.users.invalidate_all();
+    }
+}

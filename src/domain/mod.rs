@@ -1,0 +1,26 @@
+//! The domain: sessions, tokens, validation and revocation rules.
+//!
+//! It decides; it never sees protobuf or tonic types, and it persists only through
+//! `crate::store::Store`.
+
+pub mod access;
+pub mod audit;
+pub mod background;
+pub mod cache;
+pub mod client;
+pub mod device;
+pub mod error;
+pub mod ids;
+pub mod last_seen;
+pub mod limits;
+pub mod page_token;
+pub mod refresh;
+pub mod revoke;
+pub mod secrets;
+pub mod sessions;
+pub mod time;
+pub mod validate;
+
+pub use error::{DomainError, TokenProblem};
+pub use sessions::{IssueRequest, Issued, Policy, Sessions, TokenPair};
+pub use validate::Verdict;

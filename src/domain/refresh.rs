@@ -1,0 +1,97 @@
+//! Refresh tokens: opaque to clients, self-authenticating to the service.
+//!
+//! Layout before base64url: version (1) ‖ session id (16) ‖ generation (4, big-endian) ‖
+//! secret (32 random bytes) ‖ tag (32, HMAC-SHA256 of all before it under a pepper-derived key).
+//! A token whose tag fails is rejected before any store access, so forged tokens can neither
+//! probe nor revoke sessions. The store keeps only a keyed hash of the current token.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::Mac;
+use rand::RngCore;
+
+use super::error::TokenProblem;
+use super::ids::SessionId;
+use super::limits::MAX_TOKEN_BYTES;
+use super::secrets::Keyring;
+use crate::store::RefreshHash;
+
+const VERSION: u8 = 1;
+const BODY_LEN: usize = 1 + 16 + 4 + 32;
+const TOKEN_LEN: usize = BODY_LEN + 32;
+
+/// A parsed, authenticated refresh token.
+#[derive(Clone)]
+pub struct RefreshToken {
+    /// The session it refreshes.
+    pub session_id: SessionId,
+    /// Its rotation generation; only the current one is usable.
+    pub generation: u32,
+    body: [u8; BODY_LEN],
+}
+
+impl RefreshToken {
+    /// A new token of `generation` for `session_id`, with 256 fresh random bits.
+    pub fn generate(session_id: SessionId, generation: u32) -> Self {
+        let mut body = [0u8; BODY_LEN];
+        body[0] = VERSION;
+        body[1..17].copy_from_slice(session_id.as_bytes());
+        body[17..21].copy_from_slice(&generation.to_be_bytes());
+        rand::rngs::OsRng.fill_bytes(&mut body[21..]);
+        Self {
+            session_id,
+            generation,
+            body,
+        }
+    }
+
+    /// The text handed to the client.
+    pub fn encode(&self, keys: &Keyring) -> String {
+        let mut mac = keys.refresh_tag();
+        mac.update(&self.body);
+        let tag = mac.finalize().into_bytes();
+        let mut raw = [0u8; TOKEN_LEN];
+        raw[..BODY_LEN].copy_from_slice(&self.body);
+        raw[BODY_LEN..].copy_from_slice(&tag);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Parses and authenticates client text. Anything that is not a token this service made
+    /// is `Malformed` or `BadSignature`; the tag is compared in constant time.
+    pub fn parse(keys: &Keyring, text: &str) -> Result<Self, TokenProblem> {
+        if text.is_empty() || text.len() > MAX_TOKEN_BYTES {
+            return Err(TokenProblem::Malformed);
+        }
+        let raw = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| TokenProblem::Malformed)?;
+        let raw: [u8; TOKEN_LEN] = raw.try_into().map_err(|_| TokenProblem::Malformed)?;
+        let (body, tag) = raw.split_at(BODY_LEN);
+        if body.first() != Some(&VERSION) {
+            return Err(TokenProblem::Malformed);
+        }
+        let mut mac = keys.refresh_tag();
+        mac.update(body);
+        mac.verify_slice(tag)
+            .map_err(|_| TokenProblem::BadSignature)?;
+        let body: [u8; BODY_LEN] = body.try_into().map_err(|_| TokenProblem::Malformed)?;
+        let sid: [u8; 16] = body[1..17]
+            .try_into()
+            .map_err(|_| TokenProblem::Malformed)?;
+        let generation: [u8; 4] = body[17..21]
+            .try_into()
+            .map_err(|_| TokenProblem::Malformed)?;
+        Ok(Self {
+            session_id: SessionId::from_uuid(uuid::Uuid::from_bytes(sid)),
+            generation: u32::from_be_bytes(generation),
+            body,
+        })
+    }
+
+    /// The keyed hash the store keeps in place of the token.
+    pub fn hash(&self, keys: &Keyring) -> RefreshHash {
+        let mut mac = keys.refresh_store();
+        mac.update(&self.body);
+        RefreshHash(mac.finalize().into_bytes().into())
+    }
+}

@@ -1,0 +1,273 @@
+//! Listing and ending sessions: the user's own (through their access token) and anyone's
+//! (operators).
+
+use super::audit::{AuditEntry, AuditKind, Caller, Role};
+use super::error::DomainError;
+use super::ids::{SessionId, TenantId, UserId};
+use super::limits::{MAX_REASON_BYTES, check_text, page_size};
+use super::page_token;
+use super::sessions::Sessions;
+use super::time::Timestamp;
+use super::validate::not_before_of;
+use crate::store::{AuditRecord, Revocation, SessionFilter, SessionRecord};
+
+/// A page of an admin listing.
+#[derive(Debug)]
+pub struct Listing<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// The token of the next page; empty on the last.
+    pub next_page_token: String,
+}
+
+/// The reason recorded when a user ends their own session.
+const USER_REASON: &str = "user_revoked";
+
+fn check_reason(reason: &str) -> Result<(), DomainError> {
+    check_text("reason", reason, MAX_REASON_BYTES)
+}
+
+impl Sessions {
+    /// The active sessions of the token's user in the token's tenant, newest first, and the id
+    /// of the token's own session.
+    pub async fn list(&self, token: &str) -> Result<(SessionId, Vec<SessionRecord>), DomainError> {
+        let (claims, _) = self.authenticate(token).await?;
+        let sessions = self
+            .store
+            .list_user_sessions(&claims.user_id, Some(&claims.tenant_id))
+            .await?;
+        let global = self.caches.global_not_before();
+        let marks = self.store.user_not_before(&claims.user_id).await?;
+        let user_nb = not_before_of(&marks, &claims.tenant_id);
+        let active = sessions
+            .into_iter()
+            .filter(|s| !s.is_revoked() && s.created_at >= global)
+            .filter(|s| user_nb.is_none_or(|nb| s.created_at >= nb))
+            .collect();
+        Ok((claims.session_id, active))
+    }
+
+    /// Ends one of the token user's own sessions. Someone else's session is `SessionNotFound`,
+    /// exactly like an unknown id; an already revoked own session is fine. Returns whether it
+    /// was the token's own session.
+    pub async fn revoke(
+        &self,
+        caller: &Caller,
+        token: &str,
+        target: SessionId,
+    ) -> Result<bool, DomainError> {
+        let (claims, current) = self.authenticate(token).await?;
+        let Some(record) = self.store.get_session(target).await? else {
+            return Err(DomainError::SessionNotFound);
+        };
+        if record.user_id != claims.user_id || record.tenant_id != claims.tenant_id {
+            return Err(DomainError::SessionNotFound);
+        }
+        if !record.is_revoked() {
+            let audit = AuditEntry::new(AuditKind::SessionRevoked, caller, Role::User)
+                .session(record.user_id.as_str(), Some(target))
+                .client(&current.record.ip, &current.record.user_agent)
+                .reason(USER_REASON)
+                .finish();
+            self.revoke_ids(&[target], USER_REASON, vec![audit]).await?;
+        }
+        Ok(target == claims.session_id)
+    }
+
+    /// Signs the token's user out everywhere (in the token's tenant), keeping the token's own
+    /// session unless `include_current`. Returns how many sessions were ended.
+    pub async fn revoke_all(
+        &self,
+        caller: &Caller,
+        token: &str,
+        include_current: bool,
+    ) -> Result<u32, DomainError> {
+        let (claims, current) = self.authenticate(token).await?;
+        let sessions = self
+            .store
+            .list_user_sessions(&claims.user_id, Some(&claims.tenant_id))
+            .await?;
+        let ids: Vec<SessionId> = sessions
+            .iter()
+            .filter(|s| !s.is_revoked())
+            .filter(|s| include_current || s.id != claims.session_id)
+            .map(|s| s.id)
+            .collect();
+        let audit = AuditEntry::new(AuditKind::SessionsRevokedAll, caller, Role::User)
+            .session(claims.user_id.as_str(), Some(claims.session_id))
+            .client(&current.record.ip, &current.record.user_agent)
+            .reason(if include_current {
+                "include_current"
+            } else {
+                "keep_current"
+            })
+            .finish();
+        let revoked = self
+            .revoke_ids(&ids, "sessions_revoked_all", vec![audit])
+            .await?;
+        Ok(u32::try_from(revoked.len()).unwrap_or(u32::MAX))
+    }
+
+    /// A page of sessions of one user (optionally one tenant) or of everyone.
+    pub async fn admin_list(
+        &self,
+        user: Option<UserId>,
+        tenant: Option<TenantId>,
+        include_revoked: bool,
+        requested_page_size: u32,
+        page_token: &str,
+    ) -> Result<Listing<SessionRecord>, DomainError> {
+        if user.is_none() && tenant.is_some() {
+            return Err(DomainError::invalid("tenant_id", "requires user_id"));
+        }
+        let scope = format!(
+            "sessions\0{}\0{}\0{include_revoked}",
+            user.as_ref().map(UserId::as_str).unwrap_or_default(),
+            tenant.as_ref().map(TenantId::as_str).unwrap_or_default()
+        );
+        let cursor = page_token::decode(&self.keys, &scope, page_token)?;
+        let filter = SessionFilter {
+            user,
+            tenant,
+            include_revoked,
+        };
+        let page = self
+            .store
+            .list_sessions(&filter, cursor.as_deref(), page_size(requested_page_size))
+            .await
+            .map_err(bad_cursor_is_invalid)?;
+        Ok(Listing {
+            items: page.items,
+            next_page_token: page_token::encode(&self.keys, &scope, page.next.as_deref()),
+        })
+    }
+
+    /// Ends every session of a user (in one tenant, or all when empty) and rejects every access
+    /// token of theirs issued before now, even on replicas whose caches lag.
+    pub async fn admin_revoke_user(
+        &self,
+        caller: &Caller,
+        user: UserId,
+        tenant: TenantId,
+        reason: &str,
+    ) -> Result<u32, DomainError> {
+        check_reason(reason)?;
+        let now = Timestamp::now();
+        // The mark first: from here on no older token of the user is accepted anywhere.
+        let keep_until = now.plus(self.policy.max_session_ttl);
+        self.store
+            .set_user_not_before(&user, &tenant, now, keep_until)
+            .await?;
+        self.caches.users.invalidate(&user).await;
+        let tenant_filter = (!tenant.is_empty()).then_some(&tenant);
+        let sessions = self.store.list_user_sessions(&user, tenant_filter).await?;
+        let ids: Vec<SessionId> = sessions
+            .iter()
+            .filter(|s| !s.is_revoked())
+            .map(|s| s.id)
+            .collect();
+        let audit = AuditEntry::new(AuditKind::UserRevoked, caller, Role::Admin)
+            .session(user.as_str(), None)
+            .reason(reason)
+            .finish();
+        let revoked = self
+            .revoke_ids(&ids, reason_or(reason, "admin_revoked"), vec![audit])
+            .await?;
+        Ok(u32::try_from(revoked.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Ends one session of anyone. Returns false when it was already revoked.
+    pub async fn admin_revoke_session(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        reason: &str,
+    ) -> Result<bool, DomainError> {
+        check_reason(reason)?;
+        let reason = reason_or(reason, "admin_revoked");
+        let outcome = self
+            .store
+            .revoke_session(id, Timestamp::now(), reason)
+            .await?;
+        self.caches.sessions.invalidate(&id).await;
+        match outcome {
+            Revocation::Revoked(record) => {
+                let audit = AuditEntry::new(AuditKind::SessionRevoked, caller, Role::Admin)
+                    .session(record.user_id.as_str(), Some(id))
+                    .reason(reason)
+                    .finish();
+                self.store.append_audit(&[audit]).await?;
+                Ok(true)
+            }
+            Revocation::AlreadyRevoked(_) => Ok(false),
+            Revocation::NotFound => Err(DomainError::SessionNotFound),
+        }
+    }
+
+    /// The emergency switch: every token issued before now is rejected, on every replica.
+    pub async fn admin_revoke_all_sessions(
+        &self,
+        caller: &Caller,
+        reason: &str,
+        confirm: bool,
+    ) -> Result<Timestamp, DomainError> {
+        if !confirm {
+            return Err(DomainError::invalid(
+                "confirm",
+                "must be true to revoke every session",
+            ));
+        }
+        check_reason(reason)?;
+        let at = self.store.set_global_not_before(Timestamp::now()).await?;
+        self.caches.raise_global_not_before(at);
+        let audit = AuditEntry::new(AuditKind::GlobalRevoke, caller, Role::Admin)
+            .reason(reason)
+            .finish();
+        self.store.append_audit(&[audit]).await?;
+        tracing::warn!(
+            not_before = at.as_micros(),
+            "every session issued before now is revoked"
+        );
+        Ok(at)
+    }
+
+    /// A page of audit events, newest first, of one user or of all.
+    pub async fn admin_list_audit(
+        &self,
+        user: Option<UserId>,
+        requested_page_size: u32,
+        page_token: &str,
+    ) -> Result<Listing<AuditRecord>, DomainError> {
+        let scope = format!(
+            "audit\0{}",
+            user.as_ref().map(UserId::as_str).unwrap_or_default()
+        );
+        let cursor = page_token::decode(&self.keys, &scope, page_token)?;
+        let page = self
+            .store
+            .list_audit(
+                user.as_ref(),
+                cursor.as_deref(),
+                page_size(requested_page_size),
+            )
+            .await
+            .map_err(bad_cursor_is_invalid)?;
+        Ok(Listing {
+            items: page.items,
+            next_page_token: page_token::encode(&self.keys, &scope, page.next.as_deref()),
+        })
+    }
+}
+
+fn reason_or<'a>(given: &'a str, default: &'a str) -> &'a str {
+    if given.is_empty() { default } else { given }
+}
+
+fn bad_cursor_is_invalid(e: crate::store::StoreError) -> DomainError {
+    match e {
+        crate::store::StoreError::BadCursor => {
+            DomainError::invalid("page_token", "is not a page token of this listing")
+        }
+        other => DomainError::Store(other),
+    }
+}

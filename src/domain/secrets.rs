@@ -1,0 +1,94 @@
+//! Server-side secrets: the signing keys and the pepper, and the keys derived from it.
+//!
+//! The pepper never leaves the process. Separate keys are derived from it for each use, so a
+//! value computed for one purpose (a refresh token's tag) is useless for another (the stored
+//! hash, a page token).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use sha2::Sha256;
+
+/// HMAC-SHA256, keyed once and cloned per use.
+pub type HmacKey = Hmac<Sha256>;
+
+/// A key that signs new access tokens.
+pub struct SigningKey {
+    /// The key id carried in every token's header.
+    pub kid: String,
+    /// The algorithm of this key.
+    pub algorithm: Algorithm,
+    /// The private key.
+    pub encoding: EncodingKey,
+}
+
+/// A key that verifies access tokens, current or retired.
+pub struct VerifyingKey {
+    /// The algorithm of this key; a token claiming another is rejected.
+    pub algorithm: Algorithm,
+    /// The public key.
+    pub decoding: DecodingKey,
+    /// The public key as a JWK, for the JWKS endpoint.
+    pub jwk: serde_json::Value,
+}
+
+/// Every key the service holds.
+pub struct Keyring {
+    /// The key new tokens are signed with.
+    pub signing: SigningKey,
+    /// Every key tokens may be verified with, by `kid` (the signing key's included).
+    pub verifying: HashMap<String, Arc<VerifyingKey>>,
+    refresh_tag: HmacKey,
+    refresh_store: HmacKey,
+    page_token: HmacKey,
+}
+
+impl Keyring {
+    /// Builds a keyring; the derived keys come from `pepper` (at least 32 bytes).
+    pub fn new(
+        signing: SigningKey,
+        verifying: HashMap<String, Arc<VerifyingKey>>,
+        pepper: &[u8],
+    ) -> Result<Self, String> {
+        if pepper.len() < 32 {
+            return Err("the pepper must be at least 32 bytes".into());
+        }
+        if !verifying.contains_key(&signing.kid) {
+            return Err(format!(
+                "no verifying key for the signing key {}",
+                signing.kid
+            ));
+        }
+        Ok(Self {
+            signing,
+            verifying,
+            refresh_tag: derive(pepper, b"sessiond refresh-token tag v1")?,
+            refresh_store: derive(pepper, b"sessiond refresh-token store v1")?,
+            page_token: derive(pepper, b"sessiond page-token v1")?,
+        })
+    }
+
+    /// The key that tags refresh tokens.
+    pub fn refresh_tag(&self) -> HmacKey {
+        self.refresh_tag.clone()
+    }
+
+    /// The key that hashes refresh tokens for storage.
+    pub fn refresh_store(&self) -> HmacKey {
+        self.refresh_store.clone()
+    }
+
+    /// The key that authenticates page tokens.
+    pub fn page_token(&self) -> HmacKey {
+        self.page_token.clone()
+    }
+}
+
+fn derive(pepper: &[u8], label: &[u8]) -> Result<HmacKey, String> {
+    let mut mac = HmacKey::new_from_slice(pepper).map_err(|e| e.to_string())?;
+    mac.update(label);
+    let derived = mac.finalize().into_bytes();
+    HmacKey::new_from_slice(&derived).map_err(|e| e.to_string())
+}

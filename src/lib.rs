@@ -1,0 +1,33 @@
+//! sessiond: the session authority.
+//!
+//! [`serve`] runs the whole service on a bound listener until a shutdown signal; `main` and the
+//! black-box tests both call it. Layers: `api` (gRPC edge) → `domain` (decisions) → `store`
+//! (persistence).
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::await_holding_lock
+)]
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod keystore;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+/// Generated protobuf types and gRPC stubs of `sessiond.v1`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("sessiond.v1");
+
+    /// The encoded descriptor set, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("sessiond_descriptor");
+}
+
+pub use config::Config;
+pub use server::{ServeError, serve};

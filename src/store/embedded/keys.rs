@@ -1,0 +1,111 @@
+//! Byte layouts of the embedded store's composite keys.
+//!
+//! Ids never contain control characters (checked at the edge), so `0x00` separates text parts
+//! and a `user 0x00` prefix selects exactly one user's rows. Integers are big-endian with the
+//! sign bit flipped, so byte order is numeric order.
+
+use crate::domain::ids::{SessionId, TenantId, UserId};
+use crate::domain::time::Timestamp;
+
+/// Order-preserving encoding of a signed instant.
+pub fn time_bytes(t: Timestamp) -> [u8; 8] {
+    ((t.as_micros() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Inverse of [`time_bytes`].
+pub fn time_from(bytes: &[u8]) -> Option<Timestamp> {
+    let arr: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(Timestamp::from_micros(
+        (u64::from_be_bytes(arr) ^ (1 << 63)) as i64,
+    ))
+}
+
+/// `user 0x00`: the prefix of every row of one user.
+pub fn user_prefix(user: &UserId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(user.as_str().len() + 1);
+    k.extend_from_slice(user.as_str().as_bytes());
+    k.push(0);
+    k
+}
+
+/// `user 0x00 tenant 0x00`: the prefix of one user's rows in one tenant.
+pub fn user_tenant_prefix(user: &UserId, tenant: &TenantId) -> Vec<u8> {
+    let mut k = user_prefix(user);
+    k.extend_from_slice(tenant.as_str().as_bytes());
+    k.push(0);
+    k
+}
+
+/// A `sessions_by_user` key: `user 0 tenant 0 created_at session_id`.
+pub fn by_user(user: &UserId, tenant: &TenantId, created: Timestamp, id: SessionId) -> Vec<u8> {
+    let mut k = user_tenant_prefix(user, tenant);
+    k.extend_from_slice(&time_bytes(created));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The session id at the end of a `sessions_by_user` key.
+pub fn session_of_by_user(key: &[u8]) -> Option<SessionId> {
+    let start = key.len().checked_sub(16)?;
+    let raw: [u8; 16] = key.get(start..)?.try_into().ok()?;
+    Some(SessionId::from_uuid(uuid::Uuid::from_bytes(raw)))
+}
+
+/// An expiry index key: `expires_at session_id`.
+pub fn expiry(at: Timestamp, id: SessionId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(24);
+    k.extend_from_slice(&time_bytes(at));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// An audit key: `at event_id`, optionally behind a user prefix.
+pub fn audit(prefix: &[u8], at: Timestamp, event: uuid::Uuid) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 24);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&time_bytes(at));
+    k.extend_from_slice(event.as_bytes());
+    k
+}
+
+/// The smallest key greater than every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Only an all-0xFF prefix gets here; no id contains such bytes, so any bound works.
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_bytes_preserve_order() {
+        let ts = [-5_i64, -1, 0, 1, 1_700_000_000_000_000];
+        for w in ts.windows(2) {
+            let (a, b) = (Timestamp::from_micros(w[0]), Timestamp::from_micros(w[1]));
+            assert!(time_bytes(a) < time_bytes(b));
+            assert_eq!(time_from(&time_bytes(a)), Some(a));
+        }
+    }
+
+    #[test]
+    fn user_prefix_does_not_match_longer_user() {
+        let a = UserId::parse("u", "ab").expect("valid");
+        let b = UserId::parse("u", "abc").expect("valid");
+        let key = by_user(
+            &b,
+            &TenantId::none(),
+            Timestamp::from_micros(1),
+            SessionId::new(),
+        );
+        assert!(!key.starts_with(&user_prefix(&a)));
+        assert!(prefix_end(&user_prefix(&a)) > user_prefix(&a));
+    }
+}

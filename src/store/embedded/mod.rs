@@ -1,0 +1,737 @@
+//! The embedded store: a single-node, durable backend on redb, under `--data-dir`.
+//!
+//! Every acknowledged write has been fsynced (`Durability::Immediate`), and concurrent writes
+//! share commits through the [`writer`] thread. Reads run on the blocking pool so no disk I/O
+//! happens on the async runtime. Expired sessions, stale revocation marks and old audit events
+//! are removed by [`Store::sweep`], which the service calls periodically. redb locks its file,
+//! so exactly one process owns a data directory; that is why the revocation feed is empty here.
+
+mod codec;
+mod keys;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+
+use super::{
+    AuditRecord, FeedBatch, Page, RefreshHash, Revocation, Rotation, SessionFilter, SessionRecord,
+    Store, StoreError, UserNotBefore,
+};
+use crate::domain::ids::{SessionId, TenantId, UserId};
+use crate::domain::time::Timestamp;
+use writer::Writer;
+
+const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
+const BY_USER: TableDefinition<&[u8], ()> = TableDefinition::new("sessions_by_user");
+const EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("session_expiry");
+const USER_NOT_BEFORE: TableDefinition<&[u8], (i64, i64)> = TableDefinition::new("user_not_before");
+const SETTINGS: TableDefinition<&str, i64> = TableDefinition::new("settings");
+const AUDIT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("audit");
+const AUDIT_BY_USER: TableDefinition<&[u8], ()> = TableDefinition::new("audit_by_user");
+
+const GLOBAL_NOT_BEFORE: &str = "global_not_before";
+/// Most rows one sweep transaction removes, so a large backlog never holds the writer long.
+const SWEEP_BATCH: usize = 5000;
+/// How many rows a page may skip (expired or filtered out) before it returns short.
+const SCAN_BUDGET_FACTOR: usize = 10;
+
+/// Tunables of the embedded store.
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// How long audit events are kept.
+    pub audit_retention: Duration,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            audit_retention: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+/// The redb-backed store.
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    writer: Writer,
+    options: EmbeddedOptions,
+    path: PathBuf,
+}
+
+fn backend<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir/sessiond.redb`. A file that is not a redb database,
+    /// is corrupt, or is locked by another process is an error that names the path; the file's
+    /// integrity is checked on open so a damaged file is refused rather than trusted.
+    pub fn open(dir: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("sessiond.redb");
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder()
+                .set_check_integrity_on_open(true)
+                .create(&path)
+        });
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => {
+                return Err(StoreError::Backend(format!(
+                    "cannot open {}: {e}",
+                    path.display()
+                )));
+            }
+            Err(_) => {
+                return Err(StoreError::Backend(format!(
+                    "cannot open {}: the file is damaged",
+                    path.display()
+                )));
+            }
+        };
+        let db = Arc::new(db);
+        create_tables(&db)?;
+        let writer = Writer::start(db.clone())?;
+        Ok(Self {
+            db,
+            writer,
+            options,
+            path,
+        })
+    }
+
+    /// Where the database file lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(backend)?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+fn create_tables(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    txn.open_table(SESSIONS).map_err(backend)?;
+    txn.open_table(BY_USER).map_err(backend)?;
+    txn.open_table(EXPIRY).map_err(backend)?;
+    txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
+    txn.open_table(SETTINGS).map_err(backend)?;
+    txn.open_table(AUDIT).map_err(backend)?;
+    txn.open_table(AUDIT_BY_USER).map_err(backend)?;
+    txn.commit().map_err(backend)
+}
+
+fn id_key(id: SessionId) -> u128 {
+    id.as_uuid().as_u128()
+}
+
+fn live(record: SessionRecord, now: Timestamp) -> Option<SessionRecord> {
+    (record.expires_at > now).then_some(record)
+}
+
+/// Reads a session inside any transaction that can open tables.
+fn load<T: ReadableTable<u128, &'static [u8]>>(
+    table: &T,
+    id: SessionId,
+) -> Result<Option<SessionRecord>, StoreError> {
+    match table.get(id_key(id)).map_err(backend)? {
+        Some(guard) => codec::decode_session(id, guard.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn revoke_in(
+    txn: &WriteTransaction,
+    id: SessionId,
+    at: Timestamp,
+    reason: &str,
+    now: Timestamp,
+) -> Result<Revocation, StoreError> {
+    let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
+    let Some(mut record) = load(&sessions, id)?.and_then(|r| live(r, now)) else {
+        return Ok(Revocation::NotFound);
+    };
+    if record.is_revoked() {
+        return Ok(Revocation::AlreadyRevoked(Box::new(record)));
+    }
+    record.revoked_at = Some(at);
+    record.revoke_reason = reason.to_owned();
+    let bytes = codec::encode_session(&record)?;
+    sessions
+        .insert(id_key(id), bytes.as_slice())
+        .map_err(backend)?;
+    Ok(Revocation::Revoked(Box::new(record)))
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn create_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.writer
+            .write(move |txn| {
+                let bytes = codec::encode_session(&record)?;
+                let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
+                sessions
+                    .insert(id_key(record.id), bytes.as_slice())
+                    .map_err(backend)?;
+                let mut by_user = txn.open_table(BY_USER).map_err(backend)?;
+                let k = keys::by_user(
+                    &record.user_id,
+                    &record.tenant_id,
+                    record.created_at,
+                    record.id,
+                );
+                by_user.insert(k.as_slice(), ()).map_err(backend)?;
+                let mut expiry = txn.open_table(EXPIRY).map_err(backend)?;
+                let k = keys::expiry(record.expires_at, record.id);
+                expiry.insert(k.as_slice(), ()).map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let now = Timestamp::now();
+        self.read(move |txn| {
+            let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+            Ok(load(&sessions, id)?.and_then(|r| live(r, now)))
+        })
+        .await
+    }
+
+    async fn list_user_sessions(
+        &self,
+        user: &UserId,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let prefix = match tenant {
+            Some(t) => keys::user_tenant_prefix(user, t),
+            None => keys::user_prefix(user),
+        };
+        let now = Timestamp::now();
+        let mut found = self
+            .read(move |txn| {
+                let by_user = txn.open_table(BY_USER).map_err(backend)?;
+                let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+                let end = keys::prefix_end(&prefix);
+                let mut out = Vec::new();
+                for entry in by_user
+                    .range(prefix.as_slice()..end.as_slice())
+                    .map_err(backend)?
+                {
+                    let (k, _) = entry.map_err(backend)?;
+                    let Some(id) = keys::session_of_by_user(k.value()) else {
+                        continue;
+                    };
+                    if let Some(r) = load(&sessions, id)?.and_then(|r| live(r, now)) {
+                        out.push(r);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(found)
+    }
+
+    async fn rotate_refresh(
+        &self,
+        id: SessionId,
+        expected: (u32, &RefreshHash),
+        next: (u32, &RefreshHash),
+    ) -> Result<Rotation, StoreError> {
+        let (expected_gen, expected_hash) = (expected.0, *expected.1);
+        let (next_gen, next_hash) = (next.0, *next.1);
+        let now = Timestamp::now();
+        self.writer
+            .write(move |txn| {
+                let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
+                let Some(mut record) = load(&sessions, id)?.and_then(|r| live(r, now)) else {
+                    return Ok(Rotation::Gone);
+                };
+                if record.is_revoked()
+                    || record.refresh_generation != expected_gen
+                    || record.refresh_hash != expected_hash
+                {
+                    return Ok(Rotation::Lost);
+                }
+                record.refresh_generation = next_gen;
+                record.refresh_hash = next_hash;
+                let bytes = codec::encode_session(&record)?;
+                sessions
+                    .insert(id_key(id), bytes.as_slice())
+                    .map_err(backend)?;
+                Ok(Rotation::Won)
+            })
+            .await
+    }
+
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        at: Timestamp,
+        reason: &str,
+    ) -> Result<Revocation, StoreError> {
+        let reason = reason.to_owned();
+        let now = Timestamp::now();
+        self.writer
+            .write(move |txn| revoke_in(txn, id, at, &reason, now))
+            .await
+    }
+
+    async fn revoke_sessions(
+        &self,
+        ids: &[SessionId],
+        at: Timestamp,
+        reason: &str,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let ids = ids.to_vec();
+        let reason = reason.to_owned();
+        let now = Timestamp::now();
+        self.writer
+            .write(move |txn| {
+                let mut revoked = Vec::new();
+                for id in ids {
+                    if let Revocation::Revoked(_) = revoke_in(txn, id, at, &reason, now)? {
+                        revoked.push(id);
+                    }
+                }
+                Ok(revoked)
+            })
+            .await
+    }
+
+    async fn set_user_not_before(
+        &self,
+        user: &UserId,
+        tenant: &TenantId,
+        at: Timestamp,
+        keep_until: Timestamp,
+    ) -> Result<(), StoreError> {
+        let key = keys::user_tenant_prefix(user, tenant);
+        self.writer
+            .write(move |txn| {
+                let mut table = txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
+                let previous = table
+                    .get(key.as_slice())
+                    .map_err(backend)?
+                    .map(|g| g.value());
+                // Never move a mark backwards, and keep it as long as the longest-lived need.
+                let (at, keep) = match previous {
+                    Some((p_at, p_keep)) => {
+                        (p_at.max(at.as_micros()), p_keep.max(keep_until.as_micros()))
+                    }
+                    None => (at.as_micros(), keep_until.as_micros()),
+                };
+                table.insert(key.as_slice(), (at, keep)).map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn user_not_before(&self, user: &UserId) -> Result<UserNotBefore, StoreError> {
+        let prefix = keys::user_prefix(user);
+        self.read(move |txn| {
+            let table = txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
+            let end = keys::prefix_end(&prefix);
+            let mut out = UserNotBefore::new();
+            for entry in table
+                .range(prefix.as_slice()..end.as_slice())
+                .map_err(backend)?
+            {
+                let (k, v) = entry.map_err(backend)?;
+                let tenant_bytes = k
+                    .value()
+                    .get(prefix.len()..k.value().len().saturating_sub(1))
+                    .unwrap_or_default();
+                let tenant = std::str::from_utf8(tenant_bytes)
+                    .ok()
+                    .and_then(|t| TenantId::parse("tenant_id", t).ok())
+                    .ok_or_else(|| StoreError::Backend("corrupt not-before key".into()))?;
+                out.insert(tenant, Timestamp::from_micros(v.value().0));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_global_not_before(&self, at: Timestamp) -> Result<Timestamp, StoreError> {
+        self.writer
+            .write(move |txn| {
+                let mut settings = txn.open_table(SETTINGS).map_err(backend)?;
+                let previous = settings
+                    .get(GLOBAL_NOT_BEFORE)
+                    .map_err(backend)?
+                    .map(|g| g.value());
+                let value = previous.unwrap_or(i64::MIN).max(at.as_micros());
+                settings.insert(GLOBAL_NOT_BEFORE, value).map_err(backend)?;
+                Ok(Timestamp::from_micros(value))
+            })
+            .await
+    }
+
+    async fn global_not_before(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(|txn| {
+            let settings = txn.open_table(SETTINGS).map_err(backend)?;
+            let value = settings
+                .get(GLOBAL_NOT_BEFORE)
+                .map_err(backend)?
+                .map(|g| g.value());
+            Ok(value.map(Timestamp::from_micros))
+        })
+        .await
+    }
+
+    async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        let filter = filter.clone();
+        let cursor = cursor.map(<[u8]>::to_vec);
+        let now = Timestamp::now();
+        self.read(move |txn| match &filter.user {
+            Some(user) => page_of_user(txn, user, &filter, cursor, limit, now),
+            None => page_of_all(txn, &filter, cursor, limit, now),
+        })
+        .await
+    }
+
+    async fn touch_sessions(&self, seen: &[(SessionId, Timestamp)]) -> Result<(), StoreError> {
+        let seen = seen.to_vec();
+        let now = Timestamp::now();
+        self.writer
+            .write(move |txn| {
+                let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
+                for (id, at) in seen {
+                    let Some(mut record) = load(&sessions, id)?.and_then(|r| live(r, now)) else {
+                        continue;
+                    };
+                    if at > record.last_seen_at {
+                        record.last_seen_at = at;
+                        let bytes = codec::encode_session(&record)?;
+                        sessions
+                            .insert(id_key(id), bytes.as_slice())
+                            .map_err(backend)?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn append_audit(&self, events: &[AuditRecord]) -> Result<(), StoreError> {
+        let events = events.to_vec();
+        self.writer
+            .write(move |txn| {
+                let mut audit = txn.open_table(AUDIT).map_err(backend)?;
+                let mut by_user = txn.open_table(AUDIT_BY_USER).map_err(backend)?;
+                for e in events {
+                    let bytes = codec::encode_audit(&e)?;
+                    let k = keys::audit(&[], e.at, e.event_id);
+                    audit
+                        .insert(k.as_slice(), bytes.as_slice())
+                        .map_err(backend)?;
+                    if !e.user_id.is_empty() {
+                        let mut prefix = e.user_id.as_bytes().to_vec();
+                        prefix.push(0);
+                        let k = keys::audit(&prefix, e.at, e.event_id);
+                        by_user.insert(k.as_slice(), ()).map_err(backend)?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_audit(
+        &self,
+        user: Option<&UserId>,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>, StoreError> {
+        let prefix = user.map(keys::user_prefix).unwrap_or_default();
+        let cursor = cursor.map(<[u8]>::to_vec);
+        self.read(move |txn| audit_page(txn, &prefix, cursor, limit))
+            .await
+    }
+
+    async fn poll_revocations(&self, _cursor: Option<&[u8]>) -> Result<FeedBatch, StoreError> {
+        // One process owns the file, and it invalidates its own caches as it revokes.
+        Ok(FeedBatch::default())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|txn| {
+            txn.open_table(SETTINGS).map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sweep(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let audit_cutoff = now.minus(self.options.audit_retention);
+        let mut total = 0;
+        loop {
+            let removed = self
+                .writer
+                .write(move |txn| sweep_batch(txn, now, audit_cutoff))
+                .await?;
+            total += removed as u64;
+            if removed < SWEEP_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+fn page_of_all(
+    txn: &redb::ReadTransaction,
+    filter: &SessionFilter,
+    cursor: Option<Vec<u8>>,
+    limit: usize,
+    now: Timestamp,
+) -> Result<Page<SessionRecord>, StoreError> {
+    let start = match cursor {
+        Some(c) => {
+            let raw: [u8; 16] = c.as_slice().try_into().map_err(|_| StoreError::BadCursor)?;
+            u128::from_be_bytes(raw).checked_add(1)
+        }
+        None => Some(0),
+    };
+    let Some(start) = start else {
+        return Ok(Page {
+            items: Vec::new(),
+            next: None,
+        });
+    };
+    let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+    let mut items = Vec::new();
+    let mut budget = limit.saturating_mul(SCAN_BUDGET_FACTOR).max(1000);
+    for entry in sessions.range(start..).map_err(backend)? {
+        let (k, v) = entry.map_err(backend)?;
+        let id = SessionId::from_uuid(uuid::Uuid::from_u128(k.value()));
+        if items.len() == limit || budget == 0 {
+            // There is at least one more row: the next page starts after the last one read.
+            let last = items
+                .last()
+                .map(|r: &SessionRecord| id_key(r.id))
+                .unwrap_or(k.value().wrapping_sub(1));
+            return Ok(Page {
+                items,
+                next: Some(last.to_be_bytes().to_vec()),
+            });
+        }
+        budget -= 1;
+        let record = codec::decode_session(id, v.value())?;
+        if record.expires_at > now && (filter.include_revoked || !record.is_revoked()) {
+            items.push(record);
+        }
+    }
+    Ok(Page { items, next: None })
+}
+
+fn page_of_user(
+    txn: &redb::ReadTransaction,
+    user: &UserId,
+    filter: &SessionFilter,
+    cursor: Option<Vec<u8>>,
+    limit: usize,
+    now: Timestamp,
+) -> Result<Page<SessionRecord>, StoreError> {
+    let prefix = match &filter.tenant {
+        Some(t) => keys::user_tenant_prefix(user, t),
+        None => keys::user_prefix(user),
+    };
+    let end = keys::prefix_end(&prefix);
+    let by_user = txn.open_table(BY_USER).map_err(backend)?;
+    let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+    let lower = match &cursor {
+        Some(c) if c.starts_with(&prefix) && c.len() > prefix.len() => {
+            std::ops::Bound::Excluded(c.as_slice())
+        }
+        Some(_) => return Err(StoreError::BadCursor),
+        None => std::ops::Bound::Included(prefix.as_slice()),
+    };
+    let range = (lower, std::ops::Bound::Excluded(end.as_slice()));
+    let mut items = Vec::new();
+    let mut last_key: Option<Vec<u8>> = None;
+    let mut budget = limit.saturating_mul(SCAN_BUDGET_FACTOR).max(1000);
+    for entry in by_user.range::<&[u8]>(range).map_err(backend)? {
+        let (k, _) = entry.map_err(backend)?;
+        if items.len() == limit || budget == 0 {
+            return Ok(Page {
+                items,
+                next: last_key,
+            });
+        }
+        budget -= 1;
+        last_key = Some(k.value().to_vec());
+        let Some(id) = keys::session_of_by_user(k.value()) else {
+            continue;
+        };
+        if let Some(record) = load(&sessions, id)? {
+            if record.expires_at > now && (filter.include_revoked || !record.is_revoked()) {
+                items.push(record);
+            }
+        }
+    }
+    Ok(Page { items, next: None })
+}
+
+fn audit_page(
+    txn: &redb::ReadTransaction,
+    prefix: &[u8],
+    cursor: Option<Vec<u8>>,
+    limit: usize,
+) -> Result<Page<AuditRecord>, StoreError> {
+    let upper = match &cursor {
+        Some(c) if c.starts_with(prefix) && c.len() == prefix.len() + 24 => {
+            std::ops::Bound::Excluded(c.clone())
+        }
+        Some(_) => return Err(StoreError::BadCursor),
+        None => std::ops::Bound::Excluded(keys::prefix_end(prefix)),
+    };
+    let lower = std::ops::Bound::Included(prefix.to_vec());
+    let audit = txn.open_table(AUDIT).map_err(backend)?;
+    let by_user = txn.open_table(AUDIT_BY_USER).map_err(backend)?;
+    let mut items = Vec::new();
+    let bounds = (
+        lower.as_ref().map(Vec::as_slice),
+        upper.as_ref().map(Vec::as_slice),
+    );
+    let keys_iter: Vec<Vec<u8>> = if prefix.is_empty() {
+        audit
+            .range::<&[u8]>(bounds)
+            .map_err(backend)?
+            .rev()
+            .take(limit + 1)
+            .map(|e| e.map(|(k, _)| k.value().to_vec()).map_err(backend))
+            .collect::<Result<_, _>>()?
+    } else {
+        by_user
+            .range::<&[u8]>(bounds)
+            .map_err(backend)?
+            .rev()
+            .take(limit + 1)
+            .map(|e| e.map(|(k, _)| k.value().to_vec()).map_err(backend))
+            .collect::<Result<_, _>>()?
+    };
+    let more = keys_iter.len() > limit;
+    for key in keys_iter.iter().take(limit) {
+        let Some(tail) = key.get(prefix.len()..) else {
+            continue;
+        };
+        let Some(at) = keys::time_from(tail) else {
+            continue;
+        };
+        let Some(id_bytes) = tail.get(8..24).and_then(|b| <[u8; 16]>::try_from(b).ok()) else {
+            continue;
+        };
+        let event_id = uuid::Uuid::from_bytes(id_bytes);
+        let main_key = keys::audit(&[], at, event_id);
+        if let Some(v) = audit.get(main_key.as_slice()).map_err(backend)? {
+            items.push(codec::decode_audit(at, event_id, v.value())?);
+        }
+    }
+    let next = if more {
+        keys_iter.get(limit.saturating_sub(1)).cloned()
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+fn sweep_batch(
+    txn: &WriteTransaction,
+    now: Timestamp,
+    audit_cutoff: Timestamp,
+) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    let mut expiry = txn.open_table(EXPIRY).map_err(backend)?;
+    let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
+    let mut by_user = txn.open_table(BY_USER).map_err(backend)?;
+    let upper = keys::expiry(now, SessionId::from_uuid(uuid::Uuid::max()));
+    let due: Vec<Vec<u8>> = expiry
+        .range::<&[u8]>(..=upper.as_slice())
+        .map_err(backend)?
+        .take(SWEEP_BATCH)
+        .map(|e| e.map(|(k, _)| k.value().to_vec()).map_err(backend))
+        .collect::<Result<_, _>>()?;
+    for key in due {
+        expiry.remove(key.as_slice()).map_err(backend)?;
+        removed += 1;
+        let Some(id) = keys::session_of_by_user(&key) else {
+            continue;
+        };
+        if let Some(record) = load(&sessions, id)? {
+            sessions.remove(id_key(id)).map_err(backend)?;
+            let k = keys::by_user(&record.user_id, &record.tenant_id, record.created_at, id);
+            by_user.remove(k.as_slice()).map_err(backend)?;
+        }
+    }
+    if removed < SWEEP_BATCH {
+        removed += sweep_audit(txn, audit_cutoff, SWEEP_BATCH - removed)?;
+    }
+    if removed < SWEEP_BATCH {
+        let mut marks = txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
+        let before = marks.len().map_err(backend)?;
+        marks
+            .retain(|_, (_, keep_until)| keep_until > now.as_micros())
+            .map_err(backend)?;
+        let after = marks.len().map_err(backend)?;
+        removed += usize::try_from(before.saturating_sub(after)).unwrap_or(0);
+    }
+    Ok(removed)
+}
+
+fn sweep_audit(txn: &WriteTransaction, cutoff: Timestamp, max: usize) -> Result<usize, StoreError> {
+    let mut audit = txn.open_table(AUDIT).map_err(backend)?;
+    let mut by_user = txn.open_table(AUDIT_BY_USER).map_err(backend)?;
+    let upper = keys::audit(&[], cutoff, uuid::Uuid::nil());
+    let old: Vec<(Vec<u8>, String)> = audit
+        .range::<&[u8]>(..upper.as_slice())
+        .map_err(backend)?
+        .take(max)
+        .map(|e| {
+            let (k, v) = e.map_err(backend)?;
+            let key = k.value().to_vec();
+            let at = keys::time_from(&key).unwrap_or(cutoff);
+            let user = codec::decode_audit(at, uuid::Uuid::nil(), v.value())
+                .map(|r| r.user_id)
+                .unwrap_or_default();
+            Ok((key, user))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let count = old.len();
+    for (key, user) in old {
+        audit.remove(key.as_slice()).map_err(backend)?;
+        if !user.is_empty() {
+            let mut k = user.into_bytes();
+            k.push(0);
+            k.extend_from_slice(&key);
+            by_user.remove(k.as_slice()).map_err(backend)?;
+        }
+    }
+    Ok(count)
+}

@@ -1,0 +1,184 @@
+//! Persistence: the `Store` trait and its backends.
+//!
+//! A store keeps sessions, revocation marks and audit events, and decides the one race that
+//! must be decided durably (refresh rotation, a compare-and-set). It holds no policy: it never
+//! sees tokens, never decides whether a session is usable, and treats expired rows as absent.
+
+pub mod embedded;
+mod record;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::domain::ids::{SessionId, TenantId, UserId};
+use crate::domain::time::Timestamp;
+
+pub use record::{AuditRecord, RefreshHash, RevocationEvent, SessionRecord};
+
+/// What a store can fail with. Details are for logs; callers see `UNAVAILABLE`.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or did not answer in time.
+    #[error("store unreachable: {0}")]
+    Unavailable(String),
+    /// The backend answered with an error or stored data could not be decoded.
+    #[error("store failure: {0}")]
+    Backend(String),
+    /// A cursor handed back by the caller does not belong to this store.
+    #[error("bad cursor")]
+    BadCursor,
+}
+
+/// The outcome of a refresh rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The expected generation and hash were current and have been replaced.
+    Won,
+    /// Another rotation got there first, or the session was revoked meanwhile.
+    Lost,
+    /// The session does not exist (or has expired).
+    Gone,
+}
+
+/// The outcome of revoking one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// The session was active and is now revoked; the record as it now stands.
+    Revoked(Box<SessionRecord>),
+    /// The session was already revoked; nothing changed.
+    AlreadyRevoked(Box<SessionRecord>),
+    /// No such session (or it has expired).
+    NotFound,
+}
+
+/// Which sessions a paged listing walks.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    /// Only this user's sessions; every user's when `None`.
+    pub user: Option<UserId>,
+    /// Only this tenant's sessions; with `user` only.
+    pub tenant: Option<TenantId>,
+    /// Whether revoked (but not yet expired) sessions are included.
+    pub include_revoked: bool,
+}
+
+/// One page of a listing and the opaque position after it (`None` on the last page).
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items, at most the requested count; a page may be short.
+    pub items: Vec<T>,
+    /// Where the next page starts.
+    pub next: Option<Vec<u8>>,
+}
+
+/// A batch of revocations read from the store's revocation feed.
+#[derive(Debug, Clone, Default)]
+pub struct FeedBatch {
+    /// The revocations since the cursor, oldest first.
+    pub events: Vec<RevocationEvent>,
+    /// Where the next poll starts.
+    pub cursor: Vec<u8>,
+    /// True when the feed no longer reaches back to the cursor: caches must be dropped whole.
+    pub gap: bool,
+}
+
+/// Per-user "not before" instants, by tenant; the empty tenant applies to every tenant.
+pub type UserNotBefore = BTreeMap<TenantId, Timestamp>;
+
+/// The persistence contract. Every backend gives the same semantics; the conformance suite in
+/// `tests/store_conformance.rs` holds each to it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new session. The id is fresh, so this never overwrites.
+    async fn create_session(&self, record: &SessionRecord) -> Result<(), StoreError>;
+
+    /// Reads one session; `None` when absent or expired (`expires_at <= now`).
+    async fn get_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// All unexpired sessions of a user (revoked ones too), newest first, optionally of one
+    /// tenant only.
+    async fn list_user_sessions(
+        &self,
+        user: &UserId,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// Compare-and-set on the refresh state: replaces `(generation, hash)` with the next pair
+    /// only while the session is unrevoked and both still equal the expected values, so of two
+    /// racing rotations exactly one gets `Rotation::Won`.
+    async fn rotate_refresh(
+        &self,
+        id: SessionId,
+        expected: (u32, &RefreshHash),
+        next: (u32, &RefreshHash),
+    ) -> Result<Rotation, StoreError>;
+
+    /// Marks one session revoked at `at` with `reason`, and records it in the revocation feed.
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        at: Timestamp,
+        reason: &str,
+    ) -> Result<Revocation, StoreError>;
+
+    /// Marks the given sessions revoked; returns those that were active until now.
+    async fn revoke_sessions(
+        &self,
+        ids: &[SessionId],
+        at: Timestamp,
+        reason: &str,
+    ) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Records that every token of `user` (in `tenant`, or all tenants when empty) issued
+    /// before `at` is rejected. Kept until `keep_until`, after which no such token can be alive.
+    async fn set_user_not_before(
+        &self,
+        user: &UserId,
+        tenant: &TenantId,
+        at: Timestamp,
+        keep_until: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The user's "not before" instants.
+    async fn user_not_before(&self, user: &UserId) -> Result<UserNotBefore, StoreError>;
+
+    /// Sets the global "not before" instant (never moves it backwards).
+    async fn set_global_not_before(&self, at: Timestamp) -> Result<Timestamp, StoreError>;
+
+    /// The global "not before" instant, if one was ever set.
+    async fn global_not_before(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// One page of sessions in a stable order, starting after `cursor`.
+    async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<SessionRecord>, StoreError>;
+
+    /// Updates `last_seen_at` of existing sessions; absent ones are skipped, never recreated.
+    async fn touch_sessions(&self, seen: &[(SessionId, Timestamp)]) -> Result<(), StoreError>;
+
+    /// Appends audit events; they expire after the store's audit retention.
+    async fn append_audit(&self, events: &[AuditRecord]) -> Result<(), StoreError>;
+
+    /// One page of audit events, newest first, of one user or of all.
+    async fn list_audit(
+        &self,
+        user: Option<&UserId>,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>, StoreError>;
+
+    /// Revocations recorded since `cursor` (from now when `None`), for replicas that share this
+    /// store. A store only one process can open returns an empty batch.
+    async fn poll_revocations(&self, cursor: Option<&[u8]>) -> Result<FeedBatch, StoreError>;
+
+    /// A cheap round trip that succeeds only while the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Removes what has expired by `now`; returns how many rows went. Backends whose engine
+    /// expires rows by itself return 0.
+    async fn sweep(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
