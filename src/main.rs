@@ -45,13 +45,15 @@ async fn serve(config: sessiond::Config) -> Result<(), String> {
 }
 
 async fn migrate(config: &sessiond::Config) -> Result<(), String> {
-    match &config.store {
-        StoreKind::Embedded => {
-            println!("the embedded store needs no migration; its tables are created on start");
-            Ok(())
-        }
-        StoreKind::Scylla(_) => Err("the scylla backend is not wired yet".to_owned()),
+    if config.store == StoreKind::Embedded {
+        println!("the embedded store needs no migration; its tables are created on start");
+        return Ok(());
     }
+    sessiond::store::backend::migrate(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("schema is up to date");
+    Ok(())
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -12,12 +12,11 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::api::SessionApi;
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
 use crate::domain::cache::CacheLimits;
 use crate::domain::last_seen::Touches;
 use crate::domain::{Policy, Sessions};
 use crate::pb;
-use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::store::{Store, StoreError};
 
 /// Largest request accepted. Above every field bound, so oversize fields get a clear
@@ -41,26 +40,6 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
-}
-
-/// Opens the store the configuration names.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
-    match &config.store {
-        StoreKind::Embedded => {
-            let dir = config.store_dir().to_owned();
-            let options = EmbeddedOptions {
-                audit_retention: config.audit_retention,
-            };
-            let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, options))
-                .await
-                .map_err(|e| StoreError::Backend(e.to_string()))??;
-            tracing::info!(path = %store.path().display(), "embedded store open");
-            Ok(Arc::new(store))
-        }
-        StoreKind::Scylla(_) => Err(ServeError::Refused(
-            "the scylla backend is not wired yet".into(),
-        )),
-    }
 }
 
 fn policy(config: &Config) -> Policy {
@@ -95,7 +74,7 @@ pub async fn serve(
     }
     tracing::warn!("no caller credentials configured: any local process may call every RPC");
 
-    let store = open_store(&config).await?;
+    let store = crate::store::backend::open(&config).await?;
     let key_dir = config.key_dir.clone();
     let keys = tokio::task::spawn_blocking(move || crate::keystore::load_or_create(&key_dir))
         .await
@@ -121,14 +100,10 @@ pub async fn serve(
         )),
     ];
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| ServeError::Refused(format!("reflection: {e}")))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| ServeError::Refused(format!("reflection: {e}")))?;
     let api =
@@ -160,6 +135,15 @@ pub async fn serve(
     let _ = touch_writer.await;
     tracing::info!("sessiond stopped");
     result.map_err(ServeError::from)
+}
+
+/// Reflection over every service served here, plus `google.rpc` so that tools such as grpcurl
+/// can decode the `ErrorInfo` detail of an error.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Reports SERVING for the service and the server as a whole only while the store answers.

@@ -49,6 +49,6 @@ mod tests {
                       (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
         assert_eq!(label(iphone), "Safari on iOS");
         assert_eq!(label(""), "Unknown device");
-        assert_eq!(label("curl/8.0"), "Unknown device");
+        assert_eq!(label("not a browser"), "Unknown device");
     }
 }

@@ -95,3 +95,55 @@ impl RefreshToken {
         RefreshHash(mac.finalize().into_bytes().into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn keys() -> Keyring {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::keystore::load_or_create(dir.path()).expect("keys")
+    }
+
+    #[test]
+    fn round_trip_and_tamper() {
+        let keys = keys();
+        let id = SessionId::new();
+        let token = RefreshToken::generate(id, 7);
+        let text = token.encode(&keys);
+        let parsed = RefreshToken::parse(&keys, &text).expect("parses");
+        assert_eq!((parsed.session_id, parsed.generation), (id, 7));
+        assert_eq!(parsed.hash(&keys), token.hash(&keys));
+
+        let mut raw = URL_SAFE_NO_PAD.decode(&text).expect("b64");
+        raw[20] ^= 1; // the generation's last byte
+        let forged = URL_SAFE_NO_PAD.encode(&raw);
+        assert_eq!(
+            RefreshToken::parse(&keys, &forged).err(),
+            Some(TokenProblem::BadSignature)
+        );
+        assert_eq!(
+            RefreshToken::parse(&keys, "").err(),
+            Some(TokenProblem::Malformed)
+        );
+        assert_eq!(
+            RefreshToken::parse(&keys, &text[1..]).err(),
+            Some(TokenProblem::Malformed)
+        );
+        // Another server's pepper does not verify.
+        assert_eq!(
+            RefreshToken::parse(&self::keys(), &text).err(),
+            Some(TokenProblem::BadSignature)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(s in ".{0,200}") {
+            let keys = keys();
+            prop_assert!(RefreshToken::parse(&keys, &s).is_err());
+            prop_assert!(crate::domain::access::verify(&keys, "sessiond", &s).is_err());
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! must be decided durably (refresh rotation, a compare-and-set). It holds no policy: it never
 //! sees tokens, never decides whether a session is usable, and treats expired rows as absent.
 
+pub mod backend;
 pub mod embedded;
 mod record;
 

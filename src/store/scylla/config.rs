@@ -511,16 +511,15 @@ fn percent_decode(s: &str) -> Result<String, ScyllaConfigError> {
 mod tests {
     use super::*;
 
-    fn parse(uri: &str) -> ScyllaConfig {
-        match ScyllaConfig::from_uri(uri) {
-            Ok(cfg) => cfg,
-            Err(e) => panic!("{uri}: {e}"),
-        }
+    type TestResult = Result<(), ScyllaConfigError>;
+
+    fn parse(uri: &str) -> Result<ScyllaConfig, ScyllaConfigError> {
+        ScyllaConfig::from_uri(uri)
     }
 
     #[test]
-    fn minimal_uri_gets_the_documented_defaults() {
-        let cfg = parse("scylla://db1");
+    fn minimal_uri_gets_the_documented_defaults() -> TestResult {
+        let cfg = parse("scylla://db1")?;
         assert_eq!(cfg.hosts, vec!["db1:9042"]);
         assert_eq!(cfg.keyspace, "sessiond");
         assert_eq!(cfg.local_dc, None);
@@ -535,16 +534,18 @@ mod tests {
         assert_eq!(cfg.credentials, None);
         assert_eq!(cfg.tls, None);
         assert!(!cfg.disable_tablets);
+
+        Ok(())
     }
 
     #[test]
-    fn full_uri() {
+    fn full_uri() -> TestResult {
         let cfg = parse(
             "scylla://app:p%40ss%3Aword@10.0.0.1:19042,db2,[::1]:9043,[fe80::2]/auth_ks?\
              dc=eu-west&rf=3&consistency=QUORUM&serial_consistency=serial&request_timeout=750ms&\
              connect_timeout=3s&speculative_retries=2&speculative_delay=20ms&\
              tls_ca=/etc/ca.pem&tls_cert=/etc/c.pem&tls_key=/etc/k.pem&tablets=false",
-        );
+        )?;
         assert_eq!(cfg.hosts, vec!["10.0.0.1:19042", "db2:9042", "[::1]:9043", "[fe80::2]:9042"]);
         assert_eq!(cfg.keyspace, "auth_ks");
         assert_eq!(cfg.local_dc.as_deref(), Some("eu-west"));
@@ -570,11 +571,13 @@ mod tests {
             })
         );
         assert!(cfg.disable_tablets);
+
+        Ok(())
     }
 
     #[test]
-    fn explicit_replication_and_option_credentials() {
-        let cfg = parse("scylla://h/?replication=dc1:3,dc2:5&username=u&password=%26x&speculative_retries=0");
+    fn explicit_replication_and_option_credentials() -> TestResult {
+        let cfg = parse("scylla://h/?replication=dc1:3,dc2:5&username=u&password=%26x&speculative_retries=0")?;
         assert_eq!(
             cfg.replication,
             Replication::Explicit(vec![("dc1".into(), 3), ("dc2".into(), 5)])
@@ -582,14 +585,18 @@ mod tests {
         assert_eq!(cfg.credentials, Some(Credentials { username: "u".into(), password: "&x".into() }));
         assert_eq!(cfg.speculative, None);
         assert_eq!(cfg.keyspace, "sessiond");
+
+        Ok(())
     }
 
     #[test]
-    fn debug_redacts_the_password() {
-        let cfg = parse("scylla://u:hunter2@h");
+    fn debug_redacts_the_password() -> TestResult {
+        let cfg = parse("scylla://u:hunter2@h")?;
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("redacted"));
+
+        Ok(())
     }
 
     #[test]

@@ -1,0 +1,50 @@
+//! Which CQL nodes this test run uses: `SESSIOND_TEST_CQL` (the project's Cassandra node) and
+//! `SESSIOND_TEST_SCYLLA` (a ScyllaDB node), each `host:port`. Each test gets a fresh keyspace.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use sessiond::store::Store;
+
+/// The CQL backends named in the environment, connected and migrated, with their names.
+pub async fn stores() -> Vec<(String, Arc<dyn Store>)> {
+    let mut out = Vec::new();
+    for (var, label) in [
+        ("SESSIOND_TEST_CQL", "cql"),
+        ("SESSIOND_TEST_SCYLLA", "scylladb"),
+    ] {
+        match std::env::var(var) {
+            Ok(addr) if !addr.is_empty() => {
+                out.push((format!("{label} ({addr})"), connect(&addr).await))
+            }
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        assert!(
+            std::env::var("SESSIOND_REQUIRE_CQL").ok().as_deref() != Some("1"),
+            "SESSIOND_REQUIRE_CQL=1 but neither SESSIOND_TEST_CQL nor SESSIOND_TEST_SCYLLA is set"
+        );
+        eprintln!("store conformance: CQL backend not run (SESSIOND_TEST_CQL unset)");
+    }
+    out
+}
+
+/// A fresh keyspace's URI on the node at `addr`.
+pub fn fresh_uri(addr: &str) -> String {
+    let keyspace = format!("sessiond_test_{}", uuid::Uuid::new_v4().simple());
+    format!("scylla://{addr}/{keyspace}?rf=1")
+}
+
+async fn connect(addr: &str) -> Arc<dyn Store> {
+    let uri = fresh_uri(addr);
+    let mut config = sessiond::Config::new(std::env::temp_dir());
+    config.store = sessiond::config::StoreKind::Scylla(uri);
+    sessiond::store::backend::migrate(&config)
+        .await
+        .expect("migrate");
+    sessiond::store::backend::open(&config)
+        .await
+        .expect("connect")
+}

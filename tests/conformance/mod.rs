@@ -1,0 +1,539 @@
+//! The cases of the store conformance suite, each written once against `Arc<dyn Store>`.
+//! Every case uses fresh user ids, so cases can share one database.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sessiond::domain::ids::{SessionId, TenantId, UserId};
+use sessiond::domain::time::Timestamp;
+use sessiond::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use sessiond::store::{
+    AuditRecord, RefreshHash, Revocation, Rotation, SessionFilter, SessionRecord, Store, StoreError,
+};
+
+/// A store under test and the name printed for it.
+pub struct Backend {
+    pub name: String,
+    pub store: Arc<dyn Store>,
+    // Keeps the embedded store's directory alive for the test's duration.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    /// Every backend this run can reach: always the embedded store, plus CQL nodes named in
+    /// the environment.
+    pub async fn all() -> Vec<Backend> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let embedded = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())
+            .expect("open embedded store");
+        let mut backends = vec![Backend {
+            name: "embedded (redb)".into(),
+            store: Arc::new(embedded),
+            _dir: Some(dir),
+        }];
+        backends.extend(cql_backends().await);
+        backends
+    }
+}
+
+pub mod cql;
+
+async fn cql_backends() -> Vec<Backend> {
+    cql::stores()
+        .await
+        .into_iter()
+        .map(|(name, store)| Backend {
+            name,
+            store,
+            _dir: None,
+        })
+        .collect()
+}
+
+fn user() -> UserId {
+    UserId::parse("user_id", &format!("conf-{}", uuid::Uuid::new_v4())).expect("user id")
+}
+
+fn tenant(s: &str) -> TenantId {
+    TenantId::parse("tenant_id", s).expect("tenant id")
+}
+
+fn hash(byte: u8) -> RefreshHash {
+    RefreshHash([byte; 32])
+}
+
+/// A session of `user` created `age` ago, living `ttl` from now. Timestamps are whole
+/// milliseconds so every backend stores them exactly.
+fn session(user: &UserId, tenant_id: &TenantId, age: Duration, ttl: Duration) -> SessionRecord {
+    let now = Timestamp::from_micros(Timestamp::now().as_micros() / 1000 * 1000);
+    SessionRecord {
+        id: SessionId::new(),
+        user_id: user.clone(),
+        tenant_id: tenant_id.clone(),
+        created_at: now.minus(age),
+        last_seen_at: now.minus(age),
+        expires_at: now.plus(ttl),
+        ip: "192.0.2.1".into(),
+        user_agent: "conformance".into(),
+        device_name: "test device".into(),
+        metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+        refresh_generation: 0,
+        refresh_hash: hash(1),
+        revoked_at: None,
+        revoke_reason: String::new(),
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn create(store: &Arc<dyn Store>, r: &SessionRecord) {
+    store.create_session(r).await.expect("create session");
+}
+
+pub async fn create_then_get_round_trips(store: Arc<dyn Store>) {
+    let u = user();
+    let r = session(&u, &tenant("acme"), Duration::ZERO, HOUR);
+    create(&store, &r).await;
+    let got = store
+        .get_session(r.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(got, r);
+}
+
+pub async fn expired_and_unknown_sessions_are_absent(store: Arc<dyn Store>) {
+    assert!(
+        store
+            .get_session(SessionId::new())
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let u = user();
+    let mut r = session(&u, &TenantId::none(), HOUR, HOUR);
+    r.expires_at = Timestamp::now().minus(Duration::from_secs(1));
+    create(&store, &r).await;
+    assert!(
+        store.get_session(r.id).await.expect("get").is_none(),
+        "expired session must read as absent"
+    );
+    let listed = store.list_user_sessions(&u, None).await.expect("list");
+    assert!(
+        listed.is_empty(),
+        "expired session must not be listed: {listed:?}"
+    );
+}
+
+pub async fn user_listing_is_newest_first_and_scoped(store: Arc<dyn Store>) {
+    let (u, other) = (user(), user());
+    let old = session(&u, &tenant("a"), Duration::from_secs(30), HOUR);
+    let mid = session(&u, &tenant("b"), Duration::from_secs(20), HOUR);
+    let new = session(&u, &tenant("a"), Duration::from_secs(10), HOUR);
+    let foreign = session(&other, &tenant("a"), Duration::ZERO, HOUR);
+    for r in [&old, &mid, &new, &foreign] {
+        create(&store, r).await;
+    }
+    let all: Vec<_> = store
+        .list_user_sessions(&u, None)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(all, vec![new.id, mid.id, old.id]);
+    let in_a: Vec<_> = store
+        .list_user_sessions(&u, Some(&tenant("a")))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(in_a, vec![new.id, old.id]);
+}
+
+pub async fn rotation_is_compare_and_set(store: Arc<dyn Store>) {
+    let r = session(&user(), &TenantId::none(), Duration::ZERO, HOUR);
+    create(&store, &r).await;
+    assert_eq!(
+        store
+            .rotate_refresh(r.id, (0, &hash(9)), (1, &hash(2)))
+            .await
+            .expect("cas"),
+        Rotation::Lost
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(r.id, (1, &hash(1)), (2, &hash(2)))
+            .await
+            .expect("cas"),
+        Rotation::Lost
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(r.id, (0, &hash(1)), (1, &hash(2)))
+            .await
+            .expect("cas"),
+        Rotation::Won
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(r.id, (0, &hash(1)), (1, &hash(3)))
+            .await
+            .expect("cas"),
+        Rotation::Lost
+    );
+    let got = store
+        .get_session(r.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!((got.refresh_generation, got.refresh_hash), (1, hash(2)));
+    assert_eq!(
+        store
+            .rotate_refresh(SessionId::new(), (0, &hash(1)), (1, &hash(2)))
+            .await
+            .expect("cas"),
+        Rotation::Gone
+    );
+    store
+        .revoke_session(r.id, Timestamp::now(), "test")
+        .await
+        .expect("revoke");
+    assert_eq!(
+        store
+            .rotate_refresh(r.id, (1, &hash(2)), (2, &hash(3)))
+            .await
+            .expect("cas"),
+        Rotation::Lost,
+        "a revoked session cannot rotate"
+    );
+}
+
+pub async fn concurrent_rotations_have_one_winner(store: Arc<dyn Store>) {
+    let r = session(&user(), &TenantId::none(), Duration::ZERO, HOUR);
+    create(&store, &r).await;
+    let tasks: Vec<_> = (0..16u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .rotate_refresh(r.id, (0, &hash(1)), (1, &hash(100 + i)))
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.expect("join").expect("cas") {
+            Rotation::Won => won += 1,
+            Rotation::Lost => {}
+            Rotation::Gone => panic!("session vanished"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one of 16 racing rotations must win");
+}
+
+pub async fn revoking_is_idempotent_and_reports_state(store: Arc<dyn Store>) {
+    let r = session(&user(), &TenantId::none(), Duration::ZERO, HOUR);
+    create(&store, &r).await;
+    let at = Timestamp::from_micros(Timestamp::now().as_micros() / 1000 * 1000);
+    match store
+        .revoke_session(r.id, at, "because")
+        .await
+        .expect("revoke")
+    {
+        Revocation::Revoked(rec) => {
+            assert_eq!(rec.revoked_at, Some(at));
+            assert_eq!(rec.revoke_reason, "because");
+        }
+        other => panic!("expected Revoked, got {other:?}"),
+    }
+    assert!(matches!(
+        store
+            .revoke_session(r.id, at, "again")
+            .await
+            .expect("revoke"),
+        Revocation::AlreadyRevoked(_)
+    ));
+    assert_eq!(
+        store
+            .revoke_session(SessionId::new(), at, "x")
+            .await
+            .expect("revoke"),
+        Revocation::NotFound
+    );
+    let got = store
+        .get_session(r.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(got.revoked_at, Some(at));
+    assert_eq!(got.revoke_reason, "because", "the first reason stands");
+}
+
+pub async fn revoking_many_reports_only_active_ones(store: Arc<dyn Store>) {
+    let u = user();
+    let a = session(&u, &TenantId::none(), Duration::ZERO, HOUR);
+    let b = session(&u, &TenantId::none(), Duration::ZERO, HOUR);
+    create(&store, &a).await;
+    create(&store, &b).await;
+    store
+        .revoke_session(a.id, Timestamp::now(), "first")
+        .await
+        .expect("revoke");
+    let revoked = store
+        .revoke_sessions(&[a.id, b.id, SessionId::new()], Timestamp::now(), "all")
+        .await
+        .expect("revoke");
+    assert_eq!(revoked, vec![b.id]);
+    let listed = store.list_user_sessions(&u, None).await.expect("list");
+    assert!(listed.iter().all(SessionRecord::is_revoked));
+}
+
+pub async fn user_not_before_marks_never_move_back(store: Arc<dyn Store>) {
+    let u = user();
+    assert!(store.user_not_before(&u).await.expect("read").is_empty());
+    let t1 = Timestamp::now();
+    let later = t1.plus(Duration::from_millis(1500));
+    let keep = t1.plus(HOUR);
+    store
+        .set_user_not_before(&u, &TenantId::none(), later, keep)
+        .await
+        .expect("set");
+    store
+        .set_user_not_before(&u, &TenantId::none(), t1, keep)
+        .await
+        .expect("set");
+    store
+        .set_user_not_before(&u, &tenant("acme"), t1, keep)
+        .await
+        .expect("set");
+    let marks = store.user_not_before(&u).await.expect("read");
+    assert_eq!(
+        marks.get(&TenantId::none()),
+        Some(&later),
+        "sub-second precision, never backwards"
+    );
+    assert_eq!(marks.get(&tenant("acme")), Some(&t1));
+    assert_eq!(marks.len(), 2);
+}
+
+pub async fn global_not_before_is_monotonic(store: Arc<dyn Store>) {
+    let now = Timestamp::now();
+    let set = store.set_global_not_before(now).await.expect("set");
+    assert!(set >= now);
+    let back = store
+        .set_global_not_before(now.minus(HOUR))
+        .await
+        .expect("set");
+    assert_eq!(back, set, "the global mark never moves back");
+    assert_eq!(store.global_not_before().await.expect("read"), Some(set));
+}
+
+async fn collect_pages(
+    store: &Arc<dyn Store>,
+    filter: &SessionFilter,
+    page_size: usize,
+) -> Vec<SessionId> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<Vec<u8>> = None;
+    for _ in 0..100_000 {
+        let page = store
+            .list_sessions(filter, cursor.as_deref(), page_size)
+            .await
+            .expect("page");
+        assert!(page.items.len() <= page_size, "page larger than asked");
+        ids.extend(page.items.iter().map(|r| r.id));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return ids,
+        }
+    }
+    panic!("paging did not end");
+}
+
+pub async fn paging_all_users_returns_each_session_once(store: Arc<dyn Store>) {
+    let users = [user(), user(), user()];
+    let mut mine = HashSet::new();
+    for (i, u) in users.iter().cycle().take(25).enumerate() {
+        let r = session(u, &TenantId::none(), Duration::from_secs(i as u64), HOUR);
+        create(&store, &r).await;
+        mine.insert(r.id);
+    }
+    let revoked = *mine.iter().next().expect("one");
+    store
+        .revoke_session(revoked, Timestamp::now(), "x")
+        .await
+        .expect("revoke");
+    for size in [1, 7, 1000] {
+        let all = SessionFilter {
+            include_revoked: true,
+            ..SessionFilter::default()
+        };
+        let ids = collect_pages(&store, &all, size).await;
+        let seen: Vec<_> = ids.iter().filter(|id| mine.contains(id)).collect();
+        assert_eq!(
+            seen.len(),
+            25,
+            "page size {size}: every session exactly once"
+        );
+        assert_eq!(
+            seen.iter().collect::<HashSet<_>>().len(),
+            25,
+            "page size {size}: no duplicates"
+        );
+        let active = collect_pages(&store, &SessionFilter::default(), size).await;
+        assert!(
+            !active.contains(&revoked),
+            "page size {size}: revoked session listed"
+        );
+        assert_eq!(active.iter().filter(|id| mine.contains(id)).count(), 24);
+    }
+}
+
+pub async fn paging_one_user_and_filters(store: Arc<dyn Store>) {
+    let (u, other) = (user(), user());
+    let mut ids = HashSet::new();
+    for i in 0..9 {
+        let t = if i % 3 == 0 { tenant("x") } else { tenant("y") };
+        let r = session(&u, &t, Duration::from_secs(i), HOUR);
+        create(&store, &r).await;
+        ids.insert(r.id);
+    }
+    create(&store, &session(&other, &tenant("x"), Duration::ZERO, HOUR)).await;
+    for size in [1, 2, 1000] {
+        let f = SessionFilter {
+            user: Some(u.clone()),
+            ..SessionFilter::default()
+        };
+        let got = collect_pages(&store, &f, size).await;
+        assert_eq!(got.len(), 9, "page size {size}");
+        assert_eq!(got.iter().copied().collect::<HashSet<_>>(), ids);
+        let f = SessionFilter {
+            user: Some(u.clone()),
+            tenant: Some(tenant("x")),
+            ..SessionFilter::default()
+        };
+        assert_eq!(
+            collect_pages(&store, &f, size).await.len(),
+            3,
+            "page size {size}, one tenant"
+        );
+    }
+}
+
+pub async fn bad_cursor_is_rejected(store: Arc<dyn Store>) {
+    let u = user();
+    create(
+        &store,
+        &session(&u, &TenantId::none(), Duration::ZERO, HOUR),
+    )
+    .await;
+    let f = SessionFilter {
+        user: Some(u),
+        ..SessionFilter::default()
+    };
+    let err = store
+        .list_sessions(&f, Some(b"\xffnot a cursor"), 10)
+        .await
+        .expect_err("bad cursor");
+    assert!(matches!(err, StoreError::BadCursor), "{err:?}");
+}
+
+pub async fn touches_update_only_existing_sessions(store: Arc<dyn Store>) {
+    let r = session(&user(), &TenantId::none(), Duration::from_secs(60), HOUR);
+    create(&store, &r).await;
+    let seen = Timestamp::from_micros(Timestamp::now().as_micros() / 1000 * 1000);
+    let ghost = SessionId::new();
+    store
+        .touch_sessions(&[(r.id, seen), (ghost, seen)])
+        .await
+        .expect("touch");
+    let got = store
+        .get_session(r.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(got.last_seen_at, seen);
+    assert_eq!(
+        got.refresh_hash, r.refresh_hash,
+        "a touch changes nothing else"
+    );
+    assert!(
+        store.get_session(ghost).await.expect("get").is_none(),
+        "a touch never creates a session"
+    );
+}
+
+pub async fn audit_is_newest_first_and_paged(store: Arc<dyn Store>) {
+    let u = user();
+    let base = Timestamp::from_micros(Timestamp::now().as_micros() / 1000 * 1000);
+    let events: Vec<AuditRecord> = (0..5)
+        .map(|i| AuditRecord {
+            event_id: uuid::Uuid::now_v7(),
+            at: base.plus(Duration::from_millis(i)),
+            kind: format!("kind_{i}"),
+            actor: "test:user".into(),
+            user_id: u.as_str().to_owned(),
+            session_id: Some(SessionId::new()),
+            ip: "192.0.2.1".into(),
+            user_agent: "ua".into(),
+            reason: "r".into(),
+        })
+        .collect();
+    store.append_audit(&events).await.expect("append");
+    let mut got = Vec::new();
+    let mut cursor: Option<Vec<u8>> = None;
+    loop {
+        let page = store
+            .list_audit(Some(&u), cursor.as_deref(), 2)
+            .await
+            .expect("page");
+        assert!(page.items.len() <= 2);
+        got.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let kinds: Vec<_> = got.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec!["kind_4", "kind_3", "kind_2", "kind_1", "kind_0"]
+    );
+    assert_eq!(
+        got.first().map(|e| e.session_id),
+        events.last().map(|e| e.session_id)
+    );
+    let everyone = store.list_audit(None, None, 1000).await.expect("page");
+    assert!(
+        everyone
+            .items
+            .iter()
+            .any(|e| e.event_id == events[0].event_id)
+    );
+}
+
+pub async fn ping_and_sweep_answer(store: Arc<dyn Store>) {
+    store.ping().await.expect("ping");
+    let u = user();
+    let mut r = session(&u, &TenantId::none(), HOUR, HOUR);
+    r.expires_at = Timestamp::now().plus(Duration::from_millis(1));
+    // Written to live 1 ms; by the sweep below it has expired (a backend with TTLs may refuse
+    // to write it at all, which is the same to readers).
+    create(&store, &r).await;
+    store
+        .sweep(Timestamp::now().plus(Duration::from_secs(1)))
+        .await
+        .expect("sweep");
+    assert!(store.get_session(r.id).await.expect("get").is_none());
+    assert!(
+        store
+            .list_user_sessions(&u, None)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}

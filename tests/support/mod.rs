@@ -1,0 +1,347 @@
+//! The shared harness of the black-box suites: a real server on `127.0.0.1:0` over a real
+//! embedded store in a tempdir, reached through the generated client.
+//!
+//! The listener is bound before `serve` is spawned, so a client can connect at once: no sleep
+//! is ever needed to wait for the server. Every wait elsewhere is a poll with a deadline.
+
+// Each test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sessiond::pb;
+use sessiond::pb::session_service_client::SessionServiceClient;
+use sessiond::{Config, ServeError};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+/// The generated client over a plain channel.
+pub type Client = SessionServiceClient<Channel>;
+
+/// How long any poll in the suite may wait before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A Chrome-on-macOS user agent, as a browser sends it.
+pub const CHROME_ON_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) \
+    AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+/// One running sessiond and a client connected to it.
+pub struct TestServer {
+    /// The data directory; kept alive as long as the server (and handed back by `stop`).
+    dir: Option<TempDir>,
+    /// Where the server listens.
+    pub addr: SocketAddr,
+    /// A connected client.
+    pub client: Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    exit: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+/// The defaults of `Config::new` on `dir`.
+pub fn config(dir: &Path) -> Config {
+    Config::new(dir)
+}
+
+impl TestServer {
+    /// A server with the default configuration on a fresh tempdir.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server on a fresh tempdir, with `tweak` applied to the default configuration.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = config(dir.path());
+        tweak(&mut config);
+        Self::start_in(dir, config).await
+    }
+
+    /// A server on `dir` (possibly used before) with `config`.
+    pub async fn start_in(dir: TempDir, config: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let shutdown = async move {
+            // A dropped sender means the test is over: shut down too.
+            let _ = rx.await;
+        };
+        // Bound before spawning: the client can connect immediately.
+        let exit = tokio::spawn(sessiond::serve(config, listener, shutdown));
+        let client = connect(addr).await;
+        Self {
+            dir: Some(dir),
+            addr,
+            client,
+            shutdown: Some(tx),
+            exit: Some(exit),
+        }
+    }
+
+    /// A new channel to this server.
+    pub async fn channel(&self) -> Channel {
+        channel(self.addr).await
+    }
+
+    /// A clone of the client (cheap; shares the channel).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Triggers a clean shutdown, waits for `serve` to return, checks it returned `Ok`, and
+    /// hands back the data directory for a restart.
+    pub async fn stop(mut self) -> TempDir {
+        self.shutdown.take().expect("not stopped yet").send(()).ok();
+        let exit = self.exit.take().expect("not stopped yet");
+        let result = tokio::time::timeout(DEADLINE, exit)
+            .await
+            .expect("serve did not return within the deadline")
+            .expect("serve task panicked");
+        result.expect("serve returned an error");
+        self.dir.take().expect("dir is kept until stop")
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("dir is kept until stop").path()
+    }
+
+    /// Issues a session for `user` with no client info.
+    pub async fn issue(&self, user: &str) -> Issued {
+        issue(&mut self.client(), user).await
+    }
+
+    /// Validates an access token: `(valid, reason)`.
+    pub async fn validate(&self, token: &str) -> (bool, pb::InvalidReason) {
+        validate(&mut self.client(), token).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A test that failed before `stop` still ends its server.
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A channel to `addr`; the listener is already bound, so the connect cannot race the server.
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_timeout(DEADLINE)
+        .timeout(DEADLINE)
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// A session client connected to `addr`.
+pub async fn connect(addr: SocketAddr) -> Client {
+    SessionServiceClient::new(channel(addr).await)
+}
+
+/// What `Issue` handed out, in the shape tests use.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub session_id: String,
+    pub user_id: String,
+    pub access: String,
+    pub refresh: String,
+    pub session: pb::Session,
+}
+
+impl Issued {
+    fn from_parts(session: Option<pb::Session>, tokens: Option<pb::TokenPair>) -> Self {
+        let session = session.expect("session set");
+        let tokens = tokens.expect("tokens set");
+        assert!(!tokens.access_token.is_empty(), "empty access token");
+        assert!(!tokens.refresh_token.is_empty(), "empty refresh token");
+        Self {
+            session_id: session.session_id.clone(),
+            user_id: session.user_id.clone(),
+            access: tokens.access_token,
+            refresh: tokens.refresh_token,
+            session,
+        }
+    }
+}
+
+impl From<pb::IssueResponse> for Issued {
+    fn from(r: pb::IssueResponse) -> Self {
+        Self::from_parts(r.session, r.tokens)
+    }
+}
+
+impl From<pb::RefreshResponse> for Issued {
+    fn from(r: pb::RefreshResponse) -> Self {
+        Self::from_parts(r.session, r.tokens)
+    }
+}
+
+/// An `Issue` request for `user` with nothing else set.
+pub fn issue_request(user: &str) -> pb::IssueRequest {
+    pb::IssueRequest {
+        user_id: user.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Issues a session for `user`; panics unless OK.
+pub async fn issue(client: &mut Client, user: &str) -> Issued {
+    client
+        .issue(issue_request(user))
+        .await
+        .unwrap_or_else(|s| panic!("issue for {user} failed: {s:?}"))
+        .into_inner()
+        .into()
+}
+
+/// Refreshes with `refresh_token`.
+pub async fn refresh(client: &mut Client, refresh_token: &str) -> Result<Issued, Status> {
+    client
+        .refresh(pb::RefreshRequest {
+            refresh_token: refresh_token.to_owned(),
+            client: None,
+        })
+        .await
+        .map(|r| r.into_inner().into())
+}
+
+/// Validates `token`: `(valid, reason)`. Validate never fails for a well-formed request.
+pub async fn validate(client: &mut Client, token: &str) -> (bool, pb::InvalidReason) {
+    let r = client
+        .validate(pb::ValidateRequest {
+            access_token: token.to_owned(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("validate must answer OK, got {s:?}"))
+        .into_inner();
+    let reason = pb::InvalidReason::try_from(r.reason).expect("a known reason");
+    assert_eq!(
+        r.session.is_some(),
+        r.valid,
+        "session is set exactly when valid"
+    );
+    assert_eq!(
+        reason == pb::InvalidReason::Unspecified,
+        r.valid,
+        "reason is UNSPECIFIED exactly when valid"
+    );
+    (r.valid, reason)
+}
+
+/// Asserts `token` validates.
+pub async fn assert_valid(client: &mut Client, token: &str) {
+    assert_eq!(
+        validate(client, token).await,
+        (true, pb::InvalidReason::Unspecified)
+    );
+}
+
+/// Asserts `token` is invalid for `reason`.
+pub async fn assert_invalid(client: &mut Client, token: &str, reason: pb::InvalidReason) {
+    assert_eq!(validate(client, token).await, (false, reason));
+}
+
+/// The `reason` of the `google.rpc.ErrorInfo` every sessiond error carries; panics when the
+/// status has none.
+pub fn error_reason(status: &Status) -> String {
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("status without ErrorInfo: {status:?}"));
+    assert_eq!(info.domain, "sessiond", "ErrorInfo domain of {status:?}");
+    info.reason
+}
+
+/// Asserts `result` failed with `code` and an ErrorInfo of `reason`; returns the status.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    reason: &str,
+) -> Status {
+    let status = match result {
+        Ok(v) => panic!("expected {code:?}/{reason}, got OK: {v:?}"),
+        Err(s) => s,
+    };
+    assert_eq!(status.code(), code, "code of {status:?}");
+    assert_eq!(error_reason(&status), reason, "reason of {status:?}");
+    status
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `deadline`.
+pub async fn poll_until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every session `AdminList` returns under `request`, following page tokens to the end.
+pub async fn admin_list_all(client: &mut Client, request: pb::AdminListRequest) -> Vec<pb::Session> {
+    let mut request = request;
+    let mut all = Vec::new();
+    for _ in 0..10_000 {
+        let page = client
+            .admin_list(request.clone())
+            .await
+            .expect("admin list")
+            .into_inner();
+        let page_size = request.page_size;
+        assert!(
+            page_size == 0 || page.sessions.len() <= page_size as usize,
+            "page of {} exceeds page size {page_size}",
+            page.sessions.len()
+        );
+        all.extend(page.sessions);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        request.page_token = page.next_page_token;
+    }
+    panic!("admin list did not end within 10000 pages");
+}
+
+/// Every audit event `AdminListAuditEvents` returns for `user` (empty: all) with `page_size`.
+pub async fn audit_all(client: &mut Client, user: &str, page_size: u32) -> Vec<pb::AuditEvent> {
+    let mut request = pb::AdminListAuditEventsRequest {
+        user_id: user.to_owned(),
+        page_size,
+        page_token: String::new(),
+    };
+    let mut all = Vec::new();
+    for _ in 0..10_000 {
+        let page = client
+            .admin_list_audit_events(request.clone())
+            .await
+            .expect("audit list")
+            .into_inner();
+        assert!(page.events.len() <= page_size.max(1) as usize || page_size == 0);
+        all.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        request.page_token = page.next_page_token;
+    }
+    panic!("audit list did not end within 10000 pages");
+}
