@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod embedded;
 mod record;
+pub mod scylla;
 
 use std::collections::BTreeMap;
 
