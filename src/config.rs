@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::api::auth::{CallerSpec, Role, hash_credential};
+
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -83,6 +85,50 @@ pub struct Config {
     pub audit_retention: Duration,
     /// Log format.
     pub log_format: LogFormat,
+    /// The services allowed to call; empty means anonymous access on loopback only.
+    pub callers: Vec<CallerSpec>,
+    /// Most requests in flight at once; more are refused with `RESOURCE_EXHAUSTED`.
+    pub max_in_flight: usize,
+    /// Serve gRPC over TLS, optionally requiring client certificates (mTLS).
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for serving TLS.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The server's certificate chain.
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// CA certificates that client certificates must chain to; set to require mTLS.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A caller as written in the configuration (`[[callers]]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerEntry {
+    /// Its name, recorded in audit events.
+    pub name: String,
+    /// Hex SHA-256 of its bearer credential (`sessiond credential` makes both).
+    #[serde(default)]
+    pub credential_sha256: Option<String>,
+    /// The subject of its client certificate, e.g. `CN=gateway,O=example`.
+    #[serde(default)]
+    pub client_cert_subject: Option<String>,
+    /// Any of `issuer`, `validator`, `admin`.
+    pub roles: Vec<String>,
+    /// Most requests per second; unlimited when absent.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+}
+
+/// The separate secrets file named by `--callers-file`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallersFile {
+    #[serde(default)]
+    callers: Vec<CallerEntry>,
 }
 
 impl Config {
@@ -105,6 +151,9 @@ impl Config {
             issuer: "sessiond".to_owned(),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             log_format: LogFormat::Text,
+            callers: Vec::new(),
+            max_in_flight: 10_000,
+            tls: None,
         }
     }
 }
@@ -125,6 +174,19 @@ pub enum Command {
     Serve(Settings),
     /// Create or upgrade the ScyllaDB keyspace and tables, then exit.
     Migrate(Settings),
+    /// Print a new caller credential and the `[[callers]]` entry that admits it.
+    Credential(CredentialArgs),
+}
+
+/// Arguments of `sessiond credential`.
+#[derive(Debug, Args)]
+pub struct CredentialArgs {
+    /// The caller's name.
+    #[arg(long)]
+    pub name: String,
+    /// Comma-separated roles: issuer, validator, admin.
+    #[arg(long, value_delimiter = ',', default_value = "validator")]
+    pub roles: Vec<String>,
 }
 
 /// Every setting as given on the command line or in the environment (unparsed, so errors can
@@ -181,6 +243,25 @@ pub struct Settings {
     /// `text` or `json` [default: text]
     #[arg(long, env = "SESSIOND_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// TOML file with `[[callers]]` entries, kept apart from the main configuration
+    #[arg(long, env = "SESSIOND_CALLERS_FILE")]
+    pub callers_file: Option<PathBuf>,
+    /// Most requests in flight at once [default: 10000]
+    #[arg(long, env = "SESSIOND_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<String>,
+    /// PEM certificate chain to serve gRPC over TLS
+    #[arg(long, env = "SESSIOND_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key to serve gRPC over TLS
+    #[arg(long, env = "SESSIOND_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates; when set, callers must present a client certificate (mTLS)
+    #[arg(long, env = "SESSIOND_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Callers, from the TOML file only
+    #[arg(skip)]
+    #[serde(default)]
+    pub callers: Vec<CallerEntry>,
 }
 
 fn invalid(flag: &'static str, env: &'static str, message: impl ToString) -> ConfigError {
@@ -239,6 +320,12 @@ impl Settings {
             issuer: self.issuer.or(file.issuer),
             audit_retention: self.audit_retention.or(file.audit_retention),
             log_format: self.log_format.or(file.log_format),
+            callers_file: self.callers_file.or(file.callers_file),
+            max_in_flight: self.max_in_flight.or(file.max_in_flight),
+            tls_cert_file: self.tls_cert_file.or(file.tls_cert_file),
+            tls_key_file: self.tls_key_file.or(file.tls_key_file),
+            tls_client_ca_file: self.tls_client_ca_file.or(file.tls_client_ca_file),
+            callers: file.callers,
         }
     }
 
@@ -292,7 +379,37 @@ impl Settings {
                 ));
             }
         };
+        let mut entries = s.callers;
+        if let Some(path) = &s.callers_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
+            let file: CallersFile = toml::from_str(&text)
+                .map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
+            entries.extend(file.callers);
+        }
+        let callers = callers(entries)?;
+        let max_in_flight = match s.max_in_flight {
+            None => d.max_in_flight,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(invalid("--max-in-flight", "SESSIOND_MAX_IN_FLIGHT", format!("{v:?}: expected a positive number"))),
+            },
+        };
+        let tls = match (s.tls_cert_file, s.tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca: s.tls_client_ca_file }),
+            (None, None) if s.tls_client_ca_file.is_none() => None,
+            _ => {
+                return Err(invalid(
+                    "--tls-cert-file",
+                    "SESSIOND_TLS_CERT_FILE",
+                    "--tls-cert-file and --tls-key-file go together (and --tls-client-ca-file needs both)",
+                ));
+            }
+        };
         let config = Config {
+            callers,
+            max_in_flight,
+            tls,
             grpc_addr: addr(
                 s.grpc_addr,
                 d.grpc_addr,
@@ -352,6 +469,57 @@ impl Settings {
         config.validate()?;
         Ok(config)
     }
+}
+
+fn callers(entries: Vec<CallerEntry>) -> Result<Vec<CallerSpec>, ConfigError> {
+    let bad = |message: String| invalid("callers", "SESSIOND_CALLERS_FILE", message);
+    let mut names = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        if e.name.is_empty() || !names.insert(e.name.clone()) {
+            return Err(bad(format!("caller name {:?} is empty or repeated", e.name)));
+        }
+        let credential_sha256 = match &e.credential_sha256 {
+            None => None,
+            Some(h) => {
+                let bytes = hex::decode(h.trim_start_matches("sha256:"))
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| bad(format!("caller {}: credential_sha256 must be 64 hex digits", e.name)))?;
+                Some(bytes)
+            }
+        };
+        if credential_sha256.is_none() && e.client_cert_subject.is_none() {
+            return Err(bad(format!("caller {}: needs credential_sha256 or client_cert_subject", e.name)));
+        }
+        let mut roles = Vec::new();
+        for r in &e.roles {
+            roles.push(Role::parse(r).ok_or_else(|| bad(format!("caller {}: unknown role {r:?} (issuer, validator, admin)", e.name)))?);
+        }
+        let rate_limit = match e.rate_limit {
+            None => None,
+            Some(n) => Some(std::num::NonZeroU32::new(n).ok_or_else(|| bad(format!("caller {}: rate_limit must be positive", e.name)))?),
+        };
+        out.push(CallerSpec {
+            name: e.name,
+            credential_sha256,
+            client_cert_subject: e.client_cert_subject,
+            roles,
+            rate_limit,
+        });
+    }
+    Ok(out)
+}
+
+/// A new random caller credential and the configuration line that admits it.
+pub fn new_credential() -> (String, String) {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let credential = format!("sdc_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+    let hash = hex::encode(hash_credential(&credential));
+    (credential, hash)
 }
 
 impl Config {

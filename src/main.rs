@@ -12,6 +12,7 @@ async fn main() -> ExitCode {
     let (command, settings) = match cli.command {
         Command::Serve(s) => ("serve", s),
         Command::Migrate(s) => ("migrate", s),
+        Command::Credential(args) => return credential(&args),
     };
     let config = match settings.resolve() {
         Ok(config) => config,
@@ -54,6 +55,23 @@ async fn migrate(config: &sessiond::Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     println!("schema is up to date");
     Ok(())
+}
+
+/// Prints a fresh credential (to hand to the caller) and its configuration entry.
+fn credential(args: &sessiond::config::CredentialArgs) -> ExitCode {
+    if let Some(bad) = args.roles.iter().find(|r| sessiond::api::auth::Role::parse(r).is_none()) {
+        eprintln!("sessiond: unknown role {bad:?} (issuer, validator, admin)");
+        return ExitCode::from(2);
+    }
+    let (credential, hash) = sessiond::config::new_credential();
+    let roles: Vec<String> = args.roles.iter().map(|r| format!("{r:?}")).collect();
+    println!("# give this credential to {} (it is shown once):", args.name);
+    println!("#   authorization: Bearer {credential}");
+    println!("[[callers]]");
+    println!("name = {:?}", args.name);
+    println!("credential_sha256 = \"{hash}\"");
+    println!("roles = [{}]", roles.join(", "));
+    ExitCode::SUCCESS
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -12,6 +12,8 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::api::SessionApi;
+use crate::api::auth::{AuthLayer, Authenticator};
+use crate::config::TlsFiles;
 use crate::config::Config;
 use crate::domain::cache::CacheLimits;
 use crate::domain::last_seen::Touches;
@@ -66,13 +68,20 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .map_err(|e| ServeError::Refused(e.to_string()))?;
-    if !local.ip().is_loopback() {
-        return Err(ServeError::Refused(format!(
-            "refusing to serve on {local}: no caller credentials are configured, so only a \
-             loopback address (127.0.0.1 or ::1) is allowed"
-        )));
+    let auth = Arc::new(Authenticator::new(config.callers.clone(), config.max_in_flight));
+    if auth.is_open() {
+        if !local.ip().is_loopback() {
+            return Err(ServeError::Refused(format!(
+                "refusing to serve on {local} without caller credentials: configure [[callers]] \
+                 (see `sessiond credential --help`) or listen on a loopback address (127.0.0.1 or ::1)"
+            )));
+        }
+        tracing::warn!("no callers configured: any local process may call every RPC");
     }
-    tracing::warn!("no caller credentials configured: any local process may call every RPC");
+    let tls = match &config.tls {
+        Some(files) => Some(tls_config(files).await?),
+        None => None,
+    };
 
     let store = crate::store::backend::open(&config).await?;
     let key_dir = config.key_dir.clone();
@@ -116,8 +125,13 @@ pub async fn serve(
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
     };
-    let result = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let result = builder
         .tcp_nodelay(true)
+        .layer(AuthLayer::new(auth))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -135,6 +149,21 @@ pub async fn serve(
     let _ = touch_writer.await;
     tracing::info!("sessiond stopped");
     result.map_err(ServeError::from)
+}
+
+/// The server's TLS settings from PEM files; with a client CA, client certificates are required.
+async fn tls_config(files: &TlsFiles) -> Result<tonic::transport::ServerTlsConfig, ServeError> {
+    let read = |path: std::path::PathBuf| async move {
+        tokio::fs::read(&path)
+            .await
+            .map_err(|e| ServeError::Refused(format!("cannot read {}: {e}", path.display())))
+    };
+    let identity = tonic::transport::Identity::from_pem(read(files.cert.clone()).await?, read(files.key.clone()).await?);
+    let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &files.client_ca {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca.clone()).await?));
+    }
+    Ok(tls)
 }
 
 /// Reflection over every service served here, plus `google.rpc` so that tools such as grpcurl

@@ -1,0 +1,331 @@
+//! Caller authentication and roles, at the one entrance every request passes.
+//!
+//! Callers are services. Each presents `authorization: Bearer <credential>`; the credential is
+//! hashed (SHA-256) and compared in constant time with every configured caller's stored hash,
+//! so neither the credential nor how close a guess came leaks through timing. The caller's name
+//! travels on in the request's extensions (for audit); its roles decide which RPCs it may call.
+//! Health and reflection stay open. With no callers configured every request passes as
+//! `anonymous` (the server then only listens on loopback).
+//!
+//! The same layer applies the per-caller rate limits and the global concurrency limit, both
+//! answering `RESOURCE_EXHAUSTED` rather than queueing without bound.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::status::ERROR_DOMAIN;
+use crate::domain::audit::Caller;
+
+/// What a caller may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// `Issue`, `Refresh`.
+    Issuer,
+    /// `Validate`, `List`, `Revoke`, `RevokeAll`, Envoy `Check`, token introspection.
+    Validator,
+    /// Every `Admin*` RPC.
+    Admin,
+}
+
+impl Role {
+    /// Parses a role name as written in the configuration.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "issuer" => Some(Role::Issuer),
+            "validator" => Some(Role::Validator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Issuer => "issuer",
+            Role::Validator => "validator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The role a gRPC method needs; `None` for open services (health, reflection) and for paths
+/// no service answers (the router reports those itself).
+pub fn required_role(path: &str) -> Option<Role> {
+    let (service, method) = path.trim_start_matches('/').split_once('/')?;
+    match service {
+        "sessiond.v1.SessionService" => Some(match method {
+            "Issue" | "Refresh" => Role::Issuer,
+            m if m.starts_with("Admin") => Role::Admin,
+            _ => Role::Validator,
+        }),
+        "envoy.service.auth.v3.Authorization" => Some(Role::Validator),
+        _ => None,
+    }
+}
+
+/// A configured caller.
+#[derive(Clone, Debug)]
+pub struct CallerSpec {
+    /// Its name, as recorded in audit events.
+    pub name: String,
+    /// SHA-256 of its bearer credential, if it authenticates with one.
+    pub credential_sha256: Option<[u8; 32]>,
+    /// The subject of its client certificate, if it authenticates with mTLS.
+    pub client_cert_subject: Option<String>,
+    /// What it may call.
+    pub roles: Vec<Role>,
+    /// Most requests per second (with an equal burst); unlimited when `None`.
+    pub rate_limit: Option<NonZeroU32>,
+}
+
+/// SHA-256 of a credential, as stored in the configuration.
+pub fn hash_credential(credential: &str) -> [u8; 32] {
+    Sha256::digest(credential.as_bytes()).into()
+}
+
+struct Known {
+    spec: CallerSpec,
+    caller: Caller,
+    limiter: Option<DefaultDirectRateLimiter>,
+}
+
+/// Decides who a request comes from and whether it may proceed.
+pub struct Authenticator {
+    callers: Vec<Known>,
+    by_subject: HashMap<String, usize>,
+    in_flight: Arc<Semaphore>,
+}
+
+/// Why a request is turned away.
+fn reject(code: Code, reason: &'static str, message: String) -> Status {
+    let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
+impl Authenticator {
+    /// An authenticator over `callers`, admitting at most `max_in_flight` concurrent requests.
+    pub fn new(callers: Vec<CallerSpec>, max_in_flight: usize) -> Self {
+        let mut by_subject = HashMap::new();
+        let callers: Vec<Known> = callers
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                if let Some(subject) = &spec.client_cert_subject {
+                    by_subject.insert(subject.clone(), i);
+                }
+                let limiter = spec.rate_limit.map(|n| RateLimiter::direct(Quota::per_second(n)));
+                Known { caller: Caller::new(spec.name.clone()), spec, limiter }
+            })
+            .collect();
+        Self { callers, by_subject, in_flight: Arc::new(Semaphore::new(max_in_flight)) }
+    }
+
+    /// True when no callers are configured: every request is anonymous.
+    pub fn is_open(&self) -> bool {
+        self.callers.is_empty()
+    }
+
+    /// Identifies the caller of a request to `path` and checks its role and rate limit.
+    /// `cert_subject` is the verified client certificate's subject, when mTLS is on.
+    pub fn admit(
+        &self,
+        path: &str,
+        authorization: Option<&[u8]>,
+        cert_subject: Option<&str>,
+    ) -> Result<Option<Caller>, Status> {
+        let Some(role) = required_role(path) else { return Ok(None) };
+        if self.is_open() {
+            return Ok(Some(Caller::anonymous()));
+        }
+        let known = self.identify(authorization, cert_subject)?;
+        if !known.spec.roles.contains(&role) {
+            return Err(reject(
+                Code::PermissionDenied,
+                "PERMISSION_DENIED",
+                format!("caller {} lacks the {} role", known.spec.name, role.name()),
+            ));
+        }
+        if let Some(limiter) = &known.limiter {
+            if limiter.check().is_err() {
+                return Err(reject(
+                    Code::ResourceExhausted,
+                    "RATE_LIMITED",
+                    format!("caller {} is over its rate limit", known.spec.name),
+                ));
+            }
+        }
+        Ok(Some(known.caller.clone()))
+    }
+
+    fn identify(&self, authorization: Option<&[u8]>, cert_subject: Option<&str>) -> Result<&Known, Status> {
+        if let Some(header) = authorization {
+            let credential = header
+                .strip_prefix(b"Bearer ")
+                .or_else(|| header.strip_prefix(b"bearer "))
+                .ok_or_else(|| {
+                    reject(Code::Unauthenticated, "CREDENTIAL_MALFORMED", "authorization must be `Bearer <credential>`".into())
+                })?;
+            let presented: [u8; 32] = Sha256::digest(credential).into();
+            // Compare against every caller, so the time taken does not depend on which matched.
+            let mut found = None;
+            for (i, known) in self.callers.iter().enumerate() {
+                if let Some(stored) = &known.spec.credential_sha256 {
+                    if bool::from(stored.ct_eq(&presented)) {
+                        found = Some(i);
+                    }
+                }
+            }
+            return found
+                .and_then(|i| self.callers.get(i))
+                .ok_or_else(|| reject(Code::Unauthenticated, "CREDENTIAL_UNKNOWN", "unknown caller credential".into()));
+        }
+        if let Some(subject) = cert_subject {
+            let common_name = subject.split(", ").find(|part| part.starts_with("CN="));
+            return self
+                .by_subject
+                .get(subject)
+                .or_else(|| common_name.and_then(|cn| self.by_subject.get(cn)))
+                .and_then(|&i| self.callers.get(i))
+                .ok_or_else(|| {
+                    reject(Code::Unauthenticated, "CERTIFICATE_UNKNOWN", "client certificate maps to no caller".into())
+                });
+        }
+        Err(reject(Code::Unauthenticated, "CREDENTIAL_MISSING", "missing caller credential".into()))
+    }
+
+    /// Takes a slot for one in-flight request, or refuses when all are taken.
+    pub fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            reject(Code::ResourceExhausted, "OVERLOADED", "too many requests in flight".into())
+        })
+    }
+}
+
+/// The tower layer that puts an [`Authenticator`] in front of every gRPC service.
+#[derive(Clone)]
+pub struct AuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    /// A layer over `auth`.
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        Self { auth }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService { inner, auth: self.auth.clone() }
+    }
+}
+
+/// See [`AuthLayer`].
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+/// The subject of the verified client certificate of a TLS connection, in RFC 4514 form
+/// (`CN=gateway, O=example`), when the client presented one.
+fn client_cert_subject(extensions: &http::Extensions) -> Option<String> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let certs = extensions.get::<TlsConnectInfo<TcpConnectInfo>>()?.peer_certs()?;
+    let der = certs.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.subject().to_string())
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let permit = match self.auth.slot() {
+            Ok(permit) => permit,
+            Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
+        };
+        let subject = client_cert_subject(req.extensions());
+        let admitted = self.auth.admit(
+            req.uri().path(),
+            req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
+            subject.as_deref(),
+        );
+        match admitted {
+            Ok(Some(caller)) => {
+                req.extensions_mut().insert(caller);
+            }
+            Ok(None) => {}
+            Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
+        }
+        // The clone is ready (tower's usual swap), the original stays for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let response = inner.call(req).await;
+            drop(permit);
+            response
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, credential: &str, roles: &[Role]) -> CallerSpec {
+        CallerSpec {
+            name: name.into(),
+            credential_sha256: Some(hash_credential(credential)),
+            client_cert_subject: None,
+            roles: roles.to_vec(),
+            rate_limit: None,
+        }
+    }
+
+    #[test]
+    fn roles_by_method() {
+        assert_eq!(required_role("/sessiond.v1.SessionService/Issue"), Some(Role::Issuer));
+        assert_eq!(required_role("/sessiond.v1.SessionService/Validate"), Some(Role::Validator));
+        assert_eq!(required_role("/sessiond.v1.SessionService/AdminList"), Some(Role::Admin));
+        assert_eq!(required_role("/grpc.health.v1.Health/Check"), None);
+    }
+
+    #[test]
+    fn credentials_and_roles() {
+        let auth = Authenticator::new(vec![spec("login", "s3cret", &[Role::Issuer])], 10);
+        let issue = "/sessiond.v1.SessionService/Issue";
+        let admin = "/sessiond.v1.SessionService/AdminList";
+        let ok = auth.admit(issue, Some(b"Bearer s3cret"), None).expect("admitted");
+        assert_eq!(ok.map(|c| c.name().to_owned()), Some("login".into()));
+        assert_eq!(auth.admit(issue, None, None).map_err(|s| s.code()).err(), Some(Code::Unauthenticated));
+        assert_eq!(auth.admit(issue, Some(b"Bearer nope"), None).map_err(|s| s.code()).err(), Some(Code::Unauthenticated));
+        assert_eq!(auth.admit(admin, Some(b"Bearer s3cret"), None).map_err(|s| s.code()).err(), Some(Code::PermissionDenied));
+        assert!(auth.admit("/grpc.health.v1.Health/Check", None, None).expect("open").is_none());
+    }
+}
