@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::api::auth::{CallerSpec, Role, hash_credential};
+use crate::keystore::{KeyAlgorithm, KeySources};
 
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where the signing key and pepper live (default `<data-dir>/keys`).
     pub key_dir: PathBuf,
+    /// A PEM private key to sign with instead of a generated one.
+    pub signing_key_file: Option<PathBuf>,
+    /// PEM public keys of retired signing keys, still accepted.
+    pub verification_key_files: Vec<PathBuf>,
+    /// The algorithm of a generated signing key.
+    pub key_algorithm: KeyAlgorithm,
     /// The store backend.
     pub store: StoreKind,
     /// Create or upgrade the ScyllaDB schema at start-up.
@@ -139,6 +146,9 @@ impl Config {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             key_dir: data_dir.join("keys"),
+            signing_key_file: None,
+            verification_key_files: Vec::new(),
+            key_algorithm: KeyAlgorithm::EdDsa,
             data_dir,
             store: StoreKind::Embedded,
             migrate: false,
@@ -210,6 +220,16 @@ pub struct Settings {
     /// Key directory [default: <data-dir>/keys]
     #[arg(long, env = "SESSIOND_KEY_DIR")]
     pub key_dir: Option<PathBuf>,
+    /// PEM (PKCS#8) private key to sign with: Ed25519, P-256 or RSA [default: generated]
+    #[arg(long, env = "SESSIOND_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+    /// PEM public keys of retired signing keys, still accepted (comma-separated or repeated)
+    #[arg(long, env = "SESSIOND_VERIFICATION_KEY_FILES", value_delimiter = ',')]
+    #[serde(default)]
+    pub verification_key_files: Vec<PathBuf>,
+    /// Algorithm of a generated signing key: eddsa, es256, rs256 [default: eddsa]
+    #[arg(long, env = "SESSIOND_KEY_ALGORITHM")]
+    pub key_algorithm: Option<String>,
     /// `embedded` or `scylla://host1:9042,host2:9042/keyspace` [default: embedded]
     #[arg(long, env = "SESSIOND_STORE")]
     pub store: Option<String>,
@@ -309,6 +329,13 @@ impl Settings {
             http_addr: self.http_addr.or(file.http_addr),
             data_dir: self.data_dir.or(file.data_dir),
             key_dir: self.key_dir.or(file.key_dir),
+            signing_key_file: self.signing_key_file.or(file.signing_key_file),
+            verification_key_files: if self.verification_key_files.is_empty() {
+                file.verification_key_files
+            } else {
+                self.verification_key_files
+            },
+            key_algorithm: self.key_algorithm.or(file.key_algorithm),
             store: self.store.or(file.store),
             migrate: self.migrate.or(file.migrate),
             access_token_ttl: self.access_token_ttl.or(file.access_token_ttl),
@@ -406,7 +433,15 @@ impl Settings {
                 ));
             }
         };
+        let key_algorithm = match s.key_algorithm.as_deref() {
+            None => KeyAlgorithm::EdDsa,
+            Some(a) => KeyAlgorithm::parse(a)
+                .ok_or_else(|| invalid("--key-algorithm", "SESSIOND_KEY_ALGORITHM", format!("{a:?}: expected eddsa, es256 or rs256")))?,
+        };
         let config = Config {
+            signing_key_file: s.signing_key_file,
+            verification_key_files: s.verification_key_files,
+            key_algorithm,
             callers,
             max_in_flight,
             tls,
@@ -567,6 +602,17 @@ impl Config {
             return Err(invalid("--issuer", "SESSIOND_ISSUER", "must not be empty"));
         }
         Ok(())
+    }
+
+    /// Where the keys come from; `SESSIOND_SIGNING_KEY` (PEM text) wins over every file.
+    pub fn key_sources(&self) -> KeySources {
+        KeySources {
+            dir: self.key_dir.clone(),
+            signing_key_file: self.signing_key_file.clone(),
+            signing_key_pem: std::env::var("SESSIOND_SIGNING_KEY").ok().filter(|v| !v.is_empty()),
+            verification_key_files: self.verification_key_files.clone(),
+            algorithm: self.key_algorithm,
+        }
     }
 
     /// The embedded store's directory.

@@ -1,8 +1,11 @@
-//! Loads the server's secrets from a key directory, creating them on first start.
+//! Loads the server's secrets: the signing key, retired verification keys, and the pepper.
 //!
-//! The directory holds `signing-ed25519.pem` (PKCS#8) and `pepper` (32 random bytes), each
-//! mode 0600, so tokens and refresh tokens stay valid across restarts. Replicas that must
-//! accept each other's tokens share this directory (a mounted secret in production).
+//! The signing key comes from `--signing-key-file` (PEM, PKCS#8: Ed25519, P-256 or RSA) or the
+//! `SESSIOND_SIGNING_KEY` environment variable (the PEM text); without either, a key of
+//! `--key-algorithm` is generated once into the key directory. Public keys given with
+//! `--verification-key-file` keep verifying tokens of retired keys until those expire. The pepper
+//! (`<key-dir>/pepper`, 32 random bytes) is generated on first start. Generated files are mode
+//! 0600 in a 0700 directory, so tokens survive restarts; replicas share the key directory.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -12,15 +15,86 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rand::RngCore;
+use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
 
 use crate::domain::secrets::{Keyring, SigningKey, VerifyingKey};
 
-const SIGNING_FILE: &str = "signing-ed25519.pem";
 const PEPPER_FILE: &str = "pepper";
+
+/// Which algorithm a generated signing key uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// Ed25519 (`EdDSA`), the default: small, fast, deterministic.
+    EdDsa,
+    /// ECDSA P-256 with SHA-256 (`ES256`).
+    Es256,
+    /// RSA PKCS#1 v1.5 with SHA-256 (`RS256`), 2048-bit.
+    Rs256,
+}
+
+impl KeyAlgorithm {
+    /// Parses `eddsa`, `es256` or `rs256`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "eddsa" | "ed25519" => Some(Self::EdDsa),
+            "es256" => Some(Self::Es256),
+            "rs256" => Some(Self::Rs256),
+            _ => None,
+        }
+    }
+
+    fn file_name(self) -> &'static str {
+        match self {
+            Self::EdDsa => "signing-ed25519.pem",
+            Self::Es256 => "signing-es256.pem",
+            Self::Rs256 => "signing-rs256.pem",
+        }
+    }
+}
+
+/// Where the keys come from.
+#[derive(Clone)]
+pub struct KeySources {
+    /// The directory for generated keys and the pepper.
+    pub dir: PathBuf,
+    /// A PEM private key file to sign with.
+    pub signing_key_file: Option<PathBuf>,
+    /// A PEM private key given inline (from the environment).
+    pub signing_key_pem: Option<String>,
+    /// PEM public keys that verify but no longer sign.
+    pub verification_key_files: Vec<PathBuf>,
+    /// The algorithm of a generated key.
+    pub algorithm: KeyAlgorithm,
+}
+
+impl std::fmt::Debug for KeySources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySources")
+            .field("dir", &self.dir)
+            .field("signing_key_file", &self.signing_key_file)
+            .field("signing_key_pem", &self.signing_key_pem.as_ref().map(|_| "<redacted>"))
+            .field("verification_key_files", &self.verification_key_files)
+            .field("algorithm", &self.algorithm)
+            .finish()
+    }
+}
+
+impl KeySources {
+    /// Generated keys in `dir`, Ed25519.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            signing_key_file: None,
+            signing_key_pem: None,
+            verification_key_files: Vec::new(),
+            algorithm: KeyAlgorithm::EdDsa,
+        }
+    }
+}
 
 /// Why the secrets could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +107,10 @@ pub enum KeyError {
         /// The failure.
         source: std::io::Error,
     },
-    /// A file exists but does not hold what it should.
+    /// A key does not hold what it should.
     #[error("{path}: {message}")]
     Invalid {
-        /// The file.
+        /// The file (or `SESSIOND_SIGNING_KEY`).
         path: PathBuf,
         /// What is wrong.
         message: String,
@@ -44,31 +118,41 @@ pub enum KeyError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
-    move |source| KeyError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| KeyError::Io { path: path.to_owned(), source }
 }
 
-/// Loads the keyring from `dir`, generating a signing key and a pepper that do not exist yet.
+/// Loads the keyring from `dir` with a generated Ed25519 key: the default set-up.
 pub fn load_or_create(dir: &Path) -> Result<Keyring, KeyError> {
+    load(&KeySources::in_dir(dir))
+}
+
+/// Loads the keyring the sources describe, generating what the key directory lacks.
+pub fn load(sources: &KeySources) -> Result<Keyring, KeyError> {
+    let dir = &sources.dir;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
 
-    let signing_path = dir.join(SIGNING_FILE);
-    if !signing_path.exists() {
-        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-        let pem = key
-            .to_pkcs8_pem(Default::default())
-            .map_err(|e| KeyError::Invalid {
-                path: signing_path.clone(),
-                message: e.to_string(),
-            })?;
-        write_secret(&signing_path, pem.as_bytes())?;
-        tracing::info!(path = %signing_path.display(), "generated a new signing key");
+    let (origin, pem) = match (&sources.signing_key_pem, &sources.signing_key_file) {
+        (Some(pem), _) => (PathBuf::from("SESSIOND_SIGNING_KEY"), pem.clone()),
+        (None, Some(path)) => (path.clone(), std::fs::read_to_string(path).map_err(io(path))?),
+        (None, None) => {
+            let path = dir.join(sources.algorithm.file_name());
+            if !path.exists() {
+                let pem = generate(sources.algorithm, &path)?;
+                write_secret(&path, pem.as_bytes())?;
+                tracing::info!(path = %path.display(), "generated a new signing key");
+            }
+            (path.clone(), std::fs::read_to_string(&path).map_err(io(&path))?)
+        }
+    };
+    let (signing, verifying) = private_key(&origin, &pem)?;
+    let mut keys = HashMap::new();
+    keys.insert(signing.kid.clone(), Arc::new(verifying));
+    for path in &sources.verification_key_files {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let (kid, key) = public_key(path, &text)?;
+        keys.entry(kid).or_insert_with(|| Arc::new(key));
     }
-    let pem = std::fs::read_to_string(&signing_path).map_err(io(&signing_path))?;
-    let (signing, verifying) = ed25519_pair(&signing_path, &pem)?;
 
     let pepper_path = dir.join(PEPPER_FILE);
     if !pepper_path.exists() {
@@ -77,47 +161,90 @@ pub fn load_or_create(dir: &Path) -> Result<Keyring, KeyError> {
         write_secret(&pepper_path, &pepper)?;
     }
     let pepper = std::fs::read(&pepper_path).map_err(io(&pepper_path))?;
-
-    let mut keys = HashMap::new();
-    keys.insert(signing.kid.clone(), Arc::new(verifying));
-    Keyring::new(signing, keys, &pepper).map_err(|message| KeyError::Invalid {
-        path: pepper_path,
-        message,
-    })
+    tracing::info!(kid = %signing.kid, verification_keys = keys.len(), "keys loaded");
+    Keyring::new(signing, keys, &pepper).map_err(|message| KeyError::Invalid { path: pepper_path, message })
 }
 
-fn ed25519_pair(path: &Path, pem: &str) -> Result<(SigningKey, VerifyingKey), KeyError> {
-    let invalid = |message: String| KeyError::Invalid {
-        path: path.to_owned(),
-        message,
+fn generate(algorithm: KeyAlgorithm, path: &Path) -> Result<String, KeyError> {
+    let invalid = |e: String| KeyError::Invalid { path: path.to_owned(), message: e };
+    let pem = match algorithm {
+        KeyAlgorithm::EdDsa => ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng)
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| invalid(e.to_string()))?,
+        KeyAlgorithm::Es256 => p256::SecretKey::random(&mut rand::rngs::OsRng)
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| invalid(e.to_string()))?,
+        KeyAlgorithm::Rs256 => rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+            .map_err(|e| invalid(e.to_string()))?
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| invalid(e.to_string()))?,
     };
-    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
-        .map_err(|e| invalid(format!("not an Ed25519 PKCS#8 private key: {e}")))?;
-    let public = key.verifying_key();
-    let public_pem = public
-        .to_public_key_pem(Default::default())
-        .map_err(|e| invalid(e.to_string()))?;
-    let raw = public.as_bytes();
-    let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(raw)[..9]);
-    let encoding = EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|e| invalid(e.to_string()))?;
-    let decoding =
-        DecodingKey::from_ed_pem(public_pem.as_bytes()).map_err(|e| invalid(e.to_string()))?;
-    let jwk = serde_json::json!({
-        "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
-        "kid": kid, "x": URL_SAFE_NO_PAD.encode(raw),
-    });
-    Ok((
-        SigningKey {
-            kid,
-            algorithm: Algorithm::EdDSA,
-            encoding,
-        },
-        VerifyingKey {
-            algorithm: Algorithm::EdDSA,
-            decoding,
-            jwk,
-        },
-    ))
+    Ok(pem.to_string())
+}
+
+/// The key id: a digest of the public key (SPKI DER), so it is stable and needs no registry.
+fn kid_of(spki_der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(&Sha256::digest(spki_der)[..9])
+}
+
+/// A signing key and its own verifying half from a PKCS#8 PEM private key of any supported type.
+fn private_key(path: &Path, pem: &str) -> Result<(SigningKey, VerifyingKey), KeyError> {
+    let invalid = |message: String| KeyError::Invalid { path: path.to_owned(), message };
+    let (algorithm, encoding, public_pem) = if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
+        let public = k.verifying_key().to_public_key_pem(LineEnding::LF).map_err(|e| invalid(e.to_string()))?;
+        (Algorithm::EdDSA, EncodingKey::from_ed_pem(pem.as_bytes()), public)
+    } else if let Ok(k) = p256::SecretKey::from_pkcs8_pem(pem) {
+        let public = k.public_key().to_public_key_pem(LineEnding::LF).map_err(|e| invalid(e.to_string()))?;
+        (Algorithm::ES256, EncodingKey::from_ec_pem(pem.as_bytes()), public)
+    } else if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
+        let public = k.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|e| invalid(e.to_string()))?;
+        (Algorithm::RS256, EncodingKey::from_rsa_pem(pem.as_bytes()), public)
+    } else {
+        return Err(invalid("not a PKCS#8 PEM private key of a supported type (Ed25519, P-256, RSA)".into()));
+    };
+    let encoding = encoding.map_err(|e| invalid(e.to_string()))?;
+    let (kid, verifying) = public_key(path, &public_pem)?;
+    if verifying.algorithm != algorithm {
+        return Err(invalid("public and private halves disagree".into()));
+    }
+    Ok((SigningKey { kid, algorithm, encoding }, verifying))
+}
+
+/// A verifying key, its kid and its JWK from a PEM public key (SPKI) of any supported type.
+fn public_key(path: &Path, pem: &str) -> Result<(String, VerifyingKey), KeyError> {
+    let invalid = |message: String| KeyError::Invalid { path: path.to_owned(), message };
+    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+    let (algorithm, decoding, der, jwk) = if let Ok(k) = ed25519_dalek::VerifyingKey::from_public_key_pem(pem) {
+        let der = k.to_public_key_der().map_err(|e| invalid(e.to_string()))?;
+        let decoding = DecodingKey::from_ed_der(k.as_bytes());
+        let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(k.as_bytes())});
+        (Algorithm::EdDSA, decoding, der, jwk)
+    } else if let Ok(k) = p256::PublicKey::from_public_key_pem(pem) {
+        let der = k.to_public_key_der().map_err(|e| invalid(e.to_string()))?;
+        let point = p256::EncodedPoint::from(k);
+        let (Some(x), Some(y)) = (point.x(), point.y()) else {
+            return Err(invalid("P-256 key without coordinates".into()));
+        };
+        let decoding = DecodingKey::from_ec_der(point.as_bytes());
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y)});
+        (Algorithm::ES256, decoding, der, jwk)
+    } else if let Ok(k) = rsa::RsaPublicKey::from_public_key_pem(pem) {
+        let der = k.to_public_key_der().map_err(|e| invalid(e.to_string()))?;
+        let (n, e) = (k.n().to_bytes_be(), k.e().to_bytes_be());
+        let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
+        let jwk = serde_json::json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)});
+        (Algorithm::RS256, decoding, der, jwk)
+    } else {
+        return Err(invalid("not a PEM public key of a supported type (Ed25519, P-256, RSA)".into()));
+    };
+    let kid = kid_of(der.as_bytes());
+    let mut jwk = jwk;
+    if let Some(map) = jwk.as_object_mut() {
+        map.insert("kid".into(), kid.clone().into());
+        map.insert("alg".into(), format!("{algorithm:?}").into());
+        map.insert("use".into(), "sig".into());
+    }
+    Ok((kid, VerifyingKey { algorithm, decoding, jwk }))
 }
 
 /// Writes a new secret file with mode 0600, never leaving a partly written file behind.
@@ -133,4 +260,68 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     file.write_all(bytes).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::access::{self, AccessClaims};
+    use crate::domain::ids::{SessionId, TenantId, UserId};
+    use crate::domain::time::Timestamp;
+
+    fn claims() -> AccessClaims {
+        let now = Timestamp::now();
+        AccessClaims {
+            session_id: SessionId::new(),
+            user_id: UserId::parse("sub", "u").expect("user"),
+            tenant_id: TenantId::none(),
+            issued_at: now,
+            expires_at: now.plus(std::time::Duration::from_secs(60)),
+        }
+    }
+
+    #[test]
+    fn every_algorithm_signs_and_verifies() {
+        for algorithm in [KeyAlgorithm::EdDsa, KeyAlgorithm::Es256, KeyAlgorithm::Rs256] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let sources = KeySources { algorithm, ..KeySources::in_dir(dir.path()) };
+            let keys = load(&sources).expect("keys");
+            let token = access::sign(&keys, "iss", &claims()).expect("sign");
+            let verified = access::verify(&keys, "iss", &token);
+            assert!(verified.is_ok(), "{algorithm:?}: {verified:?}");
+            // Loading again reads the same key back.
+            let again = load(&sources).expect("keys");
+            assert_eq!(again.signing.kid, keys.signing.kid);
+        }
+    }
+
+    #[test]
+    fn retired_keys_verify_and_removed_keys_do_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = load(&KeySources::in_dir(dir.path().join("old"))).expect("old");
+        let token = access::sign(&old, "iss", &claims()).expect("sign");
+        let old_public = dir.path().join("old.pub.pem");
+        let jwk_x = old.verifying.values().next().map(|k| k.jwk.clone()).expect("jwk");
+        assert_eq!(jwk_x["kty"], "OKP");
+        let private = std::fs::read_to_string(dir.path().join("old/signing-ed25519.pem")).expect("pem");
+        let public = ed25519_dalek::SigningKey::from_pkcs8_pem(&private)
+            .expect("parse")
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("pem");
+        std::fs::write(&old_public, public).expect("write");
+
+        let rotated = KeySources {
+            verification_key_files: vec![old_public],
+            ..KeySources::in_dir(dir.path().join("new"))
+        };
+        let new = load(&rotated).expect("new");
+        assert_ne!(new.signing.kid, old.signing.kid);
+        assert!(access::verify(&new, "iss", &token).is_ok(), "retired key still verifies");
+        let without = load(&KeySources::in_dir(dir.path().join("new"))).expect("new only");
+        assert_eq!(
+            access::verify(&without, "iss", &token).err(),
+            Some(crate::domain::TokenProblem::BadSignature)
+        );
+    }
 }

@@ -84,8 +84,8 @@ pub async fn serve(
     };
 
     let store = crate::store::backend::open(&config).await?;
-    let key_dir = config.key_dir.clone();
-    let keys = tokio::task::spawn_blocking(move || crate::keystore::load_or_create(&key_dir))
+    let key_sources = config.key_sources();
+    let keys = tokio::task::spawn_blocking(move || crate::keystore::load(&key_sources))
         .await
         .map_err(|e| ServeError::Refused(e.to_string()))??;
     let (touches, touch_writer) = Touches::start(store.clone(), config.last_seen_interval);
