@@ -143,9 +143,22 @@ impl Authenticator {
         authorization: Option<&[u8]>,
         cert_subject: Option<&str>,
     ) -> Result<Option<Caller>, Status> {
-        let Some(role) = required_role(path) else { return Ok(None) };
+        match required_role(path) {
+            Some(role) => self.admit_role(role, authorization, cert_subject).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Identifies a caller that needs `role` (for surfaces other than gRPC, such as HTTP
+    /// token introspection) and checks its rate limit.
+    pub fn admit_role(
+        &self,
+        role: Role,
+        authorization: Option<&[u8]>,
+        cert_subject: Option<&str>,
+    ) -> Result<Caller, Status> {
         if self.is_open() {
-            return Ok(Some(Caller::anonymous()));
+            return Ok(Caller::anonymous());
         }
         let known = self.identify(authorization, cert_subject)?;
         if !known.spec.roles.contains(&role) {
@@ -164,7 +177,7 @@ impl Authenticator {
                 ));
             }
         }
-        Ok(Some(known.caller.clone()))
+        Ok(known.caller.clone())
     }
 
     fn identify(&self, authorization: Option<&[u8]>, cert_subject: Option<&str>) -> Result<&Known, Status> {
