@@ -98,6 +98,12 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Serve gRPC over TLS, optionally requiring client certificates (mTLS).
     pub tls: Option<TlsFiles>,
+    /// Where OpenTelemetry traces are exported (OTLP over gRPC, `http://host:4317`); no
+    /// traces are exported when `None`.
+    pub otlp_endpoint: Option<String>,
+    /// The share of traces started here that are sampled, 0.0 to 1.0; traces continued from a
+    /// caller follow the caller's sampling decision.
+    pub otlp_sample_ratio: f64,
 }
 
 /// PEM files for serving TLS.
@@ -164,6 +170,8 @@ impl Config {
             callers: Vec::new(),
             max_in_flight: 10_000,
             tls: None,
+            otlp_endpoint: None,
+            otlp_sample_ratio: 1.0,
         }
     }
 }
@@ -278,6 +286,12 @@ pub struct Settings {
     /// PEM CA certificates; when set, callers must present a client certificate (mTLS)
     #[arg(long, env = "SESSIOND_TLS_CLIENT_CA_FILE")]
     pub tls_client_ca_file: Option<PathBuf>,
+    /// OTLP/gRPC collector to export traces to, e.g. http://127.0.0.1:4317 [default: none]
+    #[arg(long, env = "SESSIOND_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of traces started here that are exported, 0.0 to 1.0 [default: 1.0]
+    #[arg(long, env = "SESSIOND_OTLP_SAMPLE_RATIO")]
+    pub otlp_sample_ratio: Option<String>,
     /// Callers, from the TOML file only
     #[arg(skip)]
     #[serde(default)]
@@ -352,6 +366,8 @@ impl Settings {
             tls_cert_file: self.tls_cert_file.or(file.tls_cert_file),
             tls_key_file: self.tls_key_file.or(file.tls_key_file),
             tls_client_ca_file: self.tls_client_ca_file.or(file.tls_client_ca_file),
+            otlp_endpoint: self.otlp_endpoint.or(file.otlp_endpoint),
+            otlp_sample_ratio: self.otlp_sample_ratio.or(file.otlp_sample_ratio),
             callers: file.callers,
         }
     }
@@ -408,10 +424,14 @@ impl Settings {
         };
         let mut entries = s.callers;
         if let Some(path) = &s.callers_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
-            let file: CallersFile = toml::from_str(&text)
-                .map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let file: CallersFile = toml::from_str(&text).map_err(|e| ConfigError::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
             entries.extend(file.callers);
         }
         let callers = callers(entries)?;
@@ -419,11 +439,21 @@ impl Settings {
             None => d.max_in_flight,
             Some(v) => match v.parse::<usize>() {
                 Ok(n) if n > 0 => n,
-                _ => return Err(invalid("--max-in-flight", "SESSIOND_MAX_IN_FLIGHT", format!("{v:?}: expected a positive number"))),
+                _ => {
+                    return Err(invalid(
+                        "--max-in-flight",
+                        "SESSIOND_MAX_IN_FLIGHT",
+                        format!("{v:?}: expected a positive number"),
+                    ));
+                }
             },
         };
         let tls = match (s.tls_cert_file, s.tls_key_file) {
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca: s.tls_client_ca_file }),
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca: s.tls_client_ca_file,
+            }),
             (None, None) if s.tls_client_ca_file.is_none() => None,
             _ => {
                 return Err(invalid(
@@ -435,10 +465,35 @@ impl Settings {
         };
         let key_algorithm = match s.key_algorithm.as_deref() {
             None => KeyAlgorithm::EdDsa,
-            Some(a) => KeyAlgorithm::parse(a)
-                .ok_or_else(|| invalid("--key-algorithm", "SESSIOND_KEY_ALGORITHM", format!("{a:?}: expected eddsa, es256 or rs256")))?,
+            Some(a) => KeyAlgorithm::parse(a).ok_or_else(|| {
+                invalid(
+                    "--key-algorithm",
+                    "SESSIOND_KEY_ALGORITHM",
+                    format!("{a:?}: expected eddsa, es256 or rs256"),
+                )
+            })?,
+        };
+        let otlp_endpoint = match s.otlp_endpoint {
+            None => None,
+            Some(v) if v.is_empty() => None,
+            Some(v) => Some(otlp_endpoint(v)?),
+        };
+        let otlp_sample_ratio = match s.otlp_sample_ratio {
+            None => d.otlp_sample_ratio,
+            Some(v) => match v.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => r,
+                _ => {
+                    return Err(invalid(
+                        "--otlp-sample-ratio",
+                        "SESSIOND_OTLP_SAMPLE_RATIO",
+                        format!("{v:?}: expected a number from 0.0 to 1.0"),
+                    ));
+                }
+            },
         };
         let config = Config {
+            otlp_endpoint,
+            otlp_sample_ratio,
             signing_key_file: s.signing_key_file,
             verification_key_files: s.verification_key_files,
             key_algorithm,
@@ -506,13 +561,44 @@ impl Settings {
     }
 }
 
+/// An OTLP/gRPC endpoint: an `http://host:port` URI. TLS to the collector is not offered;
+/// export to a collector or agent on the same host or network instead.
+fn otlp_endpoint(value: String) -> Result<String, ConfigError> {
+    let bad = |message: &str| {
+        invalid(
+            "--otlp-endpoint",
+            "SESSIOND_OTLP_ENDPOINT",
+            format!("{value:?}: {message}"),
+        )
+    };
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|_| bad("not a URI such as http://127.0.0.1:4317"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(bad(
+                "https is not supported; export to a local collector over http",
+            ));
+        }
+        _ => return Err(bad("expected http://host:port")),
+    }
+    if uri.authority().is_none() {
+        return Err(bad("expected http://host:port"));
+    }
+    Ok(value)
+}
+
 fn callers(entries: Vec<CallerEntry>) -> Result<Vec<CallerSpec>, ConfigError> {
     let bad = |message: String| invalid("callers", "SESSIOND_CALLERS_FILE", message);
     let mut names = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
         if e.name.is_empty() || !names.insert(e.name.clone()) {
-            return Err(bad(format!("caller name {:?} is empty or repeated", e.name)));
+            return Err(bad(format!(
+                "caller name {:?} is empty or repeated",
+                e.name
+            )));
         }
         let credential_sha256 = match &e.credential_sha256 {
             None => None,
@@ -520,21 +606,37 @@ fn callers(entries: Vec<CallerEntry>) -> Result<Vec<CallerSpec>, ConfigError> {
                 let bytes = hex::decode(h.trim_start_matches("sha256:"))
                     .ok()
                     .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| bad(format!("caller {}: credential_sha256 must be 64 hex digits", e.name)))?;
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "caller {}: credential_sha256 must be 64 hex digits",
+                            e.name
+                        ))
+                    })?;
                 Some(bytes)
             }
         };
         if credential_sha256.is_none() && e.client_cert_subject.is_none() {
-            return Err(bad(format!("caller {}: needs credential_sha256 or client_cert_subject", e.name)));
+            return Err(bad(format!(
+                "caller {}: needs credential_sha256 or client_cert_subject",
+                e.name
+            )));
         }
         let mut roles = Vec::new();
         for r in &e.roles {
-            roles.push(Role::parse(r).ok_or_else(|| bad(format!("caller {}: unknown role {r:?} (issuer, validator, admin)", e.name)))?);
+            roles.push(Role::parse(r).ok_or_else(|| {
+                bad(format!(
+                    "caller {}: unknown role {r:?} (issuer, validator, admin)",
+                    e.name
+                ))
+            })?);
         }
-        let rate_limit = match e.rate_limit {
-            None => None,
-            Some(n) => Some(std::num::NonZeroU32::new(n).ok_or_else(|| bad(format!("caller {}: rate_limit must be positive", e.name)))?),
-        };
+        let rate_limit =
+            match e.rate_limit {
+                None => None,
+                Some(n) => Some(std::num::NonZeroU32::new(n).ok_or_else(|| {
+                    bad(format!("caller {}: rate_limit must be positive", e.name))
+                })?),
+            };
         out.push(CallerSpec {
             name: e.name,
             credential_sha256,
@@ -552,7 +654,10 @@ pub fn new_credential() -> (String, String) {
     use rand::RngCore;
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
-    let credential = format!("sdc_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+    let credential = format!(
+        "sdc_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    );
     let hash = hex::encode(hash_credential(&credential));
     (credential, hash)
 }
@@ -609,7 +714,9 @@ impl Config {
         KeySources {
             dir: self.key_dir.clone(),
             signing_key_file: self.signing_key_file.clone(),
-            signing_key_pem: std::env::var("SESSIOND_SIGNING_KEY").ok().filter(|v| !v.is_empty()),
+            signing_key_pem: std::env::var("SESSIOND_SIGNING_KEY")
+                .ok()
+                .filter(|v| !v.is_empty()),
             verification_key_files: self.verification_key_files.clone(),
             algorithm: self.key_algorithm,
         }
@@ -622,6 +729,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// A failed expectation is a failed test: here a panic is the point.
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -665,6 +774,66 @@ mod tests {
         let c = s.resolve().expect("valid");
         assert_eq!(c.grpc_addr.port(), 2);
         assert_eq!(c.session_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn otlp_is_off_by_default_and_validated() {
+        let c = Settings::default().resolve().expect("defaults are valid");
+        assert_eq!(c.otlp_endpoint, None);
+        assert_eq!(c.otlp_sample_ratio, 1.0);
+
+        let s = Settings {
+            otlp_endpoint: Some("http://127.0.0.1:4317".into()),
+            otlp_sample_ratio: Some("0.25".into()),
+            ..Settings::default()
+        };
+        let c = s.resolve().expect("valid");
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+        assert_eq!(c.otlp_sample_ratio, 0.25);
+
+        for endpoint in [
+            "127.0.0.1:4317",
+            "https://collector:4317",
+            "not a uri",
+            "http://",
+        ] {
+            let s = Settings {
+                otlp_endpoint: Some(endpoint.into()),
+                ..Settings::default()
+            };
+            let err = s.resolve().expect_err(endpoint).to_string();
+            assert!(
+                err.contains("--otlp-endpoint") && err.contains("SESSIOND_OTLP_ENDPOINT"),
+                "{err}"
+            );
+        }
+        for ratio in ["1.5", "-0.1", "half", "NaN"] {
+            let s = Settings {
+                otlp_sample_ratio: Some(ratio.into()),
+                ..Settings::default()
+            };
+            let err = s.resolve().expect_err(ratio).to_string();
+            assert!(err.contains("--otlp-sample-ratio"), "{err}");
+        }
+    }
+
+    #[test]
+    fn otlp_settings_come_from_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "otlp_endpoint = \"http://collector:4317\"\notlp_sample_ratio = \"0.5\"\nhttp_addr = \"127.0.0.1:9090\"\n",
+        )
+        .expect("write");
+        let s = Settings {
+            config: Some(path),
+            ..Settings::default()
+        };
+        let c = s.resolve().expect("valid");
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://collector:4317"));
+        assert_eq!(c.otlp_sample_ratio, 0.5);
+        assert_eq!(c.http_addr.port(), 9090);
     }
 
     #[test]

@@ -76,7 +76,10 @@ impl std::fmt::Debug for KeySources {
         f.debug_struct("KeySources")
             .field("dir", &self.dir)
             .field("signing_key_file", &self.signing_key_file)
-            .field("signing_key_pem", &self.signing_key_pem.as_ref().map(|_| "<redacted>"))
+            .field(
+                "signing_key_pem",
+                &self.signing_key_pem.as_ref().map(|_| "<redacted>"),
+            )
             .field("verification_key_files", &self.verification_key_files)
             .field("algorithm", &self.algorithm)
             .finish()
@@ -118,7 +121,10 @@ pub enum KeyError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
-    move |source| KeyError::Io { path: path.to_owned(), source }
+    move |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Loads the keyring from `dir` with a generated Ed25519 key: the default set-up.
@@ -134,7 +140,10 @@ pub fn load(sources: &KeySources) -> Result<Keyring, KeyError> {
 
     let (origin, pem) = match (&sources.signing_key_pem, &sources.signing_key_file) {
         (Some(pem), _) => (PathBuf::from("SESSIOND_SIGNING_KEY"), pem.clone()),
-        (None, Some(path)) => (path.clone(), std::fs::read_to_string(path).map_err(io(path))?),
+        (None, Some(path)) => (
+            path.clone(),
+            std::fs::read_to_string(path).map_err(io(path))?,
+        ),
         (None, None) => {
             let path = dir.join(sources.algorithm.file_name());
             if !path.exists() {
@@ -142,7 +151,10 @@ pub fn load(sources: &KeySources) -> Result<Keyring, KeyError> {
                 write_secret(&path, pem.as_bytes())?;
                 tracing::info!(path = %path.display(), "generated a new signing key");
             }
-            (path.clone(), std::fs::read_to_string(&path).map_err(io(&path))?)
+            (
+                path.clone(),
+                std::fs::read_to_string(&path).map_err(io(&path))?,
+            )
         }
     };
     let (signing, verifying) = private_key(&origin, &pem)?;
@@ -162,11 +174,17 @@ pub fn load(sources: &KeySources) -> Result<Keyring, KeyError> {
     }
     let pepper = std::fs::read(&pepper_path).map_err(io(&pepper_path))?;
     tracing::info!(kid = %signing.kid, verification_keys = keys.len(), "keys loaded");
-    Keyring::new(signing, keys, &pepper).map_err(|message| KeyError::Invalid { path: pepper_path, message })
+    Keyring::new(signing, keys, &pepper).map_err(|message| KeyError::Invalid {
+        path: pepper_path,
+        message,
+    })
 }
 
 fn generate(algorithm: KeyAlgorithm, path: &Path) -> Result<String, KeyError> {
-    let invalid = |e: String| KeyError::Invalid { path: path.to_owned(), message: e };
+    let invalid = |e: String| KeyError::Invalid {
+        path: path.to_owned(),
+        message: e,
+    };
     let pem = match algorithm {
         KeyAlgorithm::EdDsa => ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng)
             .to_pkcs8_pem(LineEnding::LF)
@@ -189,54 +207,94 @@ fn kid_of(spki_der: &[u8]) -> String {
 
 /// A signing key and its own verifying half from a PKCS#8 PEM private key of any supported type.
 fn private_key(path: &Path, pem: &str) -> Result<(SigningKey, VerifyingKey), KeyError> {
-    let invalid = |message: String| KeyError::Invalid { path: path.to_owned(), message };
-    let (algorithm, encoding, public_pem) = if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
-        let public = k.verifying_key().to_public_key_pem(LineEnding::LF).map_err(|e| invalid(e.to_string()))?;
-        (Algorithm::EdDSA, EncodingKey::from_ed_pem(pem.as_bytes()), public)
-    } else if let Ok(k) = p256::SecretKey::from_pkcs8_pem(pem) {
-        let public = k.public_key().to_public_key_pem(LineEnding::LF).map_err(|e| invalid(e.to_string()))?;
-        (Algorithm::ES256, EncodingKey::from_ec_pem(pem.as_bytes()), public)
-    } else if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
-        let public = k.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|e| invalid(e.to_string()))?;
-        (Algorithm::RS256, EncodingKey::from_rsa_pem(pem.as_bytes()), public)
-    } else {
-        return Err(invalid("not a PKCS#8 PEM private key of a supported type (Ed25519, P-256, RSA)".into()));
+    let invalid = |message: String| KeyError::Invalid {
+        path: path.to_owned(),
+        message,
     };
+    let (algorithm, encoding, public_pem) =
+        if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
+            let public = k
+                .verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| invalid(e.to_string()))?;
+            (
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_pem(pem.as_bytes()),
+                public,
+            )
+        } else if let Ok(k) = p256::SecretKey::from_pkcs8_pem(pem) {
+            let public = k
+                .public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| invalid(e.to_string()))?;
+            (
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(pem.as_bytes()),
+                public,
+            )
+        } else if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
+            let public = k
+                .to_public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| invalid(e.to_string()))?;
+            (
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(pem.as_bytes()),
+                public,
+            )
+        } else {
+            return Err(invalid(
+                "not a PKCS#8 PEM private key of a supported type (Ed25519, P-256, RSA)".into(),
+            ));
+        };
     let encoding = encoding.map_err(|e| invalid(e.to_string()))?;
     let (kid, verifying) = public_key(path, &public_pem)?;
     if verifying.algorithm != algorithm {
         return Err(invalid("public and private halves disagree".into()));
     }
-    Ok((SigningKey { kid, algorithm, encoding }, verifying))
+    Ok((
+        SigningKey {
+            kid,
+            algorithm,
+            encoding,
+        },
+        verifying,
+    ))
 }
 
 /// A verifying key, its kid and its JWK from a PEM public key (SPKI) of any supported type.
 fn public_key(path: &Path, pem: &str) -> Result<(String, VerifyingKey), KeyError> {
-    let invalid = |message: String| KeyError::Invalid { path: path.to_owned(), message };
-    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
-    let (algorithm, decoding, der, jwk) = if let Ok(k) = ed25519_dalek::VerifyingKey::from_public_key_pem(pem) {
-        let der = k.to_public_key_der().map_err(|e| invalid(e.to_string()))?;
-        let decoding = DecodingKey::from_ed_der(k.as_bytes());
-        let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(k.as_bytes())});
-        (Algorithm::EdDSA, decoding, der, jwk)
-    } else if let Ok(k) = p256::PublicKey::from_public_key_pem(pem) {
-        let der = k.to_public_key_der().map_err(|e| invalid(e.to_string()))?;
-        let point = p256::EncodedPoint::from(k);
-        let (Some(x), Some(y)) = (point.x(), point.y()) else {
-            return Err(invalid("P-256 key without coordinates".into()));
-        };
-        let decoding = DecodingKey::from_ec_der(point.as_bytes());
-        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y)});
-        (Algorithm::ES256, decoding, der, jwk)
-    } else if let Ok(k) = rsa::RsaPublicKey::from_public_key_pem(pem) {
-        let der = k.to_public_key_der().map_err(|e| invalid(e.to_string()))?;
-        let (n, e) = (k.n().to_bytes_be(), k.e().to_bytes_be());
-        let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
-        let jwk = serde_json::json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)});
-        (Algorithm::RS256, decoding, der, jwk)
-    } else {
-        return Err(invalid("not a PEM public key of a supported type (Ed25519, P-256, RSA)".into()));
+    let invalid = |message: String| KeyError::Invalid {
+        path: path.to_owned(),
+        message,
     };
+    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+    let (algorithm, decoding, der, jwk) =
+        if let Ok(k) = ed25519_dalek::VerifyingKey::from_public_key_pem(pem) {
+            let der = k.to_public_key_der().map_err(|e| invalid(e.to_string()))?;
+            let decoding = DecodingKey::from_ed_der(k.as_bytes());
+            let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(k.as_bytes())});
+            (Algorithm::EdDSA, decoding, der, jwk)
+        } else if let Ok(k) = p256::PublicKey::from_public_key_pem(pem) {
+            let der = k.to_public_key_der().map_err(|e| invalid(e.to_string()))?;
+            let point = p256::EncodedPoint::from(k);
+            let (Some(x), Some(y)) = (point.x(), point.y()) else {
+                return Err(invalid("P-256 key without coordinates".into()));
+            };
+            let decoding = DecodingKey::from_ec_der(point.as_bytes());
+            let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y)});
+            (Algorithm::ES256, decoding, der, jwk)
+        } else if let Ok(k) = rsa::RsaPublicKey::from_public_key_pem(pem) {
+            let der = k.to_public_key_der().map_err(|e| invalid(e.to_string()))?;
+            let (n, e) = (k.n().to_bytes_be(), k.e().to_bytes_be());
+            let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
+            let jwk = serde_json::json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)});
+            (Algorithm::RS256, decoding, der, jwk)
+        } else {
+            return Err(invalid(
+                "not a PEM public key of a supported type (Ed25519, P-256, RSA)".into(),
+            ));
+        };
     let kid = kid_of(der.as_bytes());
     let mut jwk = jwk;
     if let Some(map) = jwk.as_object_mut() {
@@ -244,7 +302,14 @@ fn public_key(path: &Path, pem: &str) -> Result<(String, VerifyingKey), KeyError
         map.insert("alg".into(), format!("{algorithm:?}").into());
         map.insert("use".into(), "sig".into());
     }
-    Ok((kid, VerifyingKey { algorithm, decoding, jwk }))
+    Ok((
+        kid,
+        VerifyingKey {
+            algorithm,
+            decoding,
+            jwk,
+        },
+    ))
 }
 
 /// Writes a new secret file with mode 0600, never leaving a partly written file behind.
@@ -282,9 +347,16 @@ mod tests {
 
     #[test]
     fn every_algorithm_signs_and_verifies() {
-        for algorithm in [KeyAlgorithm::EdDsa, KeyAlgorithm::Es256, KeyAlgorithm::Rs256] {
+        for algorithm in [
+            KeyAlgorithm::EdDsa,
+            KeyAlgorithm::Es256,
+            KeyAlgorithm::Rs256,
+        ] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let sources = KeySources { algorithm, ..KeySources::in_dir(dir.path()) };
+            let sources = KeySources {
+                algorithm,
+                ..KeySources::in_dir(dir.path())
+            };
             let keys = load(&sources).expect("keys");
             let token = access::sign(&keys, "iss", &claims()).expect("sign");
             let verified = access::verify(&keys, "iss", &token);
@@ -301,9 +373,15 @@ mod tests {
         let old = load(&KeySources::in_dir(dir.path().join("old"))).expect("old");
         let token = access::sign(&old, "iss", &claims()).expect("sign");
         let old_public = dir.path().join("old.pub.pem");
-        let jwk_x = old.verifying.values().next().map(|k| k.jwk.clone()).expect("jwk");
+        let jwk_x = old
+            .verifying
+            .values()
+            .next()
+            .map(|k| k.jwk.clone())
+            .expect("jwk");
         assert_eq!(jwk_x["kty"], "OKP");
-        let private = std::fs::read_to_string(dir.path().join("old/signing-ed25519.pem")).expect("pem");
+        let private =
+            std::fs::read_to_string(dir.path().join("old/signing-ed25519.pem")).expect("pem");
         let public = ed25519_dalek::SigningKey::from_pkcs8_pem(&private)
             .expect("parse")
             .verifying_key()
@@ -317,7 +395,10 @@ mod tests {
         };
         let new = load(&rotated).expect("new");
         assert_ne!(new.signing.kid, old.signing.kid);
-        assert!(access::verify(&new, "iss", &token).is_ok(), "retired key still verifies");
+        assert!(
+            access::verify(&new, "iss", &token).is_ok(),
+            "retired key still verifies"
+        );
         let without = load(&KeySources::in_dir(dir.path().join("new"))).expect("new only");
         assert_eq!(
             access::verify(&without, "iss", &token).err(),

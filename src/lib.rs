@@ -1,8 +1,9 @@
 //! sessiond: the session authority.
 //!
 //! [`serve`] runs the whole service on a bound listener until a shutdown signal; `main` and the
-//! black-box tests both call it. Layers: `api` (gRPC edge) → `domain` (decisions) → `store`
-//! (persistence).
+//! black-box tests both call it ([`serve_with_http`] adds the HTTP surface on a second
+//! listener). Layers: `api` (gRPC edge) and `http` (HTTP edge) → `domain` (decisions) →
+//! `store` (persistence).
 
 #![deny(
     clippy::unwrap_used,
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod config;
 pub mod domain;
+pub mod http;
 pub mod keystore;
 pub mod server;
 pub mod store;
@@ -30,4 +32,4 @@ pub mod pb {
 }
 
 pub use config::Config;
-pub use server::{ServeError, serve};
+pub use server::{ServeError, serve, serve_with_http};

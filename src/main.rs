@@ -1,5 +1,5 @@
-//! The `sessiond` binary: parses the configuration, starts logging, and runs `serve` or
-//! `migrate`. SIGTERM and SIGINT drain in-flight calls and exit 0.
+//! The `sessiond` binary: parses the configuration, starts logging (and trace export), and runs
+//! `serve` or `migrate`. SIGTERM and SIGINT drain in-flight calls, flush queued spans and exit 0.
 
 use std::process::ExitCode;
 
@@ -21,11 +21,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    sessiond::telemetry::init(config.log_format);
+    let telemetry = match sessiond::telemetry::start(&config) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("sessiond: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let outcome = match command {
         "migrate" => migrate(&config).await,
         _ => serve(config).await,
     };
+    telemetry.shutdown().await;
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -37,12 +44,20 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: sessiond::Config) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(config.grpc_addr)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.grpc_addr))?;
-    sessiond::serve(config, listener, shutdown_signal())
+    // Listen for signals before anything else, so a SIGTERM during start-up is a clean stop
+    // (served as soon as the server is up) rather than death by the default handler.
+    let shutdown = shutdown_signal().map_err(|e| format!("cannot listen for signals: {e}"))?;
+    let grpc = bind(config.grpc_addr).await?;
+    let http = bind(config.http_addr).await?;
+    sessiond::serve_with_http(config, grpc, Some(http), shutdown)
         .await
         .map_err(|e| e.to_string())
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
 async fn migrate(config: &sessiond::Config) -> Result<(), String> {
@@ -59,13 +74,20 @@ async fn migrate(config: &sessiond::Config) -> Result<(), String> {
 
 /// Prints a fresh credential (to hand to the caller) and its configuration entry.
 fn credential(args: &sessiond::config::CredentialArgs) -> ExitCode {
-    if let Some(bad) = args.roles.iter().find(|r| sessiond::api::auth::Role::parse(r).is_none()) {
+    if let Some(bad) = args
+        .roles
+        .iter()
+        .find(|r| sessiond::api::auth::Role::parse(r).is_none())
+    {
         eprintln!("sessiond: unknown role {bad:?} (issuer, validator, admin)");
         return ExitCode::from(2);
     }
     let (credential, hash) = sessiond::config::new_credential();
     let roles: Vec<String> = args.roles.iter().map(|r| format!("{r:?}")).collect();
-    println!("# give this credential to {} (it is shown once):", args.name);
+    println!(
+        "# give this credential to {} (it is shown once):",
+        args.name
+    );
     println!("#   authorization: Bearer {credential}");
     println!("[[callers]]");
     println!("name = {:?}", args.name);
@@ -74,21 +96,15 @@ fn credential(args: &sessiond::config::CredentialArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// A future that completes on SIGTERM or SIGINT; the handlers are installed before it returns.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    })
 }

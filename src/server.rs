@@ -1,31 +1,48 @@
-//! Wiring: opens the store, loads the keys, starts the background tasks and serves gRPC on a
-//! bound listener until shutdown, then drains in-flight calls and flushes write-behind state.
+//! Wiring: opens the store, loads the keys, starts the background tasks and serves gRPC (and,
+//! when given a second listener, the HTTP surface) until shutdown, then drains in-flight calls
+//! and flushes write-behind state.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::api::SessionApi;
 use crate::api::auth::{AuthLayer, Authenticator};
-use crate::config::TlsFiles;
+use crate::api::envoy::ExtAuthz;
+use crate::api::observe::ObserveLayer;
 use crate::config::Config;
+use crate::config::TlsFiles;
 use crate::domain::cache::CacheLimits;
 use crate::domain::last_seen::Touches;
 use crate::domain::{Policy, Sessions};
+use crate::http::HttpState;
 use crate::pb;
+use crate::store::metered::MeteredStore;
 use crate::store::{Store, StoreError};
+use crate::telemetry::prometheus::LIVE_SESSIONS;
 
 /// Largest request accepted. Above every field bound, so oversize fields get a clear
 /// `INVALID_ARGUMENT` naming the field rather than a transport error.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// How often the store is pinged for health.
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
+/// How often the live-sessions gauge is refreshed.
+const LIVE_SESSIONS_EVERY: Duration = Duration::from_secs(15);
+/// How often histogram samples are folded into the metrics registry between scrapes, so that
+/// they never pile up in memory.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// How long HTTP connections may take to finish once gRPC has drained.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +59,9 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The HTTP server failed.
+    #[error("http server: {0}")]
+    Http(#[from] std::io::Error),
 }
 
 fn policy(config: &Config) -> Policy {
@@ -57,24 +77,49 @@ fn policy(config: &Config) -> Policy {
     }
 }
 
-/// Runs sessiond on `listener` until `shutdown` completes, then drains in-flight calls, flushes
-/// pending last-seen writes and returns. Refuses a non-loopback listener while no caller
-/// credentials are configured.
+/// Runs sessiond's gRPC service on `listener` until `shutdown` completes, then drains in-flight
+/// calls, flushes pending last-seen writes and returns. No HTTP surface; see
+/// [`serve_with_http`]. Refuses a non-loopback listener while no caller credentials are
+/// configured.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with_http(config, listener, None, shutdown).await
+}
+
+/// Like [`serve`], and serves the HTTP surface (introspection, JWKS, metrics, health) on
+/// `http` when given. Both stop on the one `shutdown` signal and drain together; if gRPC stops
+/// on its own, HTTP stops with it. The loopback rule applies to both listeners.
+pub async fn serve_with_http(
+    config: Config,
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let local = listener
         .local_addr()
         .map_err(|e| ServeError::Refused(e.to_string()))?;
-    let auth = Arc::new(Authenticator::new(config.callers.clone(), config.max_in_flight));
+    let http_local = match &http {
+        Some(http) => Some(
+            http.local_addr()
+                .map_err(|e| ServeError::Refused(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let auth = Arc::new(Authenticator::new(
+        config.callers.clone(),
+        config.max_in_flight,
+    ));
     if auth.is_open() {
-        if !local.ip().is_loopback() {
-            return Err(ServeError::Refused(format!(
-                "refusing to serve on {local} without caller credentials: configure [[callers]] \
-                 (see `sessiond credential --help`) or listen on a loopback address (127.0.0.1 or ::1)"
-            )));
+        for addr in std::iter::once(local).chain(http_local) {
+            if !addr.ip().is_loopback() {
+                return Err(ServeError::Refused(format!(
+                    "refusing to serve on {addr} without caller credentials: configure [[callers]] \
+                     (see `sessiond credential --help`) or listen on a loopback address (127.0.0.1 or ::1)"
+                )));
+            }
         }
         tracing::warn!("no callers configured: any local process may call every RPC");
     }
@@ -83,7 +128,11 @@ pub async fn serve(
         None => None,
     };
 
-    let store = crate::store::backend::open(&config).await?;
+    // Installed before anything registers a metric handle (the store decorator, the caches).
+    let metrics = crate::telemetry::prometheus::install();
+    let store: Arc<dyn Store> = Arc::new(MeteredStore::new(
+        crate::store::backend::open(&config).await?,
+    ));
     let key_sources = config.key_sources();
     let keys = tokio::task::spawn_blocking(move || crate::keystore::load(&key_sources))
         .await
@@ -99,7 +148,9 @@ pub async fn serve(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (health, health_service) = tonic_health::server::health_reporter();
-    let tasks = vec![
+    // Known from the first call on: NOT_SERVING until the first store ping says otherwise.
+    set_health(&health, ServingStatus::NotServing).await;
+    let mut tasks = vec![
         tokio::spawn(sessions.clone().follow_revocations(stop_rx.clone())),
         tokio::spawn(sessions.clone().sweep_expired(stop_rx.clone())),
         tokio::spawn(report_health(
@@ -107,7 +158,11 @@ pub async fn serve(
             health.clone(),
             stop_rx.clone(),
         )),
+        tokio::spawn(report_live_sessions(store.clone(), stop_rx.clone())),
     ];
+    if let Some(handle) = metrics {
+        tasks.push(tokio::spawn(metrics_upkeep(handle, stop_rx.clone())));
+    }
 
     let reflection_v1 = reflection()
         .build_v1()
@@ -118,12 +173,23 @@ pub async fn serve(
     let api =
         pb::session_service_server::SessionServiceServer::new(SessionApi::new(sessions.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let ext_authz = AuthorizationServer::new(ExtAuthz::new(sessions.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
 
-    tracing::info!(addr = %local, store = ?config.store, "sessiond serving");
+    // Tells the HTTP server to drain. Its sender lives in the gRPC shutdown signal, so it is
+    // sent when shutdown starts, and dropped (which stops HTTP too) if gRPC ends on its own.
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let http_server = http.map(|http| {
+        let router = crate::http::router(HttpState::new(&sessions, auth.clone(), metrics));
+        tokio::spawn(crate::http::serve(http, router, drain_rx))
+    });
+
+    tracing::info!(addr = %local, http_addr = ?http_local, store = ?config.store, "sessiond serving");
     let mut stop_rx_main = stop_rx.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
+        let _ = drain_tx.send(true);
     };
     let mut builder = Server::builder();
     if let Some(tls) = tls {
@@ -131,13 +197,20 @@ pub async fn serve(
     }
     let result = builder
         .tcp_nodelay(true)
+        // Outermost, so that callers refused by authentication are counted and traced too.
+        .layer(ObserveLayer::new())
         .layer(AuthLayer::new(auth))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(api)
+        .add_service(ext_authz)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
         .await;
+    let http_result = match http_server {
+        Some(task) => finish_http(task).await,
+        None => Ok(()),
+    };
 
     let _ = stop_tx.send(true);
     let _ = stop_rx_main.changed().await;
@@ -147,8 +220,27 @@ pub async fn serve(
     // The last handle to the write-behind queue goes with `sessions`; the writer then flushes.
     drop(sessions);
     let _ = touch_writer.await;
+    // Closing the store may wait for its last commit and fsync, so it happens off the runtime;
+    // once `serve` returns, the data directory can be opened again (a restart in-process).
+    let _ = tokio::task::spawn_blocking(move || drop(store)).await;
     tracing::info!("sessiond stopped");
-    result.map_err(ServeError::from)
+    result.map_err(ServeError::from)?;
+    http_result
+}
+
+/// Waits for the HTTP server to finish draining, at most [`HTTP_DRAIN`]; connections still
+/// open then are left to close on their own (the router holds the authority weakly, so they
+/// keep nothing alive that shutdown must release).
+async fn finish_http(mut task: JoinHandle<std::io::Result<()>>) -> Result<(), ServeError> {
+    match tokio::time::timeout(HTTP_DRAIN, &mut task).await {
+        Ok(Ok(result)) => result.map_err(ServeError::Http),
+        Ok(Err(error)) => Err(ServeError::Http(std::io::Error::other(error))),
+        Err(_) => {
+            tracing::warn!("http connections still open after the drain period; closing");
+            task.abort();
+            Ok(())
+        }
+    }
 }
 
 /// The server's TLS settings from PEM files; with a client CA, client certificates are required.
@@ -158,10 +250,15 @@ async fn tls_config(files: &TlsFiles) -> Result<tonic::transport::ServerTlsConfi
             .await
             .map_err(|e| ServeError::Refused(format!("cannot read {}: {e}", path.display())))
     };
-    let identity = tonic::transport::Identity::from_pem(read(files.cert.clone()).await?, read(files.key.clone()).await?);
+    let identity = tonic::transport::Identity::from_pem(
+        read(files.cert.clone()).await?,
+        read(files.key.clone()).await?,
+    );
     let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
     if let Some(ca) = &files.client_ca {
-        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca.clone()).await?));
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(
+            read(ca.clone()).await?,
+        ));
     }
     Ok(tls)
 }
@@ -173,15 +270,27 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(crate::api::envoy::FILE_DESCRIPTOR_SET)
 }
 
-/// Reports SERVING for the service and the server as a whole only while the store answers.
+/// Sets the status of the server as a whole and of `sessiond.v1.SessionService` together.
+async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    let name = <pb::session_service_server::SessionServiceServer<SessionApi> as tonic::server::NamedService>::NAME;
+    health.set_service_status("", status).await;
+    health.set_service_status(name, status).await;
+}
+
+/// Reports SERVING for the services and the server as a whole only while the store answers.
 async fn report_health(
     store: Arc<dyn Store>,
     health: tonic_health::server::HealthReporter,
     mut stop: watch::Receiver<bool>,
 ) {
-    let name = <pb::session_service_server::SessionServiceServer<SessionApi> as tonic::server::NamedService>::NAME;
+    let names = [
+        "",
+        <pb::session_service_server::SessionServiceServer<SessionApi> as NamedService>::NAME,
+        <AuthorizationServer<ExtAuthz> as NamedService>::NAME,
+    ];
     let mut tick = tokio::time::interval(HEALTH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = None;
@@ -189,8 +298,9 @@ async fn report_health(
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => {
-                health.set_service_status("", ServingStatus::NotServing).await;
-                health.set_service_status(name, ServingStatus::NotServing).await;
+                for name in names {
+                    health.set_service_status(name, ServingStatus::NotServing).await;
+                }
                 return;
             }
         }
@@ -207,9 +317,42 @@ async fn report_health(
             }
         };
         if last != Some(status) {
-            health.set_service_status("", status).await;
-            health.set_service_status(name, status).await;
+            for name in names {
+                health.set_service_status(name, status).await;
+            }
             last = Some(status);
+        }
+    }
+}
+
+/// Keeps the `sessiond_live_sessions` gauge current, every [`LIVE_SESSIONS_EVERY`]. Ends early
+/// for a backend that cannot count cheaply.
+async fn report_live_sessions(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    let gauge = metrics::gauge!(LIVE_SESSIONS);
+    let mut tick = tokio::time::interval(LIVE_SESSIONS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match tokio::time::timeout(LIVE_SESSIONS_EVERY, store.approx_live_sessions()).await {
+            Ok(Ok(Some(count))) => gauge.set(count as f64),
+            Ok(Ok(None)) => return,
+            Ok(Err(error)) => tracing::debug!(%error, "cannot count live sessions"),
+            Err(_) => tracing::debug!("counting live sessions timed out"),
+        }
+    }
+}
+
+/// Folds recorded histogram samples into the registry every [`METRICS_UPKEEP_EVERY`].
+async fn metrics_upkeep(handle: &'static PrometheusHandle, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            _ = stop.changed() => return,
         }
     }
 }

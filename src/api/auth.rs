@@ -123,11 +123,21 @@ impl Authenticator {
                 if let Some(subject) = &spec.client_cert_subject {
                     by_subject.insert(subject.clone(), i);
                 }
-                let limiter = spec.rate_limit.map(|n| RateLimiter::direct(Quota::per_second(n)));
-                Known { caller: Caller::new(spec.name.clone()), spec, limiter }
+                let limiter = spec
+                    .rate_limit
+                    .map(|n| RateLimiter::direct(Quota::per_second(n)));
+                Known {
+                    caller: Caller::new(spec.name.clone()),
+                    spec,
+                    limiter,
+                }
             })
             .collect();
-        Self { callers, by_subject, in_flight: Arc::new(Semaphore::new(max_in_flight)) }
+        Self {
+            callers,
+            by_subject,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        }
     }
 
     /// True when no callers are configured: every request is anonymous.
@@ -168,39 +178,51 @@ impl Authenticator {
                 format!("caller {} lacks the {} role", known.spec.name, role.name()),
             ));
         }
-        if let Some(limiter) = &known.limiter {
-            if limiter.check().is_err() {
-                return Err(reject(
-                    Code::ResourceExhausted,
-                    "RATE_LIMITED",
-                    format!("caller {} is over its rate limit", known.spec.name),
-                ));
-            }
+        if let Some(limiter) = &known.limiter
+            && limiter.check().is_err()
+        {
+            return Err(reject(
+                Code::ResourceExhausted,
+                "RATE_LIMITED",
+                format!("caller {} is over its rate limit", known.spec.name),
+            ));
         }
         Ok(known.caller.clone())
     }
 
-    fn identify(&self, authorization: Option<&[u8]>, cert_subject: Option<&str>) -> Result<&Known, Status> {
+    fn identify(
+        &self,
+        authorization: Option<&[u8]>,
+        cert_subject: Option<&str>,
+    ) -> Result<&Known, Status> {
         if let Some(header) = authorization {
             let credential = header
                 .strip_prefix(b"Bearer ")
                 .or_else(|| header.strip_prefix(b"bearer "))
                 .ok_or_else(|| {
-                    reject(Code::Unauthenticated, "CREDENTIAL_MALFORMED", "authorization must be `Bearer <credential>`".into())
+                    reject(
+                        Code::Unauthenticated,
+                        "CREDENTIAL_MALFORMED",
+                        "authorization must be `Bearer <credential>`".into(),
+                    )
                 })?;
             let presented: [u8; 32] = Sha256::digest(credential).into();
             // Compare against every caller, so the time taken does not depend on which matched.
             let mut found = None;
             for (i, known) in self.callers.iter().enumerate() {
-                if let Some(stored) = &known.spec.credential_sha256 {
-                    if bool::from(stored.ct_eq(&presented)) {
-                        found = Some(i);
-                    }
+                if let Some(stored) = &known.spec.credential_sha256
+                    && bool::from(stored.ct_eq(&presented))
+                {
+                    found = Some(i);
                 }
             }
-            return found
-                .and_then(|i| self.callers.get(i))
-                .ok_or_else(|| reject(Code::Unauthenticated, "CREDENTIAL_UNKNOWN", "unknown caller credential".into()));
+            return found.and_then(|i| self.callers.get(i)).ok_or_else(|| {
+                reject(
+                    Code::Unauthenticated,
+                    "CREDENTIAL_UNKNOWN",
+                    "unknown caller credential".into(),
+                )
+            });
         }
         if let Some(subject) = cert_subject {
             let common_name = subject.split(", ").find(|part| part.starts_with("CN="));
@@ -210,16 +232,28 @@ impl Authenticator {
                 .or_else(|| common_name.and_then(|cn| self.by_subject.get(cn)))
                 .and_then(|&i| self.callers.get(i))
                 .ok_or_else(|| {
-                    reject(Code::Unauthenticated, "CERTIFICATE_UNKNOWN", "client certificate maps to no caller".into())
+                    reject(
+                        Code::Unauthenticated,
+                        "CERTIFICATE_UNKNOWN",
+                        "client certificate maps to no caller".into(),
+                    )
                 });
         }
-        Err(reject(Code::Unauthenticated, "CREDENTIAL_MISSING", "missing caller credential".into()))
+        Err(reject(
+            Code::Unauthenticated,
+            "CREDENTIAL_MISSING",
+            "missing caller credential".into(),
+        ))
     }
 
     /// Takes a slot for one in-flight request, or refuses when all are taken.
     pub fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
         self.in_flight.clone().try_acquire_owned().map_err(|_| {
-            reject(Code::ResourceExhausted, "OVERLOADED", "too many requests in flight".into())
+            reject(
+                Code::ResourceExhausted,
+                "OVERLOADED",
+                "too many requests in flight".into(),
+            )
         })
     }
 }
@@ -241,7 +275,10 @@ impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, auth: self.auth.clone() }
+        AuthService {
+            inner,
+            auth: self.auth.clone(),
+        }
     }
 }
 
@@ -256,7 +293,9 @@ pub struct AuthService<S> {
 /// (`CN=gateway, O=example`), when the client presented one.
 fn client_cert_subject(extensions: &http::Extensions) -> Option<String> {
     use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-    let certs = extensions.get::<TlsConnectInfo<TcpConnectInfo>>()?.peer_certs()?;
+    let certs = extensions
+        .get::<TlsConnectInfo<TcpConnectInfo>>()?
+        .peer_certs()?;
     let der = certs.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
     Some(cert.subject().to_string())
@@ -266,7 +305,10 @@ type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -286,7 +328,9 @@ where
         let subject = client_cert_subject(req.extensions());
         let admitted = self.auth.admit(
             req.uri().path(),
-            req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
+            req.headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
             subject.as_deref(),
         );
         match admitted {
@@ -323,9 +367,18 @@ mod tests {
 
     #[test]
     fn roles_by_method() {
-        assert_eq!(required_role("/sessiond.v1.SessionService/Issue"), Some(Role::Issuer));
-        assert_eq!(required_role("/sessiond.v1.SessionService/Validate"), Some(Role::Validator));
-        assert_eq!(required_role("/sessiond.v1.SessionService/AdminList"), Some(Role::Admin));
+        assert_eq!(
+            required_role("/sessiond.v1.SessionService/Issue"),
+            Some(Role::Issuer)
+        );
+        assert_eq!(
+            required_role("/sessiond.v1.SessionService/Validate"),
+            Some(Role::Validator)
+        );
+        assert_eq!(
+            required_role("/sessiond.v1.SessionService/AdminList"),
+            Some(Role::Admin)
+        );
         assert_eq!(required_role("/grpc.health.v1.Health/Check"), None);
     }
 
@@ -334,11 +387,30 @@ mod tests {
         let auth = Authenticator::new(vec![spec("login", "s3cret", &[Role::Issuer])], 10);
         let issue = "/sessiond.v1.SessionService/Issue";
         let admin = "/sessiond.v1.SessionService/AdminList";
-        let ok = auth.admit(issue, Some(b"Bearer s3cret"), None).expect("admitted");
+        let ok = auth
+            .admit(issue, Some(b"Bearer s3cret"), None)
+            .expect("admitted");
         assert_eq!(ok.map(|c| c.name().to_owned()), Some("login".into()));
-        assert_eq!(auth.admit(issue, None, None).map_err(|s| s.code()).err(), Some(Code::Unauthenticated));
-        assert_eq!(auth.admit(issue, Some(b"Bearer nope"), None).map_err(|s| s.code()).err(), Some(Code::Unauthenticated));
-        assert_eq!(auth.admit(admin, Some(b"Bearer s3cret"), None).map_err(|s| s.code()).err(), Some(Code::PermissionDenied));
-        assert!(auth.admit("/grpc.health.v1.Health/Check", None, None).expect("open").is_none());
+        assert_eq!(
+            auth.admit(issue, None, None).map_err(|s| s.code()).err(),
+            Some(Code::Unauthenticated)
+        );
+        assert_eq!(
+            auth.admit(issue, Some(b"Bearer nope"), None)
+                .map_err(|s| s.code())
+                .err(),
+            Some(Code::Unauthenticated)
+        );
+        assert_eq!(
+            auth.admit(admin, Some(b"Bearer s3cret"), None)
+                .map_err(|s| s.code())
+                .err(),
+            Some(Code::PermissionDenied)
+        );
+        assert!(
+            auth.admit("/grpc.health.v1.Health/Check", None, None)
+                .expect("open")
+                .is_none()
+        );
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod auth;
 pub mod convert;
+pub mod envoy;
+pub mod observe;
 pub mod service;
 pub mod status;
 

@@ -52,6 +52,13 @@ impl Sessions {
         }
     }
 
+    /// Time since the revocation feed was last read successfully (the
+    /// `sessiond_revocation_feed_lag_seconds` gauge): about one poll interval while the feed
+    /// works, growing while it fails.
+    pub fn revocation_feed_lag(&self) -> Duration {
+        self.caches.feed_age(Timestamp::now())
+    }
+
     async fn apply(&self, events: &[RevocationEvent]) {
         for event in events {
             match event {

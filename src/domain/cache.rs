@@ -12,12 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use metrics::Counter;
 use moka::Expiry;
 
 use super::access::AccessClaims;
 use super::ids::{SessionId, UserId};
 use super::time::Timestamp;
 use crate::store::{SessionRecord, UserNotBefore};
+use crate::telemetry::prometheus::{CACHE_REQUESTS, VALIDATE};
 
 /// A session as the hot path sees it, with the instant of its last written-behind touch.
 #[derive(Debug)]
@@ -65,6 +67,80 @@ impl Default for CacheLimits {
     }
 }
 
+/// A hit and a miss counter of one cache.
+pub struct HitMiss {
+    /// Answered from the cache.
+    pub hit: Counter,
+    /// Not in the cache: verified or read from the store.
+    pub miss: Counter,
+}
+
+impl HitMiss {
+    fn new(cache: &'static str) -> Self {
+        Self {
+            hit: metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => "hit"),
+            miss: metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => "miss"),
+        }
+    }
+}
+
+/// One counter per outcome of an access-token check.
+pub struct Outcomes {
+    /// The token stands.
+    pub valid: Counter,
+    /// `TokenProblem::Malformed`.
+    pub malformed: Counter,
+    /// `TokenProblem::BadSignature`.
+    pub bad_signature: Counter,
+    /// `TokenProblem::Expired`.
+    pub expired: Counter,
+    /// `TokenProblem::Revoked`.
+    pub revoked: Counter,
+    /// `TokenProblem::UnknownSession`.
+    pub unknown_session: Counter,
+    /// The store could not answer.
+    pub error: Counter,
+}
+
+impl Outcomes {
+    fn new() -> Self {
+        let result = |r: &'static str| metrics::counter!(VALIDATE, "result" => r);
+        Self {
+            valid: result("valid"),
+            malformed: result("malformed"),
+            bad_signature: result("bad_signature"),
+            expired: result("expired"),
+            revoked: result("revoked"),
+            unknown_session: result("unknown_session"),
+            error: result("error"),
+        }
+    }
+}
+
+/// The hot path's counters. Registered once, when the caches are built, so that a check only
+/// increments atomics: no registry lookup, no allocation, no lock per call.
+pub struct Meters {
+    /// The verified-token cache.
+    pub tokens: HitMiss,
+    /// The session-state cache.
+    pub sessions: HitMiss,
+    /// The per-user "not before" cache.
+    pub users: HitMiss,
+    /// Outcomes of `Sessions::validate`.
+    pub outcomes: Outcomes,
+}
+
+impl Meters {
+    fn new() -> Self {
+        Self {
+            tokens: HitMiss::new("tokens"),
+            sessions: HitMiss::new("sessions"),
+            users: HitMiss::new("users"),
+            outcomes: Outcomes::new(),
+        }
+    }
+}
+
 /// The caches of one replica.
 pub struct Caches {
     /// Verified access tokens.
@@ -79,6 +155,8 @@ pub struct Caches {
     feed_ok_at: AtomicI64,
     /// Set when the feed could not be read for too long: caches must be dropped on recovery.
     feed_stale: AtomicBool,
+    /// Hit, miss and outcome counters.
+    pub meters: Meters,
 }
 
 impl Caches {
@@ -100,6 +178,7 @@ impl Caches {
             global_not_before: AtomicI64::new(i64::MIN),
             feed_ok_at: AtomicI64::new(Timestamp::now().as_micros()),
             feed_stale: AtomicBool::new(false),
+            meters: Meters::new(),
         }
     }
 
@@ -130,6 +209,11 @@ impl Caches {
             self.drop_state();
         }
         was_stale
+    }
+
+    /// How long ago the feed was last read successfully (zero if the clock went back).
+    pub fn feed_age(&self, now: Timestamp) -> Duration {
+        Timestamp::from_micros(self.feed_ok_at.load(Ordering::Acquire)).until(now)
     }
 
     /// Marks the feed as failing, so the caches are dropped once it answers again.

@@ -5,10 +5,10 @@
 //! in-process caches. A miss reads the store once; concurrent misses for one key share it.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use super::access::{self, AccessClaims};
-use super::cache::CachedSession;
+use super::cache::{CachedSession, Outcomes};
 use super::error::{DomainError, TokenProblem};
 use super::ids::{SessionId, TenantId, UserId};
 use super::sessions::Sessions;
@@ -39,6 +39,12 @@ impl Sessions {
     /// Checks an access token. Unusable tokens are a `Verdict::Invalid`, never an error; the
     /// only error is a store that cannot answer a question the caches could not.
     pub async fn validate(&self, token: &str) -> Result<Verdict, DomainError> {
+        let outcome = self.check(token).await;
+        count(&self.caches.meters.outcomes, &outcome);
+        outcome
+    }
+
+    async fn check(&self, token: &str) -> Result<Verdict, DomainError> {
         let now = Timestamp::now();
         let claims = match self.verified(token) {
             Ok(claims) => claims,
@@ -87,8 +93,10 @@ impl Sessions {
     /// Signature and claims, from the cache or by verifying once.
     fn verified(&self, token: &str) -> Result<Arc<AccessClaims>, TokenProblem> {
         if let Some(claims) = self.caches.tokens.get(token) {
+            self.caches.meters.tokens.hit.increment(1);
             return Ok(claims);
         }
+        self.caches.meters.tokens.miss.increment(1);
         let claims = Arc::new(access::verify(&self.keys, &self.policy.issuer, token)?);
         self.caches.tokens.insert(Arc::from(token), claims.clone());
         Ok(claims)
@@ -99,20 +107,32 @@ impl Sessions {
         id: SessionId,
         fresh: bool,
     ) -> Result<Option<Arc<CachedSession>>, DomainError> {
+        let meters = &self.caches.meters.sessions;
         if !fresh {
             // Revocations made elsewhere may be missing from the cache: ask the store.
+            meters.miss.increment(1);
             let record = self.store.get_session(id).await?;
             return Ok(record.map(|r| Arc::new(cached(r))));
         }
-        let store = self.store.clone();
-        self.caches
+        let store = &self.store;
+        // Set only by the caller whose loader runs; callers that share its read count as hits.
+        let loaded = AtomicBool::new(false);
+        let state = self
+            .caches
             .sessions
-            .try_get_with(id, async move {
+            .try_get_with(id, async {
+                loaded.store(true, Ordering::Relaxed);
                 let record = store.get_session(id).await?;
                 Ok::<_, StoreError>(record.map(|r| Arc::new(cached(r))))
             })
             .await
-            .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()))
+            .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()));
+        if loaded.load(Ordering::Relaxed) {
+            meters.miss.increment(1);
+        } else {
+            meters.hit.increment(1);
+        }
+        state
     }
 
     async fn user_marks(
@@ -120,12 +140,16 @@ impl Sessions {
         user: &UserId,
         fresh: bool,
     ) -> Result<Arc<UserNotBefore>, DomainError> {
+        let meters = &self.caches.meters.users;
         if !fresh {
+            meters.miss.increment(1);
             return Ok(Arc::new(self.store.user_not_before(user).await?));
         }
         if let Some(marks) = self.caches.users.get(user).await {
+            meters.hit.increment(1);
             return Ok(marks);
         }
+        meters.miss.increment(1);
         let store = self.store.clone();
         let owned = user.clone();
         self.caches
@@ -136,6 +160,20 @@ impl Sessions {
             .await
             .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()))
     }
+}
+
+/// Counts one check by its outcome.
+fn count(outcomes: &Outcomes, outcome: &Result<Verdict, DomainError>) {
+    let counter = match outcome {
+        Ok(Verdict::Valid(..)) => &outcomes.valid,
+        Ok(Verdict::Invalid(TokenProblem::Malformed)) => &outcomes.malformed,
+        Ok(Verdict::Invalid(TokenProblem::BadSignature)) => &outcomes.bad_signature,
+        Ok(Verdict::Invalid(TokenProblem::Expired)) => &outcomes.expired,
+        Ok(Verdict::Invalid(TokenProblem::Revoked)) => &outcomes.revoked,
+        Ok(Verdict::Invalid(TokenProblem::UnknownSession)) => &outcomes.unknown_session,
+        Err(_) => &outcomes.error,
+    };
+    counter.increment(1);
 }
 
 fn cached(record: crate::store::SessionRecord) -> CachedSession {

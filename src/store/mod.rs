@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod embedded;
+pub mod metered;
 mod record;
 pub mod scylla;
 
@@ -183,4 +184,11 @@ pub trait Store: Send + Sync + 'static {
     /// Removes what has expired by `now`; returns how many rows went. Backends whose engine
     /// expires rows by itself return 0.
     async fn sweep(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Roughly how many sessions the store holds, for the `sessiond_live_sessions` gauge; it
+    /// may count revoked and expired sessions not yet removed. `None` when the backend cannot
+    /// tell cheaply. Called periodically, never on a request path.
+    async fn approx_live_sessions(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
 }

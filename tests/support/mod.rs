@@ -74,7 +74,14 @@ impl TestServer {
             let _ = rx.await;
         };
         // Bound before spawning: the client can connect immediately.
-        let exit = tokio::spawn(sessiond::serve(config, listener, shutdown));
+        let exit = tokio::spawn(async move {
+            let result = sessiond::serve(config, listener, shutdown).await;
+            if let Err(error) = &result {
+                // Calls then fail with a transport error; this says why.
+                eprintln!("sessiond::serve failed: {error}");
+            }
+            result
+        });
         let client = connect(addr).await;
         Self {
             dir: Some(dir),
@@ -298,7 +305,10 @@ where
 }
 
 /// Every session `AdminList` returns under `request`, following page tokens to the end.
-pub async fn admin_list_all(client: &mut Client, request: pb::AdminListRequest) -> Vec<pb::Session> {
+pub async fn admin_list_all(
+    client: &mut Client,
+    request: pb::AdminListRequest,
+) -> Vec<pb::Session> {
     let mut request = request;
     let mut all = Vec::new();
     for _ in 0..10_000 {

@@ -59,6 +59,8 @@ impl Default for EmbeddedOptions {
 
 /// The redb-backed store.
 pub struct EmbeddedStore {
+    // Dropped before `writer` (declaration order), so the writer thread, joined when `writer`
+    // drops, holds the last handle and closes the file before the store is gone.
     db: Arc<Database>,
     writer: Writer,
     options: EmbeddedOptions,
@@ -489,6 +491,16 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn approx_live_sessions(&self) -> Result<Option<u64>, StoreError> {
+        // redb keeps each table's length in its root: O(1), no scan. Revoked and expired
+        // sessions count until the sweeper removes them, hence "approx".
+        self.read(|txn| {
+            let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+            sessions.len().map(Some).map_err(backend)
+        })
+        .await
+    }
+
     async fn sweep(&self, now: Timestamp) -> Result<u64, StoreError> {
         let audit_cutoff = now.minus(self.options.audit_retention);
         let mut total = 0;
@@ -590,10 +602,11 @@ fn page_of_user(
         let Some(id) = keys::session_of_by_user(k.value()) else {
             continue;
         };
-        if let Some(record) = load(&sessions, id)? {
-            if record.expires_at > now && (filter.include_revoked || !record.is_revoked()) {
-                items.push(record);
-            }
+        if let Some(record) = load(&sessions, id)?
+            && record.expires_at > now
+            && (filter.include_revoked || !record.is_revoked())
+        {
+            items.push(record);
         }
     }
     Ok(Page { items, next: None })

@@ -25,21 +25,25 @@ struct Applied {
 
 type Job = Box<dyn FnOnce(&WriteTransaction) -> Applied + Send>;
 
-/// The handle through which writes reach the writer thread.
-#[derive(Clone)]
+/// The handle through which writes reach the writer thread. Dropping it closes the queue and
+/// waits for the thread to finish, so once the store is gone its database file is released.
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Starts the writer thread; it ends when the last `Writer` handle is dropped.
+    /// Starts the writer thread; it ends when the `Writer` is dropped.
     pub fn start(db: Arc<Database>) -> Result<Self, StoreError> {
         let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sessiond-store-writer".into())
             .spawn(move || run(&db, &queue))
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            thread: Some(thread),
+        })
     }
 
     /// Runs `apply` inside a durable write transaction shared with other callers, and returns
@@ -64,6 +68,22 @@ impl Writer {
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+    }
+}
+
+impl Drop for Writer {
+    /// Closes the queue and joins the thread. The thread may hold the last handle to the
+    /// database, whose drop releases the file lock; without the join, a store reopened on the
+    /// same directory right after (a restart in the same process) would find it still locked.
+    /// Blocks for at most the last commit and the database's close.
+    fn drop(&mut self) {
+        // Replacing the only sender with one of a dead channel closes the thread's queue.
+        drop(std::mem::replace(&mut self.jobs, mpsc::channel().0));
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("embedded store writer thread panicked");
+        }
     }
 }
 

@@ -33,6 +33,12 @@ pub(super) fn ttl_secs(expires_at: Timestamp, now: Timestamp) -> Option<i32> {
     i32::try_from(secs.saturating_add(1).min(MAX_TTL_SECS)).ok()
 }
 
+/// The TTL that keeps a row for `retention`, within CQL's bounds (1 s to 20 years).
+pub(super) fn retention_ttl(retention: std::time::Duration) -> i32 {
+    let secs = i64::try_from(retention.as_secs()).unwrap_or(MAX_TTL_SECS);
+    i32::try_from(secs.clamp(1, MAX_TTL_SECS)).unwrap_or(i32::MAX)
+}
+
 /// The revocation feed's minute bucket of an instant.
 pub(super) fn minute(at: Timestamp) -> i64 {
     at.as_micros().div_euclid(MICROS_PER_MINUTE)
@@ -51,8 +57,15 @@ pub(super) fn month(at: Timestamp) -> i32 {
 
 /// The month bucket before `yyyymm`.
 pub(super) fn previous_month(yyyymm: i32) -> i32 {
-    let (y, m) = (i64::from(yyyymm).div_euclid(100), i64::from(yyyymm).rem_euclid(100));
-    clamp_i32(if m <= 1 { (y - 1) * 100 + 12 } else { y * 100 + m - 1 })
+    let (y, m) = (
+        i64::from(yyyymm).div_euclid(100),
+        i64::from(yyyymm).rem_euclid(100),
+    );
+    clamp_i32(if m <= 1 {
+        (y - 1) * 100 + 12
+    } else {
+        y * 100 + m - 1
+    })
 }
 
 /// A version 1 UUID for instant `at`: its time is `at` (to the microsecond), its clock
@@ -77,7 +90,9 @@ pub(super) fn timeuuid_instant(id: &Uuid) -> Option<Timestamp> {
     }
     let (ticks, _) = id.get_timestamp()?.to_gregorian();
     let ticks = i64::try_from(ticks).ok()?;
-    Some(Timestamp::from_micros((ticks - GREGORIAN_OFFSET_TICKS).div_euclid(10)))
+    Some(Timestamp::from_micros(
+        (ticks - GREGORIAN_OFFSET_TICKS).div_euclid(10),
+    ))
 }
 
 fn clamp_i32(v: i64) -> i32 {
@@ -110,13 +125,22 @@ mod tests {
     fn ttl_rounds_up_adds_slack_and_skips_the_last_second() {
         let now = secs(1_000);
         assert_eq!(ttl_secs(secs(1_010), now), Some(11));
-        assert_eq!(ttl_secs(Timestamp::from_micros(1_010 * MICROS_PER_SEC + 1), now), Some(12));
+        assert_eq!(
+            ttl_secs(Timestamp::from_micros(1_010 * MICROS_PER_SEC + 1), now),
+            Some(12)
+        );
         assert_eq!(ttl_secs(secs(1_001), now), Some(2));
         assert_eq!(ttl_secs(Timestamp::from_micros(1_000_999_999), now), None);
         assert_eq!(ttl_secs(now, now), None);
         assert_eq!(ttl_secs(secs(0), now), None);
-        assert_eq!(ttl_secs(Timestamp::from_micros(i64::MAX), now), Some(630_720_000));
-        assert_eq!(ttl_secs(secs(5), Timestamp::from_micros(i64::MIN)), Some(630_720_000));
+        assert_eq!(
+            ttl_secs(Timestamp::from_micros(i64::MAX), now),
+            Some(630_720_000)
+        );
+        assert_eq!(
+            ttl_secs(secs(5), Timestamp::from_micros(i64::MIN)),
+            Some(630_720_000)
+        );
     }
 
     #[test]
@@ -133,13 +157,23 @@ mod tests {
         assert_eq!(previous_month(202_401), 202_312);
         assert_eq!(previous_month(202_412), 202_411);
         // Extremes saturate instead of overflowing.
-        let _ = (month(Timestamp::from_micros(i64::MAX)), month(Timestamp::from_micros(i64::MIN)));
-        let _ = (day(Timestamp::from_micros(i64::MAX)), minute(Timestamp::from_micros(i64::MIN)));
+        let _ = (
+            month(Timestamp::from_micros(i64::MAX)),
+            month(Timestamp::from_micros(i64::MIN)),
+        );
+        let _ = (
+            day(Timestamp::from_micros(i64::MAX)),
+            minute(Timestamp::from_micros(i64::MIN)),
+        );
     }
 
     #[test]
     fn timeuuids_carry_their_instant() {
-        for at in [secs(1_700_000_000), Timestamp::from_micros(1_700_000_000_123_456), secs(0)] {
+        for at in [
+            secs(1_700_000_000),
+            Timestamp::from_micros(1_700_000_000_123_456),
+            secs(0),
+        ] {
             let id = timeuuid(at);
             assert_eq!(id.get_version_num(), 1);
             assert_eq!(timeuuid_instant(&id), Some(at));

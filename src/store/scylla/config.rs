@@ -29,6 +29,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_SCHEMA_AGREEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Delay before an idempotent request is sent again to another replica.
 pub const DEFAULT_SPECULATIVE_DELAY: Duration = Duration::from_millis(50);
+/// How long audit events are kept unless `audit_retention` is changed.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 /// Longest keyspace name CQL accepts.
 const MAX_KEYSPACE_LEN: usize = 48;
 /// Largest replication factor accepted; far above any real cluster, it catches typos.
@@ -66,6 +68,9 @@ pub struct ScyllaConfig {
     pub credentials: Option<Credentials>,
     /// TLS settings; `None` for plain TCP.
     pub tls: Option<TlsFiles>,
+    /// How long audit events are kept (each insert's TTL); 90 days unless set by the caller
+    /// (the service's `--audit-retention`). Not a URI option.
+    pub audit_retention: Duration,
     /// Adds `tablets = {'enabled': false}` to the keyspace (`tablets=false`): ScyllaDB versions
     /// without LWT on tablets need it. Cassandra rejects the option, so it is off by default.
     pub disable_tablets: bool,
@@ -156,7 +161,9 @@ impl ScyllaConfig {
     /// `speculative_delay`, `username`, `password`, `tls`, `tls_ca`, `tls_cert`, `tls_key`,
     /// `tablets`. Durations use humantime syntax (`2s`, `250ms`). Values are percent-decoded.
     pub fn from_uri(uri: &str) -> Result<Self, ScyllaConfigError> {
-        let rest = uri.strip_prefix("scylla://").ok_or(ScyllaConfigError::Scheme)?;
+        let rest = uri
+            .strip_prefix("scylla://")
+            .ok_or(ScyllaConfigError::Scheme)?;
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
             None => (rest, None),
@@ -180,9 +187,13 @@ impl ScyllaConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             schema_agreement_timeout: DEFAULT_SCHEMA_AGREEMENT_TIMEOUT,
-            speculative: Some(Speculative { max_retries: 1, delay: DEFAULT_SPECULATIVE_DELAY }),
+            speculative: Some(Speculative {
+                max_retries: 1,
+                delay: DEFAULT_SPECULATIVE_DELAY,
+            }),
             credentials: None,
             tls: None,
+            audit_retention: DEFAULT_AUDIT_RETENTION,
             disable_tablets: false,
         };
         if let Some(info) = userinfo {
@@ -218,6 +229,7 @@ impl fmt::Debug for ScyllaConfig {
             .field("speculative", &self.speculative)
             .field("credentials", &self.credentials)
             .field("tls", &self.tls)
+            .field("audit_retention", &self.audit_retention)
             .field("disable_tablets", &self.disable_tablets)
             .finish()
     }
@@ -249,13 +261,18 @@ fn parse_host(h: &str) -> Result<String, ScyllaConfigError> {
         return Err(ScyllaConfigError::NoHost);
     }
     let (name, port) = if let Some(v6) = h.strip_prefix('[') {
-        let (addr, tail) = v6.split_once(']').ok_or_else(|| ScyllaConfigError::BadPort(h.to_owned()))?;
+        let (addr, tail) = v6
+            .split_once(']')
+            .ok_or_else(|| ScyllaConfigError::BadPort(h.to_owned()))?;
         if addr.is_empty() {
             return Err(ScyllaConfigError::NoHost);
         }
         let port = match tail {
             "" => None,
-            t => Some(t.strip_prefix(':').ok_or_else(|| ScyllaConfigError::BadPort(h.to_owned()))?),
+            t => Some(
+                t.strip_prefix(':')
+                    .ok_or_else(|| ScyllaConfigError::BadPort(h.to_owned()))?,
+            ),
         };
         (format!("[{addr}]"), port)
     } else {
@@ -301,7 +318,10 @@ fn parse_userinfo(info: &str) -> Result<Credentials, ScyllaConfigError> {
             message: "must not be empty".to_owned(),
         });
     }
-    Ok(Credentials { username, password: percent_decode(password)? })
+    Ok(Credentials {
+        username,
+        password: percent_decode(password)?,
+    })
 }
 
 /// The decoded `key=value` pairs of the query string, each key at most once.
@@ -360,20 +380,30 @@ impl Options {
         }
         cfg.replication = match (explicit, rf) {
             (Some(_), Some(_)) => {
-                return Err(bad("replication", "give either replication or rf, not both"));
+                return Err(bad(
+                    "replication",
+                    "give either replication or rf, not both",
+                ));
             }
             (Some(list), None) => Replication::Explicit(list),
             (None, rf) => Replication::LocalDc { rf },
         };
-        cfg.speculative = (spec_retries > 0)
-            .then_some(Speculative { max_retries: spec_retries, delay: spec_delay });
+        cfg.speculative = (spec_retries > 0).then_some(Speculative {
+            max_retries: spec_retries,
+            delay: spec_delay,
+        });
         match (username, password, cfg.credentials.take()) {
             (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
-                return Err(bad("username", "give credentials either as user info or as options"));
+                return Err(bad(
+                    "username",
+                    "give credentials either as user info or as options",
+                ));
             }
             (Some(username), password, None) if !username.is_empty() => {
-                cfg.credentials =
-                    Some(Credentials { username, password: password.unwrap_or_default() });
+                cfg.credentials = Some(Credentials {
+                    username,
+                    password: password.unwrap_or_default(),
+                });
             }
             (Some(_), _, None) => return Err(bad("username", "must not be empty")),
             (None, Some(_), None) => return Err(bad("password", "needs a username")),
@@ -406,11 +436,18 @@ fn tls_files(
     if client_cert.is_some() != client_key.is_some() {
         return Err(bad("tls_cert", "tls_cert and tls_key go together"));
     }
-    Ok(Some(TlsFiles { ca, client_cert, client_key }))
+    Ok(Some(TlsFiles {
+        ca,
+        client_cert,
+        client_key,
+    }))
 }
 
 fn bad(option: &'static str, message: &str) -> ScyllaConfigError {
-    ScyllaConfigError::BadValue { option, message: message.to_owned() }
+    ScyllaConfigError::BadValue {
+        option,
+        message: message.to_owned(),
+    }
 }
 
 fn parse_dc_name(option: &'static str, v: &str) -> Result<String, ScyllaConfigError> {
@@ -453,7 +490,12 @@ fn parse_consistency(v: &str) -> Result<Consistency, ScyllaConfigError> {
         "local_quorum" => Consistency::LocalQuorum,
         "each_quorum" => Consistency::EachQuorum,
         "local_one" => Consistency::LocalOne,
-        _ => return Err(bad("consistency", "use local_quorum, quorum, each_quorum, all, local_one, one, two, three or any")),
+        _ => {
+            return Err(bad(
+                "consistency",
+                "use local_quorum, quorum, each_quorum, all, local_one, one, two, three or any",
+            ));
+        }
     })
 }
 
@@ -469,7 +511,10 @@ fn parse_duration(option: &'static str, v: &str) -> Result<Duration, ScyllaConfi
     match humantime::parse_duration(v) {
         Ok(d) if !d.is_zero() && d <= Duration::from_secs(3600) => Ok(d),
         Ok(_) => Err(bad(option, "must be more than 0 and at most 1h")),
-        Err(e) => Err(ScyllaConfigError::BadValue { option, message: e.to_string() }),
+        Err(e) => Err(ScyllaConfigError::BadValue {
+            option,
+            message: e.to_string(),
+        }),
     }
 }
 
@@ -495,7 +540,9 @@ fn percent_decode(s: &str) -> Result<String, ScyllaConfigError> {
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(ScyllaConfigError::BadEncoding)?;
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .ok_or(ScyllaConfigError::BadEncoding)?;
             let hex = std::str::from_utf8(hex).map_err(|_| ScyllaConfigError::BadEncoding)?;
             out.push(u8::from_str_radix(hex, 16).map_err(|_| ScyllaConfigError::BadEncoding)?);
             i += 3;
@@ -529,7 +576,10 @@ mod tests {
         assert_eq!(cfg.request_timeout, DEFAULT_REQUEST_TIMEOUT);
         assert_eq!(
             cfg.speculative,
-            Some(Speculative { max_retries: 1, delay: DEFAULT_SPECULATIVE_DELAY })
+            Some(Speculative {
+                max_retries: 1,
+                delay: DEFAULT_SPECULATIVE_DELAY
+            })
         );
         assert_eq!(cfg.credentials, None);
         assert_eq!(cfg.tls, None);
@@ -546,7 +596,10 @@ mod tests {
              connect_timeout=3s&speculative_retries=2&speculative_delay=20ms&\
              tls_ca=/etc/ca.pem&tls_cert=/etc/c.pem&tls_key=/etc/k.pem&tablets=false",
         )?;
-        assert_eq!(cfg.hosts, vec!["10.0.0.1:19042", "db2:9042", "[::1]:9043", "[fe80::2]:9042"]);
+        assert_eq!(
+            cfg.hosts,
+            vec!["10.0.0.1:19042", "db2:9042", "[::1]:9043", "[fe80::2]:9042"]
+        );
         assert_eq!(cfg.keyspace, "auth_ks");
         assert_eq!(cfg.local_dc.as_deref(), Some("eu-west"));
         assert_eq!(cfg.replication, Replication::LocalDc { rf: Some(3) });
@@ -556,11 +609,17 @@ mod tests {
         assert_eq!(cfg.connect_timeout, Duration::from_secs(3));
         assert_eq!(
             cfg.speculative,
-            Some(Speculative { max_retries: 2, delay: Duration::from_millis(20) })
+            Some(Speculative {
+                max_retries: 2,
+                delay: Duration::from_millis(20)
+            })
         );
         assert_eq!(
             cfg.credentials,
-            Some(Credentials { username: "app".into(), password: "p@ss:word".into() })
+            Some(Credentials {
+                username: "app".into(),
+                password: "p@ss:word".into()
+            })
         );
         assert_eq!(
             cfg.tls,
@@ -577,12 +636,20 @@ mod tests {
 
     #[test]
     fn explicit_replication_and_option_credentials() -> TestResult {
-        let cfg = parse("scylla://h/?replication=dc1:3,dc2:5&username=u&password=%26x&speculative_retries=0")?;
+        let cfg = parse(
+            "scylla://h/?replication=dc1:3,dc2:5&username=u&password=%26x&speculative_retries=0",
+        )?;
         assert_eq!(
             cfg.replication,
             Replication::Explicit(vec![("dc1".into(), 3), ("dc2".into(), 5)])
         );
-        assert_eq!(cfg.credentials, Some(Credentials { username: "u".into(), password: "&x".into() }));
+        assert_eq!(
+            cfg.credentials,
+            Some(Credentials {
+                username: "u".into(),
+                password: "&x".into()
+            })
+        );
         assert_eq!(cfg.speculative, None);
         assert_eq!(cfg.keyspace, "sessiond");
 
@@ -607,13 +674,31 @@ mod tests {
             ("scylla://h1,,h2", ScyllaConfigError::NoHost),
             ("scylla://:9042", ScyllaConfigError::NoHost),
             ("scylla://h:0", ScyllaConfigError::BadPort("h:0".into())),
-            ("scylla://h:99999", ScyllaConfigError::BadPort("h:99999".into())),
+            (
+                "scylla://h:99999",
+                ScyllaConfigError::BadPort("h:99999".into()),
+            ),
             ("scylla://[::1", ScyllaConfigError::BadPort("[::1".into())),
-            ("scylla://h/Bad", ScyllaConfigError::BadKeyspace("Bad".into())),
-            ("scylla://h/ks;drop", ScyllaConfigError::BadKeyspace("ks;drop".into())),
-            ("scylla://h/1ks", ScyllaConfigError::BadKeyspace("1ks".into())),
-            ("scylla://h?colour=red", ScyllaConfigError::UnknownOption("colour".into())),
-            ("scylla://h?dc=a&dc=b", ScyllaConfigError::DuplicateOption("dc".into())),
+            (
+                "scylla://h/Bad",
+                ScyllaConfigError::BadKeyspace("Bad".into()),
+            ),
+            (
+                "scylla://h/ks;drop",
+                ScyllaConfigError::BadKeyspace("ks;drop".into()),
+            ),
+            (
+                "scylla://h/1ks",
+                ScyllaConfigError::BadKeyspace("1ks".into()),
+            ),
+            (
+                "scylla://h?colour=red",
+                ScyllaConfigError::UnknownOption("colour".into()),
+            ),
+            (
+                "scylla://h?dc=a&dc=b",
+                ScyllaConfigError::DuplicateOption("dc".into()),
+            ),
             ("scylla://h?password=%zz", ScyllaConfigError::BadEncoding),
             ("scylla://h?password=%e2%28", ScyllaConfigError::BadEncoding),
         ];
@@ -640,7 +725,10 @@ mod tests {
         ];
         for uri in bad_values {
             assert!(
-                matches!(ScyllaConfig::from_uri(uri), Err(ScyllaConfigError::BadValue { .. })),
+                matches!(
+                    ScyllaConfig::from_uri(uri),
+                    Err(ScyllaConfigError::BadValue { .. })
+                ),
                 "{uri}"
             );
         }

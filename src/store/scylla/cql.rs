@@ -40,10 +40,20 @@ pub(super) struct Migration {
 }
 
 /// `CREATE KEYSPACE` with `NetworkTopologyStrategy` over `replication` (data centre, factor).
-pub(super) fn create_keyspace(ks: &str, replication: &[(String, u32)], disable_tablets: bool) -> String {
-    let dcs: Vec<String> =
-        replication.iter().map(|(dc, rf)| format!(", '{}': {rf}", dc.replace('\'', "''"))).collect();
-    let tablets = if disable_tablets { " AND tablets = {'enabled': false}" } else { "" };
+pub(super) fn create_keyspace(
+    ks: &str,
+    replication: &[(String, u32)],
+    disable_tablets: bool,
+) -> String {
+    let dcs: Vec<String> = replication
+        .iter()
+        .map(|(dc, rf)| format!(", '{}': {rf}", dc.replace('\'', "''")))
+        .collect();
+    let tablets = if disable_tablets {
+        " AND tablets = {'enabled': false}"
+    } else {
+        ""
+    };
     format!(
         "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
          {{'class': 'NetworkTopologyStrategy'{}}}{tablets}",
@@ -100,7 +110,9 @@ pub(super) fn migrations(ks: &str) -> Vec<Migration> {
                  not_before bigint, PRIMARY KEY ((user_id), tenant_id)) \
                  WITH gc_grace_seconds = 86400"
             ),
-            format!("CREATE TABLE IF NOT EXISTS {ks}.settings (name text PRIMARY KEY, micros bigint)"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {ks}.settings (name text PRIMARY KEY, micros bigint)"
+            ),
             // kind: session | user | global; subject: the session or user id.
             format!(
                 "CREATE TABLE IF NOT EXISTS {ks}.revocation_feed (minute bigint, shard smallint, \
@@ -109,7 +121,8 @@ pub(super) fn migrations(ks: &str) -> Vec<Migration> {
                  AND compaction = {{'class': 'TimeWindowCompactionStrategy', \
                  'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}}"
             ),
-            // Retention is 90 days (default_time_to_live); rows are never updated.
+            // Each insert sets the configured retention; default_time_to_live (90 days) is
+            // the backstop for rows written without one. Rows are never updated.
             format!(
                 "CREATE TABLE IF NOT EXISTS {ks}.audit_by_user (user_id text, month int, \
                  {AUDIT_DATA_DDL}, PRIMARY KEY ((user_id, month), at, event_id)) \
@@ -147,7 +160,8 @@ const SESSION_COLUMNS: &str = "session_id, user_id, tenant_id, created_at, last_
 
 const SESSION_MARKERS: &str = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?";
 
-const AUDIT_COLUMNS: &str = "user_id, at, event_id, kind, actor, session_id, ip, user_agent, reason";
+const AUDIT_COLUMNS: &str =
+    "user_id, at, event_id, kind, actor, session_id, ip, user_agent, reason";
 
 /// The text of every data statement, for one keyspace. Bind markers are matched by name
 /// (`rows` derives `SerializeRow`) or, where a struct would be overkill, positionally as the
@@ -191,9 +205,9 @@ pub(super) struct Cql {
     pub insert_feed: String,
     /// Bind: minute, shard, a CQL timestamp (milliseconds) the rows are at or after.
     pub select_feed: String,
-    /// Bind: `rows::AuditUserValues`.
+    /// Bind: `rows::AuditUserValues` (with `[ttl]`).
     pub insert_audit_by_user: String,
-    /// Bind: `rows::AuditDayValues`.
+    /// Bind: `rows::AuditDayValues` (with `[ttl]`).
     pub insert_audit_by_day: String,
     /// Bind: user_id, month, at, event_id (the keyset: rows strictly older), limit.
     pub select_audit_by_user: String,
@@ -215,7 +229,9 @@ impl Cql {
                 "INSERT INTO {ks}.sessions_by_user ({SESSION_COLUMNS}) VALUES ({SESSION_MARKERS}) \
                  USING TTL ?"
             ),
-            select_session: format!("SELECT {SESSION_COLUMNS} FROM {ks}.sessions WHERE session_id = ?"),
+            select_session: format!(
+                "SELECT {SESSION_COLUMNS} FROM {ks}.sessions WHERE session_id = ?"
+            ),
             select_user_sessions: format!(
                 "SELECT {SESSION_COLUMNS} FROM {ks}.sessions_by_user WHERE user_id = ?"
             ),
@@ -272,11 +288,11 @@ impl Cql {
             ),
             insert_audit_by_user: format!(
                 "INSERT INTO {ks}.audit_by_user (month, {AUDIT_COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
             ),
             insert_audit_by_day: format!(
                 "INSERT INTO {ks}.audit_by_day (day, shard, {AUDIT_COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
             ),
             select_audit_by_user: format!(
                 "SELECT {AUDIT_COLUMNS} FROM {ks}.audit_by_user \
@@ -307,7 +323,10 @@ mod tests {
              {'class': 'NetworkTopologyStrategy', 'dc1': 3, 'o''dc': 2}"
         );
         let ddl = create_keyspace("ks", &[("dc1".into(), 1)], true);
-        assert!(ddl.ends_with("'dc1': 1} AND tablets = {'enabled': false}"), "{ddl}");
+        assert!(
+            ddl.ends_with("'dc1': 1} AND tablets = {'enabled': false}"),
+            "{ddl}"
+        );
         assert!(!ddl.contains("SimpleStrategy"));
     }
 
@@ -316,13 +335,24 @@ mod tests {
         for m in migrations("ks") {
             for s in &m.statements {
                 assert!(s.starts_with("CREATE TABLE IF NOT EXISTS ks."), "{s}");
-                assert!(!s.contains("ALLOW FILTERING") && !s.contains("INDEX"), "{s}");
+                assert!(
+                    !s.contains("ALLOW FILTERING") && !s.contains("INDEX"),
+                    "{s}"
+                );
             }
         }
         assert!(migrations("ks").iter().all(|m| m.version <= SCHEMA_VERSION));
-        assert_eq!(migrations("ks").last().map(|m| m.version), Some(SCHEMA_VERSION));
+        assert_eq!(
+            migrations("ks").last().map(|m| m.version),
+            Some(SCHEMA_VERSION)
+        );
         let cql = Cql::new("ks");
-        for s in [&cql.insert_session, &cql.select_session, &cql.scan_sessions, &cql.rotate_refresh] {
+        for s in [
+            &cql.insert_session,
+            &cql.select_session,
+            &cql.scan_sessions,
+            &cql.rotate_refresh,
+        ] {
             assert!(s.contains(" ks."), "{s}");
         }
     }
@@ -343,6 +373,9 @@ mod tests {
         ] {
             assert!(s.contains("USING TTL"), "{s}");
         }
-        assert_eq!(SESSION_COLUMNS.split(',').count(), SESSION_MARKERS.split(',').count());
+        assert_eq!(
+            SESSION_COLUMNS.split(',').count(),
+            SESSION_MARKERS.split(',').count()
+        );
     }
 }

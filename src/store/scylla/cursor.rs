@@ -45,7 +45,11 @@ pub(super) struct Keyset {
 impl Keyset {
     /// The start of `bucket`: before every row in it.
     pub fn bucket_start(bucket: i32) -> Self {
-        Self { bucket, at: i64::MAX, event_id: Uuid::nil() }
+        Self {
+            bucket,
+            at: i64::MAX,
+            event_id: Uuid::nil(),
+        }
     }
 }
 
@@ -98,24 +102,37 @@ pub(super) fn decode_keyset(kind: CursorKind, cursor: &[u8]) -> Result<Keyset, S
     })
 }
 
-/// Where a revocation-feed poll resumes: the instant the previous poll ran, and the ids of the
-/// events it returned that are recent enough to be read again (polls overlap, see
-/// `feed::OVERLAP`), so that no event is returned twice while it fits in `FEED_SEEN_MAX`.
+/// Where a revocation-feed poll resumes: the instant the previous poll ran, the instant no
+/// event at or before which is ever returned (where the caller started following the feed),
+/// and the ids of returned events recent enough to be read again (polls overlap, see
+/// `FEED_OVERLAP`), so that no event is returned twice while they fit in `FEED_SEEN_MAX`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct FeedCursor {
     /// When the previous poll read the feed.
     pub polled_at: Timestamp,
-    /// Ids of recently returned events.
+    /// Events stamped at or before this are never returned.
+    pub floor: Timestamp,
+    /// Ids of recently returned events, newest first.
     pub seen: Vec<Uuid>,
 }
 
 impl FeedCursor {
-    /// `version ‖ polled_at (i64 BE) ‖ count (u16 BE) ‖ ids`.
+    /// A cursor at `now` that has returned nothing.
+    pub fn start(now: Timestamp) -> Self {
+        Self {
+            polled_at: now,
+            floor: now,
+            seen: Vec::new(),
+        }
+    }
+
+    /// `version ‖ polled_at (i64 BE) ‖ floor (i64 BE) ‖ count (u16 BE) ‖ ids`.
     pub fn encode(&self) -> Vec<u8> {
         let seen = self.seen.get(..FEED_SEEN_MAX).unwrap_or(&self.seen);
-        let mut out = Vec::with_capacity(1 + 8 + 2 + 16 * seen.len());
+        let mut out = Vec::with_capacity(1 + 8 + 8 + 2 + 16 * seen.len());
         out.push(FEED_VERSION);
         out.extend_from_slice(&self.polled_at.as_micros().to_be_bytes());
+        out.extend_from_slice(&self.floor.as_micros().to_be_bytes());
         // FEED_SEEN_MAX fits in a u16.
         out.extend_from_slice(&u16::try_from(seen.len()).unwrap_or(0).to_be_bytes());
         for id in seen {
@@ -130,6 +147,7 @@ impl FeedCursor {
             return Err(StoreError::BadCursor);
         };
         let (at, rest) = take::<8>(rest)?;
+        let (floor, rest) = take::<8>(rest)?;
         let (count, mut rest) = take::<2>(rest)?;
         let count = usize::from(u16::from_be_bytes(count));
         if count > FEED_SEEN_MAX || rest.len() != count * 16 {
@@ -141,12 +159,18 @@ impl FeedCursor {
             seen.push(Uuid::from_bytes(id));
             rest = tail;
         }
-        Ok(Self { polled_at: Timestamp::from_micros(i64::from_be_bytes(at)), seen })
+        Ok(Self {
+            polled_at: Timestamp::from_micros(i64::from_be_bytes(at)),
+            floor: Timestamp::from_micros(i64::from_be_bytes(floor)),
+            seen,
+        })
     }
 }
 
 fn take<const N: usize>(bytes: &[u8]) -> Result<([u8; N], &[u8]), StoreError> {
-    let (head, tail) = bytes.split_first_chunk::<N>().ok_or(StoreError::BadCursor)?;
+    let (head, tail) = bytes
+        .split_first_chunk::<N>()
+        .ok_or(StoreError::BadCursor)?;
     Ok((*head, tail))
 }
 
@@ -161,16 +185,26 @@ mod tests {
     #[test]
     fn paging_cursors_round_trip_and_check_their_kind() {
         let c = encode_paging(CursorKind::Sessions, b"\x00\x04state");
-        assert_eq!(decode_paging(CursorKind::Sessions, &c).ok(), Some(&b"\x00\x04state"[..]));
+        assert_eq!(
+            decode_paging(CursorKind::Sessions, &c).ok(),
+            Some(&b"\x00\x04state"[..])
+        );
         assert!(bad(decode_paging(CursorKind::UserSessions, &c)));
-        assert!(bad(decode_paging(CursorKind::Sessions, &encode_paging(CursorKind::Sessions, b""))));
+        assert!(bad(decode_paging(
+            CursorKind::Sessions,
+            &encode_paging(CursorKind::Sessions, b"")
+        )));
         assert!(bad(decode_paging(CursorKind::Sessions, b"")));
         assert!(bad(decode_paging(CursorKind::Sessions, b"\x02\x01abc")));
     }
 
     #[test]
     fn keyset_cursors_round_trip_and_check_their_kind() {
-        let k = Keyset { bucket: 202_405, at: -5, event_id: Uuid::now_v7() };
+        let k = Keyset {
+            bucket: 202_405,
+            at: -5,
+            event_id: Uuid::now_v7(),
+        };
         let c = encode_keyset(CursorKind::UserAudit, k);
         assert_eq!(decode_keyset(CursorKind::UserAudit, &c).ok(), Some(k));
         assert!(bad(decode_keyset(CursorKind::AllAudit, &c)));
@@ -184,22 +218,29 @@ mod tests {
     fn feed_cursors_round_trip() {
         let c = FeedCursor {
             polled_at: Timestamp::from_micros(1_700_000_000_000_001),
+            floor: Timestamp::from_micros(-3),
             seen: vec![Uuid::now_v7(), Uuid::nil()],
         };
         assert_eq!(FeedCursor::decode(&c.encode()).ok(), Some(c.clone()));
-        let empty = FeedCursor { polled_at: Timestamp::from_micros(0), seen: vec![] };
+        let empty = FeedCursor::start(Timestamp::from_micros(0));
         assert_eq!(FeedCursor::decode(&empty.encode()).ok(), Some(empty));
         let bytes = c.encode();
         assert!(bad(FeedCursor::decode(&bytes[..bytes.len() - 1])));
         assert!(bad(FeedCursor::decode(b"")));
-        assert!(bad(FeedCursor::decode(&encode_paging(CursorKind::Sessions, b"x"))));
+        assert!(bad(FeedCursor::decode(&encode_paging(
+            CursorKind::Sessions,
+            b"x"
+        ))));
     }
 
     #[test]
     fn feed_cursor_keeps_at_most_the_cap() {
         let c = FeedCursor {
             polled_at: Timestamp::from_micros(1),
-            seen: (0..FEED_SEEN_MAX as u128 + 10).map(Uuid::from_u128).collect(),
+            floor: Timestamp::from_micros(1),
+            seen: (0..FEED_SEEN_MAX as u128 + 10)
+                .map(Uuid::from_u128)
+                .collect(),
         };
         let back = FeedCursor::decode(&c.encode()).ok().map(|c| c.seen.len());
         assert_eq!(back, Some(FEED_SEEN_MAX));

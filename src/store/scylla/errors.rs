@@ -2,8 +2,8 @@
 //! will not go away by itself (`Backend`). The driver's message is kept for the logs.
 
 use scylla::errors::{
-    DbError, ExecutionError, NewSessionError, NextRowError, PagerExecutionError, PrepareError,
-    RequestAttemptError, SchemaAgreementError, WriteType,
+    DbError, ExecutionError, NewSessionError, NextPageError, NextRowError, PagerExecutionError,
+    PrepareError, RequestAttemptError, SchemaAgreementError, WriteType,
 };
 
 use super::StoreError;
@@ -29,27 +29,37 @@ pub(super) fn prepare(what: &str, e: PrepareError) -> StoreError {
         _ => false,
     };
     let message = format!("preparing {what}: {e}");
-    if transient { StoreError::Unavailable(message) } else { StoreError::Backend(message) }
+    if transient {
+        StoreError::Unavailable(message)
+    } else {
+        StoreError::Backend(message)
+    }
 }
 
 /// Maps a failed paged read.
 pub(super) fn pager(what: &str, e: PagerExecutionError) -> StoreError {
     let transient = match &e {
-        PagerExecutionError::NextPageError(_) => true,
+        PagerExecutionError::NextPageError(p) => next_page_is_transient(p),
         PagerExecutionError::PrepareError(p) => {
             matches!(prepare(what, p.clone()), StoreError::Unavailable(_))
         }
         _ => false,
     };
     let message = format!("{what}: {e}");
-    if transient { StoreError::Unavailable(message) } else { StoreError::Backend(message) }
+    if transient {
+        StoreError::Unavailable(message)
+    } else {
+        StoreError::Backend(message)
+    }
 }
 
 /// Maps a failure while streaming rows: a page that could not be fetched is transient, a row
 /// that does not decode is not.
 pub(super) fn next_row(what: &str, e: NextRowError) -> StoreError {
-    match e {
-        NextRowError::NextPageError(_) => StoreError::Unavailable(format!("{what}: {e}")),
+    match &e {
+        NextRowError::NextPageError(p) if next_page_is_transient(p) => {
+            StoreError::Unavailable(format!("{what}: {e}"))
+        }
         _ => StoreError::Backend(format!("{what}: {e}")),
     }
 }
@@ -117,6 +127,15 @@ pub(super) fn schema_missing(e: &PrepareError) -> bool {
     }
 }
 
+fn next_page_is_transient(e: &NextPageError) -> bool {
+    match e {
+        NextPageError::RequestFailure(r) => {
+            execution_is_transient(&r.clone().into_execution_error())
+        }
+        _ => false,
+    }
+}
+
 fn execution_is_transient(e: &ExecutionError) -> bool {
     match e {
         ExecutionError::EmptyPlan
@@ -124,7 +143,9 @@ fn execution_is_transient(e: &ExecutionError) -> bool {
         | ExecutionError::RequestTimeout(_)
         | ExecutionError::SchemaAgreementError(_)
         | ExecutionError::MetadataError(_) => true,
-        ExecutionError::PrepareError(p) => matches!(prepare("", p.clone()), StoreError::Unavailable(_)),
+        ExecutionError::PrepareError(p) => {
+            matches!(prepare("", p.clone()), StoreError::Unavailable(_))
+        }
         ExecutionError::LastAttemptError(attempt) => attempt_is_transient(attempt),
         _ => false,
     }
@@ -168,7 +189,11 @@ mod tests {
             ExecutionError::RequestTimeout(Duration::from_secs(2)),
             ExecutionError::EmptyPlan,
             db(DbError::Overloaded),
-            db(DbError::Unavailable { consistency: Consistency::LocalQuorum, required: 2, alive: 1 }),
+            db(DbError::Unavailable {
+                consistency: Consistency::LocalQuorum,
+                required: 2,
+                alive: 1,
+            }),
             db(DbError::ReadTimeout {
                 consistency: Consistency::LocalQuorum,
                 received: 1,
@@ -179,7 +204,11 @@ mod tests {
         for e in unavailable {
             assert!(matches!(execution("x", e), StoreError::Unavailable(_)));
         }
-        for e in [db(DbError::SyntaxError), db(DbError::Invalid), db(DbError::Unauthorized)] {
+        for e in [
+            db(DbError::SyntaxError),
+            db(DbError::Invalid),
+            db(DbError::Unauthorized),
+        ] {
             assert!(matches!(execution("x", e), StoreError::Backend(_)));
         }
     }
@@ -193,7 +222,9 @@ mod tests {
             write_type: WriteType::Cas,
         });
         assert!(cas_outcome_unknown(&cas_timeout));
-        assert!(cas_outcome_unknown(&ExecutionError::RequestTimeout(Duration::from_secs(1))));
+        assert!(cas_outcome_unknown(&ExecutionError::RequestTimeout(
+            Duration::from_secs(1)
+        )));
         assert!(cas_outcome_unknown(&db(DbError::Other(CAS_WRITE_UNKNOWN))));
         assert!(!cas_outcome_unknown(&db(DbError::Unavailable {
             consistency: Consistency::LocalSerial,

@@ -52,14 +52,20 @@ impl SessionRow {
         let user = self.user_id.ok_or_else(|| corrupt("no user_id"))?;
         let user_id = UserId::parse("user_id", &user).map_err(|_| corrupt("bad user_id"))?;
         let tenant = self.tenant_id.unwrap_or_default();
-        let tenant_id = TenantId::parse("tenant_id", &tenant).map_err(|_| corrupt("bad tenant_id"))?;
+        let tenant_id =
+            TenantId::parse("tenant_id", &tenant).map_err(|_| corrupt("bad tenant_id"))?;
         let created_at = self.created_at.ok_or_else(|| corrupt("no created_at"))?;
-        let generation = self.refresh_generation.ok_or_else(|| corrupt("no refresh_generation"))?;
+        let generation = self
+            .refresh_generation
+            .ok_or_else(|| corrupt("no refresh_generation"))?;
         let refresh_generation =
             u32::try_from(generation).map_err(|_| corrupt("refresh_generation out of range"))?;
-        let hash = self.refresh_hash.ok_or_else(|| corrupt("no refresh_hash"))?;
+        let hash = self
+            .refresh_hash
+            .ok_or_else(|| corrupt("no refresh_hash"))?;
         let refresh_hash = RefreshHash(
-            <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| corrupt("refresh_hash is not 32 bytes"))?,
+            <[u8; 32]>::try_from(hash.as_slice())
+                .map_err(|_| corrupt("refresh_hash is not 32 bytes"))?,
         );
         Ok(Some(SessionRecord {
             id: SessionId::from_uuid(id),
@@ -121,7 +127,9 @@ impl<'a> SessionValues<'a> {
             },
             refresh_generation: i64::from(r.refresh_generation),
             refresh_hash: &r.refresh_hash.0,
-            revoked_at: r.revoked_at.map_or(MaybeUnset::Unset, |t| MaybeUnset::Set(t.as_micros())),
+            revoked_at: r
+                .revoked_at
+                .map_or(MaybeUnset::Unset, |t| MaybeUnset::Set(t.as_micros())),
             revoke_reason: unset_if_empty(&r.revoke_reason),
             ttl,
         }
@@ -151,7 +159,10 @@ pub(super) struct RefreshState {
 impl RefreshState {
     /// The refresh state of a record.
     pub fn of(r: &SessionRecord) -> Self {
-        Self { generation: r.refresh_generation, hash: r.refresh_hash.0 }
+        Self {
+            generation: r.refresh_generation,
+            hash: r.refresh_hash.0,
+        }
     }
 }
 
@@ -187,8 +198,13 @@ impl FeedRow {
         let kind = self.kind.unwrap_or_default();
         let subject = self.subject.unwrap_or_default();
         let event = match kind.as_str() {
-            feed_kind::SESSION => subject.parse::<SessionId>().ok().map(RevocationEvent::Session),
-            feed_kind::USER => UserId::parse("user_id", &subject).ok().map(RevocationEvent::User),
+            feed_kind::SESSION => subject
+                .parse::<SessionId>()
+                .ok()
+                .map(RevocationEvent::Session),
+            feed_kind::USER => UserId::parse("user_id", &subject)
+                .ok()
+                .map(RevocationEvent::User),
             feed_kind::GLOBAL => Some(RevocationEvent::Global),
             _ => None,
         };
@@ -267,7 +283,9 @@ impl<'a> AuditValues<'a> {
             event_id: e.event_id,
             kind: unset_if_empty(&e.kind),
             actor: unset_if_empty(&e.actor),
-            session_id: e.session_id.map_or(MaybeUnset::Unset, |s| MaybeUnset::Set(s.as_uuid())),
+            session_id: e
+                .session_id
+                .map_or(MaybeUnset::Unset, |s| MaybeUnset::Set(s.as_uuid())),
             ip: unset_if_empty(&e.ip),
             user_agent: unset_if_empty(&e.user_agent),
             reason: unset_if_empty(&e.reason),
@@ -279,6 +297,8 @@ impl<'a> AuditValues<'a> {
 #[derive(Debug, SerializeRow)]
 pub(super) struct AuditUserValues<'a> {
     pub month: i32,
+    #[scylla(rename = "[ttl]")]
+    pub ttl: i32,
     #[scylla(flatten)]
     pub audit: AuditValues<'a>,
 }
@@ -288,6 +308,8 @@ pub(super) struct AuditUserValues<'a> {
 pub(super) struct AuditDayValues<'a> {
     pub day: i32,
     pub shard: i16,
+    #[scylla(rename = "[ttl]")]
+    pub ttl: i32,
     #[scylla(flatten)]
     pub audit: AuditValues<'a>,
 }
@@ -298,7 +320,11 @@ pub(super) fn audit_month(e: &AuditRecord) -> i32 {
 }
 
 fn unset_if_empty(s: &str) -> MaybeUnset<&str> {
-    if s.is_empty() { MaybeUnset::Unset } else { MaybeUnset::Set(s) }
+    if s.is_empty() {
+        MaybeUnset::Unset
+    } else {
+        MaybeUnset::Set(s)
+    }
 }
 
 #[cfg(test)]

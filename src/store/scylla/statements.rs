@@ -60,18 +60,25 @@ impl Statements {
         rotate_refresh.set_serial_consistency(Some(serial));
         let issue_batch = logged_batch([
             p.plain("insert_session", &cql.insert_session).await?,
-            p.plain("insert_session_by_user", &cql.insert_session_by_user).await?,
+            p.plain("insert_session_by_user", &cql.insert_session_by_user)
+                .await?,
         ]);
         let revoke_batch = logged_batch([
             p.plain("revoke_session", &cql.revoke_session).await?,
-            p.plain("revoke_session_by_user", &cql.revoke_session_by_user).await?,
+            p.plain("revoke_session_by_user", &cql.revoke_session_by_user)
+                .await?,
         ]);
         Ok(Self {
             select_session,
             select_session_serial,
-            select_user_sessions: p.idempotent("select_user_sessions", &cql.select_user_sessions).await?,
+            select_user_sessions: p
+                .idempotent("select_user_sessions", &cql.select_user_sessions)
+                .await?,
             select_user_tenant_sessions: p
-                .idempotent("select_user_tenant_sessions", &cql.select_user_tenant_sessions)
+                .idempotent(
+                    "select_user_tenant_sessions",
+                    &cql.select_user_tenant_sessions,
+                )
                 .await?,
             scan_sessions: p.idempotent("scan_sessions", &cql.scan_sessions).await?,
             rotate_refresh,
@@ -79,7 +86,9 @@ impl Statements {
                 .idempotent("mirror_refresh_by_user", &cql.mirror_refresh_by_user)
                 .await?,
             touch_session: p.idempotent("touch_session", &cql.touch_session).await?,
-            touch_session_by_user: p.idempotent("touch_session_by_user", &cql.touch_session_by_user).await?,
+            touch_session_by_user: p
+                .idempotent("touch_session_by_user", &cql.touch_session_by_user)
+                .await?,
             upsert_user_not_before: p
                 .idempotent("upsert_user_not_before", &cql.upsert_user_not_before)
                 .await?,
@@ -94,10 +103,18 @@ impl Statements {
                 .await?,
             insert_feed: p.idempotent("insert_feed", &cql.insert_feed).await?,
             select_feed: p.idempotent("select_feed", &cql.select_feed).await?,
-            insert_audit_by_user: p.idempotent("insert_audit_by_user", &cql.insert_audit_by_user).await?,
-            insert_audit_by_day: p.idempotent("insert_audit_by_day", &cql.insert_audit_by_day).await?,
-            select_audit_by_user: p.idempotent("select_audit_by_user", &cql.select_audit_by_user).await?,
-            select_audit_by_day: p.idempotent("select_audit_by_day", &cql.select_audit_by_day).await?,
+            insert_audit_by_user: p
+                .idempotent("insert_audit_by_user", &cql.insert_audit_by_user)
+                .await?,
+            insert_audit_by_day: p
+                .idempotent("insert_audit_by_day", &cql.insert_audit_by_day)
+                .await?,
+            select_audit_by_user: p
+                .idempotent("select_audit_by_user", &cql.select_audit_by_user)
+                .await?,
+            select_audit_by_day: p
+                .idempotent("select_audit_by_day", &cql.select_audit_by_day)
+                .await?,
             select_schema_versions: p
                 .idempotent("select_schema_versions", &cql.select_schema_versions)
                 .await?,

@@ -1,0 +1,1270 @@
+//! The ScyllaDB backend of `Store` (Apache Cassandra 4+/5 works too; CI runs it on Cassandra).
+//!
+//! [`ScyllaStore::connect`] opens a driver session (token-aware routing pinned to the local data
+//! centre, LOCAL_QUORUM, retries and speculative execution for idempotent statements only) and
+//! prepares every statement once. [`ScyllaStore::migrate`] creates the keyspace and tables;
+//! until it has run, `connect` still succeeds (so that `migrate` can be called) and every
+//! store operation fails with `StoreError::Backend` naming the missing schema.
+//!
+//! What this module guarantees, whatever the interleaving of replicas:
+//! - Refresh rotation is a lightweight transaction, the backend's only one: of racing
+//!   rotations exactly one wins. A rotation whose outcome the server could not confirm is read
+//!   back at serial consistency, never guessed.
+//! - Every row of a session expires by TTL with the session (`buckets::ttl_secs`), every write
+//!   recomputing it; nothing is ever deleted, so no tombstone is written on purpose.
+//! - Reads treat a session whose `expires_at` has passed as absent, even while its cells wait
+//!   out their last second of TTL.
+//! - Every revocation is appended to `revocation_feed` after it is stored, so a replica that
+//!   reads the event and re-reads the store sees the revocation.
+//!
+//! It holds no policy (which sessions may be revoked, caps, token checks live in `domain`), and
+//! all CQL text lives in `cql`.
+
+mod buckets;
+mod config;
+mod cql;
+mod cursor;
+mod errors;
+mod rows;
+mod statements;
+mod tls;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::deserialize::row::DeserializeRow;
+use scylla::policies::load_balancing::DefaultPolicy;
+use scylla::policies::retry::DefaultRetryPolicy;
+use scylla::policies::speculative_execution::{
+    SimpleSpeculativeExecutionPolicy, SpeculativeExecutionPolicy,
+};
+use scylla::response::{PagingState, PagingStateResponse};
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::unprepared::Statement;
+use scylla::value::{CqlTimestamp, CqlTimeuuid, MaybeUnset, Row};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use super::{
+    AuditRecord, FeedBatch, Page, RefreshHash, Revocation, RevocationEvent, Rotation,
+    SessionFilter, SessionRecord, Store, StoreError, UserNotBefore,
+};
+use crate::domain::ids::{SessionId, TenantId, UserId};
+use crate::domain::time::Timestamp;
+use cursor::{CursorKind, FeedCursor, Keyset};
+use rows::{
+    AuditRow, FeedRow, NotBeforeRow, RefreshState, RotateValues, SessionRow, SessionValues,
+};
+use statements::{NotPrepared, Statements};
+
+pub use config::{
+    Credentials, Replication, ScyllaConfig, ScyllaConfigError, Speculative, TlsFiles,
+};
+
+/// Shards of each revocation-feed minute: a poll reads this many partitions per minute, and
+/// no single partition takes every revocation.
+const FEED_SHARDS: i16 = 4;
+/// How far back each poll re-reads before the previous one. Events are stamped by the clock
+/// of the replica that wrote them, so this bounds the clock skew (plus write latency) between
+/// replicas that the feed tolerates without missing an event.
+const FEED_OVERLAP: Duration = Duration::from_secs(5);
+/// A poll reads at most this many minutes before the current one; a cursor older than that is
+/// a gap (the caller drops its caches whole). The feed rows themselves live a day.
+const FEED_REACH_MINUTES: i64 = 2;
+/// Shards of each day of `audit_by_day`.
+const AUDIT_DAY_SHARDS: i16 = 4;
+/// Audit events stamped this far ahead of the reader's clock are still listed.
+const AUDIT_FUTURE_SLACK: Duration = Duration::from_secs(3600);
+/// Empty time buckets an audit listing walks before returning a short page with a cursor.
+const AUDIT_MAX_BUCKETS_PER_PAGE: usize = 31;
+/// Server pages a session listing reads (when filters drop rows) before returning a short page.
+const MAX_ROUND_TRIPS_PER_PAGE: usize = 8;
+/// Concurrent statements of one multi-session call (revoke many, touch many, audit).
+const CONCURRENCY: usize = 16;
+
+/// Sessions, revocations and audit events in a ScyllaDB or Cassandra keyspace.
+pub struct ScyllaStore {
+    session: Session,
+    config: ScyllaConfig,
+    cql: cql::Cql,
+    ping: PreparedStatement,
+    /// Prepared on first success: at `connect` when the schema exists, else after `migrate`.
+    statements: OnceCell<Statements>,
+}
+
+impl fmt::Debug for ScyllaStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScyllaStore")
+            .field("hosts", &self.config.hosts)
+            .field("keyspace", &self.config.keyspace)
+            .field("prepared", &self.statements.initialized())
+            .finish()
+    }
+}
+
+impl ScyllaStore {
+    /// Connects to the cluster and prepares every statement.
+    ///
+    /// Fails with `Unavailable` when no contact point answers, `Backend` when the TLS files
+    /// cannot be used. A missing or outdated schema is not an error here (it is logged): every
+    /// operation then fails until [`migrate`](Self::migrate) has run.
+    pub async fn connect(config: ScyllaConfig) -> Result<Self, StoreError> {
+        let mut builder = SessionBuilder::new()
+            .known_nodes(&config.hosts)
+            .connection_timeout(config.connect_timeout)
+            .schema_agreement_timeout(config.schema_agreement_timeout)
+            .default_execution_profile_handle(execution_profile(&config).into_handle());
+        if let Some(dc) = &config.local_dc {
+            builder = builder.prefer_datacenter(dc.clone());
+        }
+        if let Some(c) = &config.credentials {
+            builder = builder.user(c.username.clone(), c.password.clone());
+        }
+        if let Some(files) = &config.tls {
+            builder = builder.tls_context(Some(tls::client_config(files).await?));
+        }
+        let session = builder.build().await.map_err(errors::new_session)?;
+        let mut ping = session
+            .prepare(cql::PING)
+            .await
+            .map_err(|e| errors::prepare("ping", e))?;
+        ping.set_is_idempotent(true);
+        let store = Self {
+            session,
+            cql: cql::Cql::new(&config.keyspace),
+            config,
+            ping,
+            statements: OnceCell::new(),
+        };
+        // Not an error yet: `migrate` is about to run, or the caller checks `check_schema`.
+        if let Err(error) = store.statements().await {
+            tracing::info!(keyspace = %store.config.keyspace, %error, "scylla store is not ready");
+        }
+        Ok(store)
+    }
+
+    /// Creates or upgrades the schema: the keyspace (`NetworkTopologyStrategy`, see
+    /// [`Replication`]; an existing keyspace is never altered, a different replication is only
+    /// logged), then each migration not yet recorded in `schema_migrations`, waiting for
+    /// schema agreement after each. Every statement is `IF NOT EXISTS`, so running it again,
+    /// or after an interrupted run, is safe.
+    ///
+    /// Run it from one process at a time: Cassandra (before 5.1) may create a table twice when
+    /// two nodes receive the same `CREATE TABLE` concurrently. ScyllaDB with Raft-managed
+    /// schema does not have that problem.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let ks = &self.config.keyspace;
+        let replication = self.replication()?;
+        self.ddl(&cql::create_keyspace(
+            ks,
+            &replication,
+            self.config.disable_tablets,
+        ))
+        .await?;
+        self.warn_if_replication_differs(&replication).await;
+        self.ddl(&cql::create_migrations_table(ks)).await?;
+        let applied = self.applied_migrations().await?;
+        for migration in cql::migrations(ks) {
+            if applied.contains(&migration.version) {
+                continue;
+            }
+            for statement in &migration.statements {
+                self.ddl(statement).await?;
+            }
+            self.session
+                .await_schema_agreement()
+                .await
+                .map_err(errors::schema_agreement)?;
+            let record = (
+                migration.version,
+                migration.description,
+                Timestamp::now().as_micros(),
+            );
+            self.session
+                .query_unpaged(self.ddl_statement(cql::insert_migration(ks)), record)
+                .await
+                .map_err(|e| errors::execution("recording migration", e))?;
+            tracing::info!(keyspace = %ks, version = migration.version, "applied schema migration");
+        }
+        self.session
+            .await_schema_agreement()
+            .await
+            .map_err(errors::schema_agreement)?;
+        self.statements().await.map(|_| ())
+    }
+
+    /// Succeeds once the schema is current and every statement is prepared; the error says
+    /// what is missing. For start-up checks.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        self.statements().await.map(|_| ())
+    }
+
+    /// The prepared statements, preparing them on first use.
+    async fn statements(&self) -> Result<&Statements, StoreError> {
+        self.statements
+            .get_or_try_init(|| async {
+                let st = match Statements::prepare(
+                    &self.session,
+                    &self.cql,
+                    self.config.serial_consistency,
+                )
+                .await
+                {
+                    Ok(st) => st,
+                    Err(NotPrepared::SchemaMissing(e)) => {
+                        return Err(StoreError::Backend(format!(
+                            "schema missing, run `sessiond migrate`: {e}"
+                        )));
+                    }
+                    Err(NotPrepared::Failed(e)) => return Err(e),
+                };
+                let versions: Vec<(i32,)> = self
+                    .all_rows("reading schema version", &st.select_schema_versions, ())
+                    .await?;
+                let current = versions.iter().map(|(v,)| *v).max().unwrap_or(0);
+                if current < cql::SCHEMA_VERSION {
+                    return Err(StoreError::Backend(format!(
+                        "schema version {current} is older than {}, run `sessiond migrate`",
+                        cql::SCHEMA_VERSION
+                    )));
+                }
+                Ok(st)
+            })
+            .await
+    }
+
+    /// The keyspace's data centres and factors, resolving `Replication::LocalDc` against the
+    /// nodes the driver sees.
+    fn replication(&self) -> Result<Vec<(String, u32)>, StoreError> {
+        let rf = match &self.config.replication {
+            Replication::Explicit(list) => return Ok(list.clone()),
+            Replication::LocalDc { rf } => *rf,
+        };
+        let state = self.session.get_cluster_state();
+        let nodes = state.get_nodes_info();
+        let dc = match &self.config.local_dc {
+            Some(dc) => dc.clone(),
+            None => {
+                let dcs: HashSet<&str> = nodes
+                    .iter()
+                    .filter_map(|n| n.datacenter.as_deref())
+                    .collect();
+                match dcs.into_iter().collect::<Vec<_>>().as_slice() {
+                    [only] => (*only).to_owned(),
+                    _ => {
+                        return Err(StoreError::Backend(
+                            "the cluster has several data centres (or none known): \
+                             name one with dc= or give replication="
+                                .to_owned(),
+                        ));
+                    }
+                }
+            }
+        };
+        let in_dc = nodes
+            .iter()
+            .filter(|n| n.datacenter.as_deref() == Some(dc.as_str()))
+            .count();
+        if in_dc == 0 {
+            return Err(StoreError::Backend(format!(
+                "no node of data centre {dc:?} is known"
+            )));
+        }
+        let rf = rf.unwrap_or_else(|| {
+            config::DEFAULT_RF.min(u32::try_from(in_dc).unwrap_or(config::DEFAULT_RF))
+        });
+        if rf < 3 {
+            tracing::warn!(%dc, rf, "keyspace replication factor below 3: a node loss loses data or availability");
+        }
+        Ok(vec![(dc, rf)])
+    }
+
+    async fn warn_if_replication_differs(&self, wanted: &[(String, u32)]) {
+        let found = self
+            .session
+            .query_unpaged(cql::SELECT_KEYSPACE_REPLICATION, (&self.config.keyspace,))
+            .await
+            .ok()
+            .and_then(|r| r.into_rows_result().ok())
+            .and_then(|r| {
+                r.maybe_first_row::<(BTreeMap<String, String>,)>()
+                    .ok()
+                    .flatten()
+            });
+        let Some((mut found,)) = found else { return };
+        let class = found.remove("class").unwrap_or_default();
+        let same = class.ends_with("NetworkTopologyStrategy")
+            && found.len() == wanted.len()
+            && wanted
+                .iter()
+                .all(|(dc, rf)| found.get(dc) == Some(&rf.to_string()));
+        if !same {
+            tracing::warn!(
+                keyspace = %self.config.keyspace, %class, existing = ?found, wanted = ?wanted,
+                "keyspace exists with a different replication; it is left as it is"
+            );
+        }
+    }
+
+    async fn applied_migrations(&self) -> Result<HashSet<i32>, StoreError> {
+        let result = self
+            .session
+            .query_unpaged(
+                self.ddl_statement(cql::select_migrations(&self.config.keyspace)),
+                (),
+            )
+            .await
+            .map_err(|e| errors::execution("reading migrations", e))?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|e| errors::decode("migrations", e))?;
+        let versions = rows
+            .rows::<(i32,)>()
+            .map_err(|e| errors::decode("migrations", e))?
+            .map(|r| r.map(|(v,)| v))
+            .collect::<Result<HashSet<_>, _>>()
+            .map_err(|e| errors::decode("migrations", e))?;
+        Ok(versions)
+    }
+
+    /// Schema statements are not prepared (each runs once) and get the schema-agreement
+    /// timeout: the driver waits for agreement before it returns.
+    fn ddl_statement(&self, text: String) -> Statement {
+        let mut statement = Statement::new(text);
+        statement.set_request_timeout(Some(self.config.schema_agreement_timeout));
+        statement
+    }
+
+    async fn ddl(&self, text: &str) -> Result<(), StoreError> {
+        self.session
+            .query_unpaged(self.ddl_statement(text.to_owned()), ())
+            .await
+            .map(|_| ())
+            .map_err(|e| errors::execution("applying schema", e))
+    }
+}
+
+/// The default execution profile: what every statement runs with unless it says otherwise.
+fn execution_profile(config: &ScyllaConfig) -> ExecutionProfile {
+    let mut lbp = DefaultPolicy::builder()
+        .token_aware(true)
+        .permit_dc_failover(false);
+    if let Some(dc) = &config.local_dc {
+        lbp = lbp.prefer_datacenter(dc.clone());
+    }
+    let speculative = config.speculative.map(|s| {
+        Arc::new(SimpleSpeculativeExecutionPolicy {
+            max_retry_count: s.max_retries,
+            retry_interval: s.delay,
+        }) as Arc<dyn SpeculativeExecutionPolicy>
+    });
+    ExecutionProfile::builder()
+        .consistency(config.consistency)
+        .serial_consistency(Some(config.serial_consistency))
+        .request_timeout(Some(config.request_timeout))
+        .load_balancing_policy(lbp.build())
+        .retry_policy(Arc::new(DefaultRetryPolicy::new()))
+        .speculative_execution_policy(speculative)
+        .build()
+}
+
+// Statement helpers: one place that runs a statement and maps its errors and rows.
+impl ScyllaStore {
+    async fn write(
+        &self,
+        what: &str,
+        ps: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<(), StoreError> {
+        self.session
+            .execute_unpaged(ps, values)
+            .await
+            .map(|_| ())
+            .map_err(|e| errors::execution(what, e))
+    }
+
+    async fn first_row<R>(
+        &self,
+        what: &str,
+        ps: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<Option<R>, StoreError>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm>,
+    {
+        let result = self
+            .session
+            .execute_unpaged(ps, values)
+            .await
+            .map_err(|e| errors::execution(what, e))?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|e| errors::decode(what, e))?;
+        rows.maybe_first_row::<R>()
+            .map_err(|e| errors::decode(what, e))
+    }
+
+    /// Every row, paging through them with the statement's page size.
+    async fn all_rows<R>(
+        &self,
+        what: &str,
+        ps: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm> + 'static,
+    {
+        let pager = self
+            .session
+            .execute_iter(ps.clone(), values)
+            .await
+            .map_err(|e| errors::pager(what, e))?;
+        pager
+            .rows_stream::<R>()
+            .map_err(|e| errors::decode(what, e))?
+            .map_err(|e| errors::next_row(what, e))
+            .try_collect()
+            .await
+    }
+
+    /// One server page from `state`; the paging state after it, if there are more rows. When
+    /// the server refuses a paging state we were given, the cursor was bad.
+    async fn one_page<R>(
+        &self,
+        what: &str,
+        ps: &PreparedStatement,
+        values: impl SerializeRow,
+        state: PagingState,
+    ) -> Result<(Vec<R>, Option<Vec<u8>>), StoreError>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm>,
+    {
+        let resumed = state.as_bytes_slice().is_some();
+        let (result, paging) = match self.session.execute_single_page(ps, values, state).await {
+            Ok(page) => page,
+            Err(e) if resumed && errors::rejects_paging_state(&e) => {
+                tracing::debug!(error = %e, "server rejected a paging state");
+                return Err(StoreError::BadCursor);
+            }
+            Err(e) => return Err(errors::execution(what, e)),
+        };
+        let rows = result
+            .into_rows_result()
+            .map_err(|e| errors::decode(what, e))?;
+        let items = rows
+            .rows::<R>()
+            .map_err(|e| errors::decode(what, e))?
+            .collect::<Result<Vec<R>, _>>()
+            .map_err(|e| errors::decode(what, e))?;
+        Ok((items, next_state(paging)))
+    }
+}
+
+fn next_state(paging: PagingStateResponse) -> Option<Vec<u8>> {
+    match paging.into_paging_control_flow() {
+        ControlFlow::Continue(state) => state.as_bytes_slice().map(|b| b.to_vec()),
+        ControlFlow::Break(()) => None,
+    }
+}
+
+// Sessions.
+impl ScyllaStore {
+    async fn read_session(
+        &self,
+        ps: &PreparedStatement,
+        id: SessionId,
+        now: Timestamp,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row: Option<SessionRow> = self
+            .first_row("reading session", ps, (id.as_uuid(),))
+            .await?;
+        match row {
+            Some(row) => row.into_record(now),
+            None => Ok(None),
+        }
+    }
+
+    /// Rotation after the read: the compare-and-set, settled at serial consistency when its
+    /// outcome is unknown. When the serial read shows the expected state still current, the
+    /// CAS certainly did not apply and is tried once more (a second attempt writes the same
+    /// cells, so even a late-landing first one cannot change the result).
+    async fn compare_and_set_refresh(
+        &self,
+        st: &Statements,
+        record: &SessionRecord,
+        values: &RotateValues<'_>,
+        next: RefreshState,
+    ) -> Result<Rotation, StoreError> {
+        let id = record.id;
+        let expected = RefreshState::of(record);
+        for attempt in 0..2 {
+            let e = match self
+                .session
+                .execute_unpaged(&st.rotate_refresh, values)
+                .await
+            {
+                Ok(result) => {
+                    return Ok(if cas_applied(result)? {
+                        Rotation::Won
+                    } else {
+                        Rotation::Lost
+                    });
+                }
+                Err(e) if errors::cas_outcome_unknown(&e) => e,
+                Err(e) => return Err(errors::execution("rotating refresh token", e)),
+            };
+            tracing::warn!(%id, attempt, error = %e, "refresh compare-and-set outcome unknown; reading it back");
+            let now = Timestamp::now();
+            let Some(current) = self
+                .read_session(&st.select_session_serial, id, now)
+                .await?
+            else {
+                return Ok(Rotation::Gone);
+            };
+            let state = RefreshState::of(&current);
+            if state == next {
+                return Ok(Rotation::Won);
+            }
+            if state != expected || current.is_revoked() {
+                return Ok(Rotation::Lost);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "refresh rotation of session {id} could not be settled"
+        )))
+    }
+
+    /// Copies a won rotation into `sessions_by_user`. The rotation has happened whatever this
+    /// does, so a failure is logged, not returned: only listings would show the previous
+    /// refresh state, and nothing decides anything from a listing's refresh columns.
+    async fn mirror_rotation(
+        &self,
+        st: &Statements,
+        r: &SessionRecord,
+        next: (u32, &RefreshHash),
+        ttl: i32,
+    ) {
+        let values = (
+            ttl,
+            i64::from(next.0),
+            &next.1.0[..],
+            r.user_id.as_str(),
+            r.tenant_id.as_str(),
+            r.created_at.as_micros(),
+            r.id.as_uuid(),
+        );
+        if let Err(error) = self
+            .write("mirroring rotation", &st.mirror_refresh_by_user, values)
+            .await
+        {
+            tracing::warn!(session_id = %r.id, %error, "per-user index keeps the previous refresh state");
+        }
+    }
+
+    /// Revokes one session: read, the logged batch of both rows, then the feed event.
+    async fn revoke_one(
+        &self,
+        st: &Statements,
+        id: SessionId,
+        at: Timestamp,
+        reason: &str,
+    ) -> Result<Revocation, StoreError> {
+        let now = Timestamp::now();
+        let Some(mut record) = self.read_session(&st.select_session, id, now).await? else {
+            return Ok(Revocation::NotFound);
+        };
+        if record.is_revoked() {
+            return Ok(Revocation::AlreadyRevoked(Box::new(record)));
+        }
+        let Some(ttl) = buckets::ttl_secs(record.expires_at, now) else {
+            // Within its last second: it is expiring by itself and reads will say so.
+            return Ok(Revocation::NotFound);
+        };
+        let reason_value = if reason.is_empty() {
+            MaybeUnset::Unset
+        } else {
+            MaybeUnset::Set(reason)
+        };
+        let session_row = (ttl, at.as_micros(), reason_value, id.as_uuid());
+        let user_row = (
+            ttl,
+            at.as_micros(),
+            reason_value,
+            record.user_id.as_str(),
+            record.tenant_id.as_str(),
+            record.created_at.as_micros(),
+            id.as_uuid(),
+        );
+        self.session
+            .batch(&st.revoke_batch, (session_row, user_row))
+            .await
+            .map_err(|e| errors::execution("revoking session", e))?;
+        self.append_feed(st, &RevocationEvent::Session(id)).await?;
+        record.revoked_at = Some(at);
+        record.revoke_reason = reason.to_owned();
+        Ok(Revocation::Revoked(Box::new(record)))
+    }
+
+    async fn touch_one(
+        &self,
+        st: &Statements,
+        id: SessionId,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let Some(r) = self.read_session(&st.select_session, id, now).await? else {
+            return Ok(());
+        };
+        let Some(ttl) = buckets::ttl_secs(r.expires_at, now) else {
+            return Ok(());
+        };
+        if at <= r.last_seen_at {
+            return Ok(());
+        }
+        let by_user = (
+            ttl,
+            at.as_micros(),
+            r.user_id.as_str(),
+            r.tenant_id.as_str(),
+            r.created_at.as_micros(),
+            id.as_uuid(),
+        );
+        tokio::try_join!(
+            self.write(
+                "touching session",
+                &st.touch_session,
+                (ttl, at.as_micros(), id.as_uuid())
+            ),
+            self.write("touching session", &st.touch_session_by_user, by_user),
+        )?;
+        Ok(())
+    }
+
+    /// One listing page, reading further server pages while filters leave it short (up to
+    /// `MAX_ROUND_TRIPS_PER_PAGE`), each asking only for the rows still missing so that the
+    /// paging state after it is exactly where the page ends.
+    async fn session_page(
+        &self,
+        kind: CursorKind,
+        ps: &PreparedStatement,
+        values: impl SerializeRow,
+        keep: impl Fn(&SessionRecord) -> bool,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        let limit = limit.max(1);
+        let mut state = match cursor {
+            Some(c) => PagingState::new_from_raw_bytes(cursor::decode_paging(kind, c)?),
+            None => PagingState::start(),
+        };
+        let mut items = Vec::new();
+        let now = Timestamp::now();
+        for _ in 0..MAX_ROUND_TRIPS_PER_PAGE {
+            let want = limit.saturating_sub(items.len()).max(1);
+            let mut page_ps = ps.clone();
+            page_ps.set_page_size(i32::try_from(want).unwrap_or(i32::MAX));
+            let (rows, next) = self
+                .one_page::<SessionRow>("listing sessions", &page_ps, &values, state)
+                .await?;
+            for row in rows {
+                if let Some(record) = row.into_record(now)?
+                    && keep(&record)
+                {
+                    items.push(record);
+                }
+            }
+            let Some(next) = next else {
+                return Ok(Page { items, next: None });
+            };
+            if items.len() >= limit {
+                return Ok(Page {
+                    items,
+                    next: Some(cursor::encode_paging(kind, &next)),
+                });
+            }
+            state = PagingState::new_from_raw_bytes(next);
+        }
+        let next = state
+            .as_bytes_slice()
+            .map(|s| cursor::encode_paging(kind, s));
+        Ok(Page { items, next })
+    }
+}
+
+/// Reads `[applied]` of a compare-and-set. Cassandra answers `[applied]` alone on success and
+/// with the current values on failure; ScyllaDB always adds the row. Only the flag matters.
+fn cas_applied(result: scylla::response::query_result::QueryResult) -> Result<bool, StoreError> {
+    let what = "compare-and-set result";
+    let rows = result
+        .into_rows_result()
+        .map_err(|e| errors::decode(what, e))?;
+    let index = rows
+        .column_specs()
+        .iter()
+        .position(|c| c.name() == "[applied]")
+        .ok_or_else(|| StoreError::Backend(format!("{what}: no [applied] column")))?;
+    let row = rows
+        .maybe_first_row::<Row>()
+        .map_err(|e| errors::decode(what, e))?;
+    row.and_then(|r| r.columns.into_iter().nth(index).flatten())
+        .and_then(|v| v.as_boolean())
+        .ok_or_else(|| StoreError::Backend(format!("{what}: [applied] is not a boolean")))
+}
+
+// Revocation feed.
+impl ScyllaStore {
+    /// Appends one event, stamped now. Called only after the revocation itself is stored.
+    async fn append_feed(
+        &self,
+        st: &Statements,
+        event: &RevocationEvent,
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let (kind, subject) = FeedRow::columns(event);
+        let shard = rand::Rng::gen_range(&mut rand::thread_rng(), 0..FEED_SHARDS);
+        let values = (
+            buckets::minute(now),
+            shard,
+            CqlTimeuuid::from(buckets::timeuuid(now)),
+            kind,
+            subject,
+        );
+        self.write("appending revocation feed", &st.insert_feed, values)
+            .await
+    }
+
+    /// Feed rows of the minutes `first..=last` stamped at or after `from` (to the
+    /// millisecond; callers filter exactly).
+    async fn feed_rows(
+        &self,
+        st: &Statements,
+        first: i64,
+        last: i64,
+        from: Timestamp,
+    ) -> Result<Vec<FeedRow>, StoreError> {
+        let from_ms = CqlTimestamp(from.as_micros().div_euclid(1000));
+        let reads = (first..=last).flat_map(|minute| {
+            (0..FEED_SHARDS).map(move |shard| {
+                self.all_rows::<FeedRow>(
+                    "polling revocation feed",
+                    &st.select_feed,
+                    (minute, shard, from_ms),
+                )
+            })
+        });
+        let batches: Vec<Vec<FeedRow>> = futures::future::try_join_all(reads).await?;
+        Ok(batches.into_iter().flatten().collect())
+    }
+}
+
+// Audit.
+#[derive(Clone, Copy)]
+enum AuditScope<'a> {
+    User(&'a UserId),
+    All,
+}
+
+impl AuditScope<'_> {
+    fn kind(self) -> CursorKind {
+        match self {
+            AuditScope::User(_) => CursorKind::UserAudit,
+            AuditScope::All => CursorKind::AllAudit,
+        }
+    }
+
+    fn bucket(self, at: Timestamp) -> i32 {
+        match self {
+            AuditScope::User(_) => buckets::month(at),
+            AuditScope::All => buckets::day(at),
+        }
+    }
+
+    fn previous(self, bucket: i32) -> i32 {
+        match self {
+            AuditScope::User(_) => buckets::previous_month(bucket),
+            AuditScope::All => bucket.saturating_sub(1),
+        }
+    }
+}
+
+impl ScyllaStore {
+    async fn insert_audit(&self, st: &Statements, e: &AuditRecord) -> Result<(), StoreError> {
+        let ttl = buckets::retention_ttl(self.config.audit_retention);
+        let day = rows::AuditDayValues {
+            day: buckets::day(e.at),
+            ttl,
+            // Version 7 ids end in random bits, so this spreads events evenly.
+            shard: i16::try_from(e.event_id.as_u128() % AUDIT_DAY_SHARDS.unsigned_abs() as u128)
+                .unwrap_or(0),
+            audit: rows::AuditValues::new(e),
+        };
+        let by_day = self.write("appending audit", &st.insert_audit_by_day, day);
+        if e.user_id.is_empty() {
+            return by_day.await;
+        }
+        let user = rows::AuditUserValues {
+            month: rows::audit_month(e),
+            ttl,
+            audit: rows::AuditValues::new(e),
+        };
+        tokio::try_join!(
+            by_day,
+            self.write("appending audit", &st.insert_audit_by_user, user)
+        )?;
+        Ok(())
+    }
+
+    /// Up to `want` events of one bucket strictly older than `pos`, newest first.
+    async fn audit_bucket(
+        &self,
+        st: &Statements,
+        scope: AuditScope<'_>,
+        pos: Keyset,
+        want: usize,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let limit = i32::try_from(want).unwrap_or(i32::MAX);
+        let what = "listing audit";
+        match scope {
+            AuditScope::User(user) => {
+                let values = (user.as_str(), pos.bucket, pos.at, pos.event_id, limit);
+                self.all_rows(what, &st.select_audit_by_user, values).await
+            }
+            AuditScope::All => {
+                let reads = (0..AUDIT_DAY_SHARDS).map(|shard| {
+                    let values = (pos.bucket, shard, pos.at, pos.event_id, limit);
+                    self.all_rows::<AuditRow>(what, &st.select_audit_by_day, values)
+                });
+                let mut rows: Vec<AuditRow> = futures::future::try_join_all(reads)
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                // The clustering order: `at` then `event_id` (uuid: version, then bytes), both
+                // descending, so the last row kept is a valid keyset for every shard.
+                rows.sort_by_key(|r| std::cmp::Reverse(r.key()));
+                rows.truncate(want);
+                Ok(rows)
+            }
+        }
+    }
+
+    async fn audit_page(
+        &self,
+        st: &Statements,
+        scope: AuditScope<'_>,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>, StoreError> {
+        let limit = limit.max(1);
+        let kind = scope.kind();
+        let now = Timestamp::now();
+        let oldest = scope.bucket(now.minus(self.config.audit_retention));
+        let mut pos = match cursor {
+            Some(c) => cursor::decode_keyset(kind, c)?,
+            None => Keyset::bucket_start(scope.bucket(now.plus(AUDIT_FUTURE_SLACK))),
+        };
+        let mut items = Vec::new();
+        let mut walked = 0;
+        while pos.bucket >= oldest {
+            let rows = self
+                .audit_bucket(st, scope, pos, limit - items.len())
+                .await?;
+            for row in rows {
+                (pos.at, pos.event_id) = row.key();
+                items.push(row.into_record());
+            }
+            if items.len() >= limit {
+                return Ok(Page {
+                    items,
+                    next: Some(cursor::encode_keyset(kind, pos)),
+                });
+            }
+            pos = Keyset::bucket_start(scope.previous(pos.bucket));
+            walked += 1;
+            if walked >= AUDIT_MAX_BUCKETS_PER_PAGE && pos.bucket >= oldest {
+                return Ok(Page {
+                    items,
+                    next: Some(cursor::encode_keyset(kind, pos)),
+                });
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+}
+
+#[async_trait]
+impl Store for ScyllaStore {
+    async fn create_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let st = self.statements().await?;
+        let Some(ttl) = buckets::ttl_secs(record.expires_at, Timestamp::now()) else {
+            // Already expired: reads would treat it as absent, so there is nothing to keep.
+            return Ok(());
+        };
+        let values = SessionValues::new(record, ttl);
+        self.session
+            .batch(&st.issue_batch, (&values, &values))
+            .await
+            .map(|_| ())
+            .map_err(|e| errors::execution("issuing session", e))
+    }
+
+    async fn get_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let st = self.statements().await?;
+        self.read_session(&st.select_session, id, Timestamp::now())
+            .await
+    }
+
+    async fn list_user_sessions(
+        &self,
+        user: &UserId,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let st = self.statements().await?;
+        let what = "listing user sessions";
+        let rows: Vec<SessionRow> = match tenant {
+            Some(t) => {
+                self.all_rows(
+                    what,
+                    &st.select_user_tenant_sessions,
+                    (user.as_str(), t.as_str()),
+                )
+                .await?
+            }
+            None => {
+                self.all_rows(what, &st.select_user_sessions, (user.as_str(),))
+                    .await?
+            }
+        };
+        let now = Timestamp::now();
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(r) = row.into_record(now)? {
+                records.push(r);
+            }
+        }
+        // The partition clusters by tenant first; the contract is newest first across tenants.
+        records.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(records)
+    }
+
+    async fn rotate_refresh(
+        &self,
+        id: SessionId,
+        expected: (u32, &RefreshHash),
+        next: (u32, &RefreshHash),
+    ) -> Result<Rotation, StoreError> {
+        let st = self.statements().await?;
+        let now = Timestamp::now();
+        let Some(record) = self.read_session(&st.select_session, id, now).await? else {
+            return Ok(Rotation::Gone);
+        };
+        // Decided without Paxos when the read already shows the CAS would fail.
+        let wanted = RefreshState {
+            generation: expected.0,
+            hash: expected.1.0,
+        };
+        if record.is_revoked() || RefreshState::of(&record) != wanted {
+            return Ok(Rotation::Lost);
+        }
+        let Some(ttl) = buckets::ttl_secs(record.expires_at, now) else {
+            return Ok(Rotation::Gone);
+        };
+        let values = RotateValues {
+            ttl,
+            next_generation: i64::from(next.0),
+            next_hash: &next.1.0,
+            session_id: id.as_uuid(),
+            expected_generation: i64::from(expected.0),
+            expected_hash: &expected.1.0,
+        };
+        let next_state = RefreshState {
+            generation: next.0,
+            hash: next.1.0,
+        };
+        let rotation = self
+            .compare_and_set_refresh(st, &record, &values, next_state)
+            .await?;
+        if rotation == Rotation::Won {
+            self.mirror_rotation(st, &record, next, ttl).await;
+        }
+        Ok(rotation)
+    }
+
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        at: Timestamp,
+        reason: &str,
+    ) -> Result<Revocation, StoreError> {
+        let st = self.statements().await?;
+        self.revoke_one(st, id, at, reason).await
+    }
+
+    async fn revoke_sessions(
+        &self,
+        ids: &[SessionId],
+        at: Timestamp,
+        reason: &str,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let st = self.statements().await?;
+        let outcomes: Vec<(SessionId, Result<Revocation, StoreError>)> =
+            futures::stream::iter(ids.iter().copied())
+                .map(|id| async move { (id, self.revoke_one(st, id, at, reason).await) })
+                .buffered(CONCURRENCY)
+                .collect()
+                .await;
+        let mut revoked = Vec::new();
+        for (id, outcome) in outcomes {
+            if let Revocation::Revoked(_) = outcome? {
+                revoked.push(id);
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn set_user_not_before(
+        &self,
+        user: &UserId,
+        tenant: &TenantId,
+        at: Timestamp,
+        keep_until: Timestamp,
+    ) -> Result<(), StoreError> {
+        let st = self.statements().await?;
+        // Past `keep_until` no token the mark could reject is alive: nothing to store.
+        if let Some(ttl) = buckets::ttl_secs(keep_until, Timestamp::now()) {
+            let micros = at.as_micros();
+            let values = (user.as_str(), tenant.as_str(), micros, ttl, micros);
+            self.write(
+                "storing user not-before",
+                &st.upsert_user_not_before,
+                values,
+            )
+            .await?;
+        }
+        self.append_feed(st, &RevocationEvent::User(user.clone()))
+            .await
+    }
+
+    async fn user_not_before(&self, user: &UserId) -> Result<UserNotBefore, StoreError> {
+        let st = self.statements().await?;
+        let rows: Vec<NotBeforeRow> = self
+            .all_rows(
+                "reading user not-before",
+                &st.select_user_not_before,
+                (user.as_str(),),
+            )
+            .await?;
+        let mut marks = UserNotBefore::new();
+        for row in rows {
+            let Some(micros) = row.not_before else {
+                continue;
+            };
+            let tenant = TenantId::parse("tenant_id", &row.tenant_id).map_err(|_| {
+                StoreError::Backend(format!("user {user}: bad tenant_id in not-before"))
+            })?;
+            marks.insert(tenant, Timestamp::from_micros(micros));
+        }
+        Ok(marks)
+    }
+
+    async fn set_global_not_before(&self, at: Timestamp) -> Result<Timestamp, StoreError> {
+        let st = self.statements().await?;
+        let micros = at.as_micros();
+        self.write(
+            "storing global not-before",
+            &st.upsert_global_not_before,
+            (micros, micros),
+        )
+        .await?;
+        self.append_feed(st, &RevocationEvent::Global).await?;
+        // A later instant written by anyone else wins; report what now stands.
+        Ok(self
+            .global_not_before()
+            .await?
+            .map_or(at, |current| current.max(at)))
+    }
+
+    async fn global_not_before(&self) -> Result<Option<Timestamp>, StoreError> {
+        let st = self.statements().await?;
+        let row: Option<(Option<i64>,)> = self
+            .first_row(
+                "reading global not-before",
+                &st.select_global_not_before,
+                (),
+            )
+            .await?;
+        Ok(row.and_then(|(micros,)| micros).map(Timestamp::from_micros))
+    }
+
+    async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<SessionRecord>, StoreError> {
+        let st = self.statements().await?;
+        let include_revoked = filter.include_revoked;
+        let live = |r: &SessionRecord| include_revoked || !r.is_revoked();
+        match (&filter.user, &filter.tenant) {
+            (Some(user), Some(tenant)) => {
+                let values = (user.as_str(), tenant.as_str());
+                let ps = &st.select_user_tenant_sessions;
+                self.session_page(CursorKind::UserSessions, ps, values, live, cursor, limit)
+                    .await
+            }
+            (Some(user), None) => {
+                let ps = &st.select_user_sessions;
+                self.session_page(
+                    CursorKind::UserSessions,
+                    ps,
+                    (user.as_str(),),
+                    live,
+                    cursor,
+                    limit,
+                )
+                .await
+            }
+            (None, tenant) => {
+                let keep = |r: &SessionRecord| {
+                    live(r) && tenant.as_ref().is_none_or(|t| r.tenant_id == *t)
+                };
+                self.session_page(
+                    CursorKind::Sessions,
+                    &st.scan_sessions,
+                    (),
+                    keep,
+                    cursor,
+                    limit,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn touch_sessions(&self, seen: &[(SessionId, Timestamp)]) -> Result<(), StoreError> {
+        let st = self.statements().await?;
+        // One write per session, at its latest instant.
+        let mut latest: BTreeMap<SessionId, Timestamp> = BTreeMap::new();
+        for (id, at) in seen {
+            let entry = latest.entry(*id).or_insert(*at);
+            *entry = (*entry).max(*at);
+        }
+        futures::stream::iter(latest)
+            .map(|(id, at)| self.touch_one(st, id, at))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
+    }
+
+    async fn append_audit(&self, events: &[AuditRecord]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let st = self.statements().await?;
+        // Built eagerly: a closure over `&AuditRecord` inside the stream trips the
+        // higher-ranked lifetime check of `async_trait`'s boxed future.
+        let writes: Vec<_> = events.iter().map(|e| self.insert_audit(st, e)).collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
+    }
+
+    async fn list_audit(
+        &self,
+        user: Option<&UserId>,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>, StoreError> {
+        let st = self.statements().await?;
+        let scope = user.map_or(AuditScope::All, AuditScope::User);
+        self.audit_page(st, scope, cursor, limit).await
+    }
+
+    async fn poll_revocations(&self, cursor: Option<&[u8]>) -> Result<FeedBatch, StoreError> {
+        let now = Timestamp::now();
+        let fresh = |gap| FeedBatch {
+            events: Vec::new(),
+            cursor: FeedCursor::start(now).encode(),
+            gap,
+        };
+        let Some(cursor) = cursor else {
+            return Ok(fresh(false));
+        };
+        let previous = FeedCursor::decode(cursor)?;
+        let st = self.statements().await?;
+        let from = previous.polled_at.minus(FEED_OVERLAP);
+        let floor = previous.floor.max(from);
+        let (first, last) = (buckets::minute(from), buckets::minute(now));
+        if last.saturating_sub(first) > FEED_REACH_MINUTES {
+            return Ok(fresh(true));
+        }
+        // A clock that stepped back still reads the minutes the cursor covers.
+        let (first, last) = (first.min(last), first.max(last));
+        let seen: HashSet<Uuid> = previous.seen.into_iter().collect();
+        let mut fetched: Vec<(Timestamp, Uuid, FeedRow)> = self
+            .feed_rows(st, first, last, from)
+            .await?
+            .into_iter()
+            .filter_map(|row| {
+                let id = Uuid::from(row.at);
+                buckets::timeuuid_instant(&id).map(|at| (at, id, row))
+            })
+            .filter(|(at, _, _)| *at > floor)
+            .collect();
+        fetched.sort_by_key(|(at, id, _)| (*at, *id));
+        // Everything the next poll will read again, newest first so that the cap drops the
+        // oldest (which are the first to leave the overlap anyway).
+        let next_from = now.minus(FEED_OVERLAP);
+        let next_seen: Vec<Uuid> = fetched
+            .iter()
+            .rev()
+            .filter(|(at, _, _)| *at > next_from)
+            .map(|(_, id, _)| *id)
+            .take(cursor::FEED_SEEN_MAX)
+            .collect();
+        let events = fetched
+            .into_iter()
+            .filter(|(_, id, _)| !seen.contains(id))
+            .filter_map(|(_, _, row)| row.into_event())
+            .collect();
+        Ok(FeedBatch {
+            events,
+            cursor: FeedCursor {
+                polled_at: now,
+                floor,
+                seen: next_seen,
+            }
+            .encode(),
+            gap: false,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.session
+            .execute_unpaged(&self.ping, ())
+            .await
+            .map(|_| ())
+            .map_err(|e| errors::execution("ping", e))
+    }
+
+    async fn sweep(&self, _now: Timestamp) -> Result<u64, StoreError> {
+        // TTL expires every row that expires; nothing to sweep.
+        Ok(0)
+    }
+}
