@@ -36,12 +36,27 @@ pub enum ConfigError {
 }
 
 /// Where sessions are kept.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreKind {
     /// The embedded store under the data directory.
     Embedded,
     /// A ScyllaDB (or Cassandra) cluster, given as a `scylla://` URI.
     Scylla(String),
+}
+
+impl std::fmt::Debug for StoreKind {
+    /// Never prints a URI's user info or options, which may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreKind::Embedded => f.write_str("embedded"),
+            StoreKind::Scylla(uri) => {
+                let rest = uri.trim_start_matches("scylla://");
+                let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+                let rest = rest.split('?').next().unwrap_or_default();
+                write!(f, "scylla://{rest}")
+            }
+        }
+    }
 }
 
 /// Log output format.
@@ -392,7 +407,11 @@ impl Settings {
         let d = Config::new(&data_dir);
         let store = match s.store.as_deref() {
             None | Some("embedded") => StoreKind::Embedded,
-            Some(uri) if uri.starts_with("scylla://") => StoreKind::Scylla(uri.to_owned()),
+            Some(uri) if uri.starts_with("scylla://") => {
+                crate::store::scylla::ScyllaConfig::from_uri(uri)
+                    .map_err(|e| invalid("--store", "SESSIOND_STORE", e))?;
+                StoreKind::Scylla(uri.to_owned())
+            }
             Some(other) => {
                 return Err(invalid(
                     "--store",
@@ -729,8 +748,6 @@ impl Config {
 }
 
 #[cfg(test)]
-// A failed expectation is a failed test: here a panic is the point.
-#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -834,6 +851,24 @@ mod tests {
         assert_eq!(c.otlp_endpoint.as_deref(), Some("http://collector:4317"));
         assert_eq!(c.otlp_sample_ratio, 0.5);
         assert_eq!(c.http_addr.port(), 9090);
+    }
+
+    #[test]
+    fn store_uri_is_checked_and_its_password_never_printed() {
+        let bad = Settings {
+            store: Some("scylla://".into()),
+            ..Settings::default()
+        };
+        assert!(bad.resolve().is_err());
+        let uri = "scylla://app:hunter2@10.0.0.1:9042/sessiond?dc=dc1";
+        let good = Settings {
+            store: Some(uri.into()),
+            ..Settings::default()
+        };
+        let config = good.resolve().expect("valid uri");
+        let shown = format!("{:?}", config.store);
+        assert_eq!(shown, "scylla://10.0.0.1:9042/sessiond");
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 
     #[test]

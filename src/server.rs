@@ -184,7 +184,10 @@ pub async fn serve_with_http(
         tokio::spawn(crate::http::serve(http, router, drain_rx))
     });
 
-    tracing::info!(addr = %local, http_addr = ?http_local, store = ?config.store, "sessiond serving");
+    tracing::info!(addr = %local, store = ?config.store, "sessiond serving");
+    if let Some(addr) = http_local {
+        tracing::info!(%addr, "http surface serving");
+    }
     let mut stop_rx_main = stop_rx.clone();
     let signal = async move {
         shutdown.await;
@@ -245,6 +248,11 @@ async fn finish_http(mut task: JoinHandle<std::io::Result<()>>) -> Result<(), Se
 
 /// The server's TLS settings from PEM files; with a client CA, client certificates are required.
 async fn tls_config(files: &TlsFiles) -> Result<tonic::transport::ServerTlsConfig, ServeError> {
+    // tonic builds its rustls server config on the process-wide crypto provider. Two are
+    // compiled in (ring through tonic's `tls-ring`, aws-lc-rs through the ScyllaDB driver), so
+    // rustls cannot choose one by itself and would panic on the first TLS connection. Choose
+    // ring, as the gRPC client side does; an error only means one was installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let read = |path: std::path::PathBuf| async move {
         tokio::fs::read(&path)
             .await

@@ -88,6 +88,36 @@ pub struct CallerSpec {
     pub rate_limit: Option<NonZeroU32>,
 }
 
+/// The subject of a verified client certificate, in the forms a caller's
+/// `client_cert_subject` is compared with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertSubject {
+    /// The whole subject in RFC 4514 form, RDNs joined by `", "` and every value escaped
+    /// (`CN=gateway, O=Example\, Inc.`), so no attribute value can pose as another attribute.
+    pub full: String,
+    /// `CN=<value>`, escaped alike, when the subject has exactly one common name.
+    pub common_name: Option<String>,
+}
+
+impl CertSubject {
+    /// Reads the subject of a DER certificate; `None` when the certificate does not parse.
+    pub fn from_der(der: &[u8]) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let subject = cert.subject();
+        let full = subject
+            .iter_rdn()
+            .map(|rdn| rdn.iter().map(attribute).collect::<Vec<_>>().join("+"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut common_names = subject.iter_common_name();
+        let common_name = match (common_names.next(), common_names.next()) {
+            (Some(cn), None) => Some(attribute(cn)),
+            _ => None,
+        };
+        Some(Self { full, common_name })
+    }
+}
+
 /// SHA-256 of a credential, as stored in the configuration.
 pub fn hash_credential(credential: &str) -> [u8; 32] {
     Sha256::digest(credential.as_bytes()).into()
@@ -121,7 +151,7 @@ impl Authenticator {
             .enumerate()
             .map(|(i, spec)| {
                 if let Some(subject) = &spec.client_cert_subject {
-                    by_subject.insert(subject.clone(), i);
+                    by_subject.insert(normalize_subject(subject), i);
                 }
                 let limiter = spec
                     .rate_limit
@@ -151,7 +181,7 @@ impl Authenticator {
         &self,
         path: &str,
         authorization: Option<&[u8]>,
-        cert_subject: Option<&str>,
+        cert_subject: Option<&CertSubject>,
     ) -> Result<Option<Caller>, Status> {
         match required_role(path) {
             Some(role) => self.admit_role(role, authorization, cert_subject).map(Some),
@@ -165,7 +195,7 @@ impl Authenticator {
         &self,
         role: Role,
         authorization: Option<&[u8]>,
-        cert_subject: Option<&str>,
+        cert_subject: Option<&CertSubject>,
     ) -> Result<Caller, Status> {
         if self.is_open() {
             return Ok(Caller::anonymous());
@@ -193,7 +223,7 @@ impl Authenticator {
     fn identify(
         &self,
         authorization: Option<&[u8]>,
-        cert_subject: Option<&str>,
+        cert_subject: Option<&CertSubject>,
     ) -> Result<&Known, Status> {
         if let Some(header) = authorization {
             let credential = header
@@ -225,11 +255,13 @@ impl Authenticator {
             });
         }
         if let Some(subject) = cert_subject {
-            let common_name = subject.split(", ").find(|part| part.starts_with("CN="));
             return self
                 .by_subject
-                .get(subject)
-                .or_else(|| common_name.and_then(|cn| self.by_subject.get(cn)))
+                .get(&subject.full)
+                .or_else(|| {
+                    let cn = subject.common_name.as_ref()?;
+                    self.by_subject.get(cn)
+                })
                 .and_then(|&i| self.callers.get(i))
                 .ok_or_else(|| {
                     reject(
@@ -289,16 +321,71 @@ pub struct AuthService<S> {
     auth: Arc<Authenticator>,
 }
 
-/// The subject of the verified client certificate of a TLS connection, in RFC 4514 form
-/// (`CN=gateway, O=example`), when the client presented one.
-fn client_cert_subject(extensions: &http::Extensions) -> Option<String> {
+/// `TYPE=value` with the value escaped as RFC 4514 asks; a value that is not a string is
+/// written `#<hex>`.
+fn attribute(attr: &x509_parser::x509::AttributeTypeAndValue<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let name = x509_parser::objects::oid2abbrev(attr.attr_type(), registry)
+        .map(str::to_owned)
+        .unwrap_or_else(|_| attr.attr_type().to_id_string());
+    let value = match attr.as_str() {
+        Ok(text) => escape_value(text),
+        Err(_) => format!("#{}", hex::encode(attr.as_slice())),
+    };
+    format!("{name}={value}")
+}
+
+/// Escapes an attribute value (RFC 4514, section 2.4), control characters included.
+fn escape_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i == last => out.push_str("\\ "),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A configured subject in the form [`CertSubject::full`] takes: RDNs separated by `", "`,
+/// however many spaces the configuration put after each unescaped comma.
+fn normalize_subject(configured: &str) -> String {
+    let mut out = String::with_capacity(configured.len() + 8);
+    let mut chars = configured.trim_start().chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        match c {
+            '\\' => out.extend(chars.next()),
+            ',' => {
+                out.push(' ');
+                while chars.next_if_eq(&' ').is_some() {}
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The subject of the verified client certificate of a TLS connection, when the client
+/// presented one.
+fn client_cert_subject(extensions: &http::Extensions) -> Option<CertSubject> {
     use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
     let certs = extensions
         .get::<TlsConnectInfo<TcpConnectInfo>>()?
         .peer_certs()?;
-    let der = certs.first()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    Some(cert.subject().to_string())
+    CertSubject::from_der(certs.first()?.as_ref())
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -331,7 +418,7 @@ where
             req.headers()
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes()),
-            subject.as_deref(),
+            subject.as_ref(),
         );
         match admitted {
             Ok(Some(caller)) => {
@@ -363,6 +450,51 @@ mod tests {
             roles: roles.to_vec(),
             rate_limit: None,
         }
+    }
+
+    #[test]
+    fn configured_subjects_take_the_rendered_form() {
+        assert_eq!(normalize_subject("CN=gateway"), "CN=gateway");
+        assert_eq!(
+            normalize_subject("CN=gateway,O=example"),
+            "CN=gateway, O=example"
+        );
+        assert_eq!(
+            normalize_subject("CN=gateway,  O=example"),
+            "CN=gateway, O=example"
+        );
+        assert_eq!(
+            normalize_subject(r"CN=gateway, O=Example\, Inc."),
+            r"CN=gateway, O=Example\, Inc."
+        );
+        assert_eq!(escape_value("Example, Inc."), r"Example\, Inc.");
+        assert_eq!(escape_value(r#" #a+b;"<c>\ "#), r#"\ #a\+b\;\"\<c\>\\\ "#);
+        assert_eq!(escape_value("a\nb"), r"a\0Ab");
+    }
+
+    #[test]
+    fn an_attribute_value_cannot_pose_as_another_attribute() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example, CN=gateway");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "intern");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("certificate");
+        let subject = CertSubject::from_der(cert.der()).expect("parses");
+        assert_eq!(subject.full, r"O=Example\, CN=gateway, CN=intern");
+        assert_eq!(subject.common_name.as_deref(), Some("CN=intern"));
+
+        let mut gateway = spec("gateway", "unused", &[Role::Validator]);
+        gateway.client_cert_subject = Some("CN=gateway".into());
+        let auth = Authenticator::new(vec![gateway], 10);
+        let status = auth
+            .admit_role(Role::Validator, None, Some(&subject))
+            .expect_err("the intern is not the gateway");
+        assert_eq!(status.code(), Code::Unauthenticated);
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //!
 //! The token comes from the checked request's `authorization: Bearer <token>` header and goes
 //! through `Sessions::validate`, the same hot path as `Validate`. A usable token is allowed with
-//! `x-session-id`, `x-user-id` and `x-tenant-id` set for the upstream (overwriting whatever the
-//! client sent under those names, so they cannot be forged); anything else is denied with HTTP
-//! 401 and the reason. A store that cannot answer is the RPC error `UNAVAILABLE`, which Envoy
+//! `x-session-id`, `x-user-id` and `x-tenant-id` set for the upstream, overwriting whatever the
+//! client sent under those names so they cannot be forged; for a session without a tenant,
+//! `x-tenant-id` is removed instead. Anything else is denied with HTTP 401 and the reason. A store that cannot answer is the RPC error `UNAVAILABLE`, which Envoy
 //! turns into a denial unless its `failure_mode_allow` says otherwise: sessiond fails closed.
 //!
 //! The checked request's headers are never logged: they hold the end user's credentials.
@@ -121,13 +121,22 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
             raw_value: Vec::new(),
         }),
         append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
-        // An empty tenant is still sent, so that a client-supplied value is overwritten.
-        keep_empty_value: true,
         ..Default::default()
     }
 }
 
 fn allowed(session_id: &str, user_id: &str, tenant_id: &str) -> CheckResponse {
+    let mut headers = vec![
+        header("x-session-id", session_id),
+        header("x-user-id", user_id),
+    ];
+    let mut headers_to_remove = Vec::new();
+    if tenant_id.is_empty() {
+        // Envoy drops an empty header value; removing the header keeps a forged one out.
+        headers_to_remove.push("x-tenant-id".to_owned());
+    } else {
+        headers.push(header("x-tenant-id", tenant_id));
+    }
     CheckResponse {
         status: Some(rpc::Status {
             code: Code::Ok as i32,
@@ -135,11 +144,8 @@ fn allowed(session_id: &str, user_id: &str, tenant_id: &str) -> CheckResponse {
             details: Vec::new(),
         }),
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-            headers: vec![
-                header("x-session-id", session_id),
-                header("x-user-id", user_id),
-                header("x-tenant-id", tenant_id),
-            ],
+            headers,
+            headers_to_remove,
             ..Default::default()
         })),
         ..Default::default()
@@ -195,7 +201,7 @@ mod tests {
             Some(Code::Unauthenticated as i32)
         );
         let Some(HttpResponse::DeniedResponse(denied)) = answer.http_response else {
-            unreachable!("a denial carries a denied response");
+            panic!("a denial carries a denied response");
         };
         assert_eq!(denied.status.map(|s| s.code), Some(401));
         assert_eq!(denied.body, MISSING_TOKEN);
@@ -205,7 +211,7 @@ mod tests {
     fn the_descriptor_set_names_the_service() {
         use prost::Message;
         let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)
-            .unwrap_or_else(|e| unreachable!("descriptor set decodes: {e}"));
+            .expect("the descriptor set decodes");
         let served = set.file.iter().any(|f| {
             f.package() == "envoy.service.auth.v3"
                 && f.service.iter().any(|s| s.name() == "Authorization")

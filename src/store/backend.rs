@@ -1,13 +1,21 @@
 //! Chooses and opens the backend the configuration names.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::embedded::{EmbeddedOptions, EmbeddedStore};
+use super::scylla::{ScyllaConfig, ScyllaStore};
 use super::{Store, StoreError};
 use crate::config::{Config, StoreKind};
 
+/// How long start-up keeps retrying a cluster that does not answer.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(120);
+/// The longest pause between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
 /// Opens the configured store: the embedded store under the data directory, or a connection to
-/// the ScyllaDB cluster of the URI (migrating its schema first when `config.migrate` is set).
+/// the ScyllaDB cluster of the URI. With `--migrate` the schema is created or upgraded first;
+/// without it a missing schema stops start-up with a message saying how to create it.
 pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     match &config.store {
         StoreKind::Embedded => {
@@ -21,9 +29,20 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
             tracing::info!(path = %store.path().display(), "embedded store open");
             Ok(Arc::new(store))
         }
-        StoreKind::Scylla(_) => Err(StoreError::Backend(
-            "the scylla backend is not wired yet".into(),
-        )),
+        StoreKind::Scylla(uri) => {
+            let store = connect(uri, config).await?;
+            if config.migrate {
+                store.migrate().await?;
+            } else {
+                store.check_schema().await.map_err(|e| {
+                    StoreError::Backend(format!(
+                        "{e}; create the schema with `sessiond migrate` or start with --migrate"
+                    ))
+                })?;
+            }
+            tracing::info!(keyspace = %uri_keyspace(uri), "scylla store open");
+            Ok(Arc::new(store))
+        }
     }
 }
 
@@ -31,8 +50,37 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
 pub async fn migrate(config: &Config) -> Result<(), StoreError> {
     match &config.store {
         StoreKind::Embedded => Ok(()),
-        StoreKind::Scylla(_) => Err(StoreError::Backend(
-            "the scylla backend is not wired yet".into(),
-        )),
+        StoreKind::Scylla(uri) => connect(uri, config).await?.migrate().await,
     }
+}
+
+/// Connects to the cluster, retrying with exponential backoff while it does not answer, so a
+/// replica started before its cluster comes up by itself once the cluster does.
+async fn connect(uri: &str, config: &Config) -> Result<ScyllaStore, StoreError> {
+    let mut scylla =
+        ScyllaConfig::from_uri(uri).map_err(|e| StoreError::Backend(format!("store uri: {e}")))?;
+    scylla.audit_retention = config.audit_retention;
+    let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+    let mut backoff = Duration::from_millis(500);
+    let mut attempt = 1u32;
+    loop {
+        match ScyllaStore::connect(scylla.clone()).await {
+            Ok(store) => return Ok(store),
+            Err(StoreError::Unavailable(reason))
+                if tokio::time::Instant::now() + backoff < deadline =>
+            {
+                tracing::warn!(attempt, %reason, retry_in = ?backoff, "cluster not reachable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The keyspace part of a URI, for logs (never the credentials).
+fn uri_keyspace(uri: &str) -> &str {
+    let path = uri.rsplit_once('/').map(|(_, p)| p).unwrap_or_default();
+    path.split('?').next().unwrap_or_default()
 }

@@ -3,11 +3,14 @@
 //! and a trace span per operation (`store.<op>`, target `sessiond::store`).
 //!
 //! It only observes: every call is passed through unchanged, results and errors included, so
-//! any backend keeps its exact semantics behind it. The metric handles are registered once,
-//! when the decorator is built, so an operation costs two clock reads and two atomic updates.
+//! any backend keeps its exact semantics behind it. The error counters are registered when the
+//! decorator is built (a scrape shows 0, not nothing, for an operation that never failed); a
+//! latency histogram on an operation's first use, so that operations a backend never runs add
+//! no empty histograms to the scrape. After that an operation costs two clock reads and an
+//! atomic update or two.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -118,7 +121,7 @@ impl Op {
 
 /// The handles of one operation.
 struct OpMeters {
-    duration: Histogram,
+    duration: OnceLock<Histogram>,
     errors: Counter,
 }
 
@@ -136,7 +139,7 @@ impl MeteredStore {
         let meters = Op::ALL
             .iter()
             .map(|op| OpMeters {
-                duration: metrics::histogram!(STORE_DURATION, "op" => op.label()),
+                duration: OnceLock::new(),
                 errors: metrics::counter!(STORE_ERRORS, "op" => op.label()),
             })
             .collect();
@@ -158,7 +161,10 @@ impl MeteredStore {
         let started = Instant::now();
         let result = call.instrument(span.clone()).await;
         if let Some(meters) = self.meters.get(op as usize) {
-            meters.duration.record(started.elapsed().as_secs_f64());
+            meters
+                .duration
+                .get_or_init(|| metrics::histogram!(STORE_DURATION, "op" => op.label()))
+                .record(started.elapsed().as_secs_f64());
             if result.is_err() {
                 meters.errors.increment(1);
             }

@@ -21,35 +21,38 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Every backend this run can reach: always the embedded store, plus CQL nodes named in
-    /// the environment.
-    pub async fn all() -> Vec<Backend> {
+    /// The embedded store in a fresh temporary directory.
+    pub fn embedded() -> Backend {
         let dir = tempfile::tempdir().expect("tempdir");
-        let embedded = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())
             .expect("open embedded store");
-        let mut backends = vec![Backend {
+        Backend {
             name: "embedded (redb)".into(),
-            store: Arc::new(embedded),
+            store: Arc::new(store),
             _dir: Some(dir),
-        }];
-        backends.extend(cql_backends().await);
+        }
+    }
+
+    /// Every CQL node named in the environment, each in a fresh keyspace; fails when none is.
+    pub async fn cql() -> Vec<Backend> {
+        let backends: Vec<Backend> = cql::stores()
+            .await
+            .into_iter()
+            .map(|(name, store)| Backend {
+                name,
+                store,
+                _dir: None,
+            })
+            .collect();
+        assert!(
+            !backends.is_empty(),
+            "no CQL node named: set SESSIOND_TEST_CQL or SESSIOND_TEST_SCYLLA"
+        );
         backends
     }
 }
 
 pub mod cql;
-
-async fn cql_backends() -> Vec<Backend> {
-    cql::stores()
-        .await
-        .into_iter()
-        .map(|(name, store)| Backend {
-            name,
-            store,
-            _dir: None,
-        })
-        .collect()
-}
 
 fn user() -> UserId {
     UserId::parse("user_id", &format!("conf-{}", uuid::Uuid::new_v4())).expect("user id")

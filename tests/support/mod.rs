@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use sessiond::api::auth::{CallerSpec, Role, hash_credential};
 use sessiond::pb;
 use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::{Config, ServeError};
@@ -19,8 +20,11 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
 /// The generated client over a plain channel.
@@ -354,4 +358,104 @@ pub async fn audit_all(client: &mut Client, user: &str, page_size: u32) -> Vec<p
         request.page_token = page.next_page_token;
     }
     panic!("audit list did not end within 10000 pages");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Callers: credentials, and servers that are not reached through `TestServer`'s plain client.
+
+/// Sends an `authorization` header with every call, when it has one.
+#[derive(Clone)]
+pub struct Authorization(Option<MetadataValue<Ascii>>);
+
+impl Authorization {
+    /// `authorization: Bearer <credential>`, or no header at all for `None`.
+    pub fn bearer(credential: Option<&str>) -> Self {
+        Self(credential.map(|c| format!("Bearer {c}").parse().expect("ascii credential")))
+    }
+
+    /// The header exactly as given (e.g. a malformed one).
+    pub fn raw(value: &str) -> Self {
+        Self(Some(value.parse().expect("ascii header value")))
+    }
+}
+
+impl Interceptor for Authorization {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            req.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The generated client, sending a caller's `authorization` header.
+pub type CallerClient = SessionServiceClient<InterceptedService<Channel, Authorization>>;
+
+/// A session client on `channel` that authenticates with `credential` (none for `None`).
+pub fn client_as(channel: Channel, credential: Option<&str>) -> CallerClient {
+    SessionServiceClient::with_interceptor(channel, Authorization::bearer(credential))
+}
+
+/// A caller named `name` with `roles` and a fresh credential, as `sessiond credential` makes
+/// them: the spec to configure and the credential to present.
+pub fn new_caller(name: &str, roles: &[Role]) -> (CallerSpec, String) {
+    let (credential, _) = sessiond::config::new_credential();
+    let spec = CallerSpec {
+        name: name.to_owned(),
+        credential_sha256: Some(hash_credential(&credential)),
+        client_cert_subject: None,
+        roles: roles.to_vec(),
+        rate_limit: None,
+    };
+    (spec, credential)
+}
+
+/// A sessiond serving on a listener the test bound itself, with no client attached (for TLS,
+/// or a listener on another address than `127.0.0.1`).
+pub struct Spawned {
+    dir: Option<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    exit: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl Spawned {
+    /// Spawns `serve(config, listener)`; the listener is bound, so clients may connect at once.
+    pub fn spawn(dir: TempDir, config: Config, listener: TcpListener) -> Self {
+        let (tx, rx) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        let exit = tokio::spawn(async move {
+            let result = sessiond::serve(config, listener, shutdown).await;
+            if let Err(error) = &result {
+                eprintln!("sessiond::serve failed: {error}");
+            }
+            result
+        });
+        Self {
+            dir: Some(dir),
+            shutdown: Some(tx),
+            exit: Some(exit),
+        }
+    }
+
+    /// Triggers a clean shutdown and checks that `serve` returned `Ok`.
+    pub async fn stop(mut self) -> TempDir {
+        self.shutdown.take().expect("not stopped yet").send(()).ok();
+        let exit = self.exit.take().expect("not stopped yet");
+        tokio::time::timeout(DEADLINE, exit)
+            .await
+            .expect("serve did not return within the deadline")
+            .expect("serve task panicked")
+            .expect("serve returned an error");
+        self.dir.take().expect("dir is kept until stop")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
 }

@@ -1,0 +1,852 @@
+//! Black-box tests of the gateway and operator surface: Envoy external authorization on the
+//! gRPC port, and the HTTP surface (RFC 7662 introspection, JWKS, Prometheus metrics, health).
+//!
+//! Each test runs a real server (`serve_with_http`) on two loopback listeners bound before the
+//! server is spawned, over a real embedded store in a tempdir, and talks to it through the
+//! generated gRPC clients (sessiond's and Envoy's) and a plain HTTP client. Waits are polls
+//! with a deadline, never sleeps as synchronisation.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::config::core::v3::{HeaderMap as EnvoyHeaders, HeaderValue};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+    HttpRequest, Request as CheckedRequest,
+};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
+use reqwest::StatusCode;
+use sessiond::api::auth::{CallerSpec, Role, hash_credential};
+use sessiond::pb;
+use sessiond::pb::session_service_client::SessionServiceClient;
+use sessiond::{Config, ServeError};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+/// How long any poll may wait before the test fails.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// The credential of the all-roles caller in tests that configure callers.
+const GATEWAY_SECRET: &str = "gateway-secret-credential";
+/// The credential of a caller with the issuer role only.
+const LOGIN_SECRET: &str = "login-secret-credential";
+
+/// Adds the caller's `authorization` metadata to every gRPC call, when it has one.
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            req.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Sessions = SessionServiceClient<InterceptedService<Channel, Bearer>>;
+type Authz = AuthorizationClient<InterceptedService<Channel, Bearer>>;
+
+/// One running sessiond with both surfaces.
+struct Gateway {
+    dir: Option<TempDir>,
+    http_addr: SocketAddr,
+    channel: Channel,
+    bearer: Bearer,
+    web: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    exit: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl Gateway {
+    /// Defaults, no callers configured.
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::new(dir.path());
+        Self::start_in(dir, config, None).await
+    }
+
+    /// Two callers configured: `gateway` (every role) and `login` (issuer only); the gRPC
+    /// clients present the gateway's credential.
+    async fn start_with_callers() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::new(dir.path());
+        config.callers = vec![
+            caller(
+                "gateway",
+                GATEWAY_SECRET,
+                &[Role::Issuer, Role::Validator, Role::Admin],
+            ),
+            caller("login", LOGIN_SECRET, &[Role::Issuer]),
+        ];
+        Self::start_in(dir, config, Some(GATEWAY_SECRET)).await
+    }
+
+    async fn start_in(dir: TempDir, config: Config, credential: Option<&str>) -> Self {
+        let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+        let grpc_addr = grpc.local_addr().expect("grpc addr");
+        let http_addr = http.local_addr().expect("http addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        // Both listeners are bound before spawning: clients can connect at once.
+        let exit = tokio::spawn(async move {
+            let result = sessiond::serve_with_http(config, grpc, Some(http), shutdown).await;
+            if let Err(error) = &result {
+                eprintln!("sessiond::serve_with_http failed: {error}");
+            }
+            result
+        });
+        let channel = Endpoint::from_shared(format!("http://{grpc_addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let bearer =
+            Bearer(credential.map(|c| format!("Bearer {c}").parse().expect("credential is ascii")));
+        Self {
+            dir: Some(dir),
+            http_addr,
+            channel,
+            bearer,
+            web: reqwest::Client::new(),
+            shutdown: Some(tx),
+            exit: Some(exit),
+        }
+    }
+
+    fn sessions(&self) -> Sessions {
+        SessionServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    fn authz(&self) -> Authz {
+        AuthorizationClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.web.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// Introspects `token` as the caller with `credential` (none: no `Authorization`).
+    async fn introspect(&self, token: &str, credential: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .web
+            .post(self.url("/oauth2/introspect"))
+            .form(&[("token", token), ("token_type_hint", "access_token")]);
+        if let Some(credential) = credential {
+            req = req.bearer_auth(credential);
+        }
+        req.send().await.expect("POST introspect")
+    }
+
+    async fn issue(&self, user: &str, tenant: &str, ttl: Option<Duration>) -> pb::IssueResponse {
+        self.sessions()
+            .issue(pb::IssueRequest {
+                user_id: user.into(),
+                tenant_id: tenant.into(),
+                ttl: ttl.map(|d| prost_types::Duration {
+                    seconds: i64::try_from(d.as_secs()).expect("small ttl"),
+                    nanos: 0,
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("issue")
+            .into_inner()
+    }
+
+    /// Stops the server, checks `serve_with_http` returned `Ok`, and hands back the data dir.
+    async fn stop(mut self) -> TempDir {
+        self.shutdown.take().expect("running").send(()).ok();
+        let exit = self.exit.take().expect("running");
+        tokio::time::timeout(DEADLINE, exit)
+            .await
+            .expect("serve returns within the deadline")
+            .expect("serve task")
+            .expect("serve returns Ok");
+        self.dir.take().expect("dir kept until stop")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn caller(name: &str, credential: &str, roles: &[Role]) -> CallerSpec {
+    CallerSpec {
+        name: name.into(),
+        credential_sha256: Some(hash_credential(credential)),
+        client_cert_subject: None,
+        roles: roles.to_vec(),
+        rate_limit: None,
+    }
+}
+
+fn access_token(issued: &pb::IssueResponse) -> String {
+    issued.tokens.as_ref().expect("tokens").access_token.clone()
+}
+
+fn session_id(issued: &pb::IssueResponse) -> String {
+    issued.session.as_ref().expect("session").session_id.clone()
+}
+
+/// A `CheckRequest` for an HTTP request with `headers` (as Envoy sends them: in `headers`).
+fn check_request(headers: &[(&str, &str)]) -> CheckRequest {
+    let headers = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    checked(HttpRequest {
+        method: "GET".into(),
+        path: "/api/orders".into(),
+        headers,
+        ..Default::default()
+    })
+}
+
+fn checked(http: HttpRequest) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(CheckedRequest {
+                http: Some(http),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn check(gateway: &Gateway, request: CheckRequest) -> CheckResponse {
+    gateway
+        .authz()
+        .check(request)
+        .await
+        .expect("check answers")
+        .into_inner()
+}
+
+/// The headers an allowed check sets upstream; fails the test on a denial.
+fn allowed_headers(answer: &CheckResponse) -> HashMap<String, String> {
+    allowed(answer).0
+}
+
+/// The headers an allowed check sets and those it removes upstream.
+fn allowed(answer: &CheckResponse) -> (HashMap<String, String>, Vec<String>) {
+    assert_eq!(
+        answer.status.as_ref().map(|s| s.code),
+        Some(0),
+        "{answer:?}"
+    );
+    let Some(HttpResponse::OkResponse(ok)) = &answer.http_response else {
+        panic!("not an OK response: {answer:?}");
+    };
+    let set = ok
+        .headers
+        .iter()
+        .filter_map(|h| h.header.as_ref())
+        .map(|h| (h.key.clone(), h.value.clone()))
+        .collect();
+    (set, ok.headers_to_remove.clone())
+}
+
+/// The body and `www-authenticate` of a denial; fails the test unless it is a 401 denial.
+fn denial(answer: &CheckResponse) -> (String, String) {
+    assert_eq!(
+        answer.status.as_ref().map(|s| s.code),
+        Some(Code::Unauthenticated as i32),
+        "{answer:?}"
+    );
+    let Some(HttpResponse::DeniedResponse(denied)) = &answer.http_response else {
+        panic!("not a denial: {answer:?}");
+    };
+    assert_eq!(denied.status.as_ref().map(|s| s.code), Some(401));
+    let challenge = denied
+        .headers
+        .iter()
+        .filter_map(|h| h.header.as_ref())
+        .find(|h| h.key == "www-authenticate")
+        .map(|h| h.value.clone())
+        .expect("a www-authenticate challenge");
+    (denied.body.clone(), challenge)
+}
+
+/// Replaces one character in the middle of the token's signature: still base64url, no longer
+/// the signature of the token.
+fn forge(token: &str) -> String {
+    let (signed, signature) = token.rsplit_once('.').expect("a JWT");
+    let mut chars: Vec<char> = signature.chars().collect();
+    let middle = chars.len() / 2;
+    chars[middle] = if chars[middle] == 'A' { 'B' } else { 'A' };
+    format!("{signed}.{}", chars.into_iter().collect::<String>())
+}
+
+/// The sum of the samples of `name` whose labels include all of `labels` (0 when none).
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            let matches = metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            if matches {
+                value.parse::<f64>().ok()
+            } else {
+                None
+            }
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn ext_authz_allows_a_valid_token_with_identity_headers() {
+    let gateway = Gateway::start().await;
+    let issued = gateway.issue("user-1", "tenant-1", None).await;
+    let bearer = format!("Bearer {}", access_token(&issued));
+
+    let answer = check(&gateway, check_request(&[("authorization", &bearer)])).await;
+    let headers = allowed_headers(&answer);
+    assert_eq!(headers.get("x-session-id"), Some(&session_id(&issued)));
+    assert_eq!(headers.get("x-user-id").map(String::as_str), Some("user-1"));
+    assert_eq!(
+        headers.get("x-tenant-id").map(String::as_str),
+        Some("tenant-1")
+    );
+
+    // Raw headers (`header_map`, Envoy's `encode_raw_headers`) carry the value as bytes.
+    let raw = checked(HttpRequest {
+        header_map: Some(EnvoyHeaders {
+            headers: vec![HeaderValue {
+                key: "authorization".into(),
+                value: String::new(),
+                raw_value: bearer.clone().into_bytes(),
+            }],
+        }),
+        ..Default::default()
+    });
+    let headers = allowed_headers(&check(&gateway, raw).await);
+    assert_eq!(headers.get("x-user-id").map(String::as_str), Some("user-1"));
+
+    // A session without a tenant removes x-tenant-id, so a client-sent value cannot reach
+    // the upstream.
+    let issued = gateway.issue("user-2", "", None).await;
+    let bearer = format!("Bearer {}", access_token(&issued));
+    let answer = check(
+        &gateway,
+        check_request(&[("authorization", &bearer), ("x-tenant-id", "forged")]),
+    )
+    .await;
+    let (headers, removed) = allowed(&answer);
+    assert_eq!(headers.get("x-tenant-id"), None);
+    assert_eq!(removed, ["x-tenant-id"]);
+    assert_eq!(headers.get("x-user-id").map(String::as_str), Some("user-2"));
+}
+
+#[tokio::test]
+async fn ext_authz_denies_missing_malformed_and_forged_tokens() {
+    let gateway = Gateway::start().await;
+
+    for headers in [vec![], vec![("authorization", "Basic dXNlcjpwYXNz")]] {
+        let answer = check(&gateway, check_request(&headers)).await;
+        let (body, challenge) = denial(&answer);
+        assert_eq!(body, "missing bearer token");
+        assert!(challenge.starts_with("Bearer"), "{challenge}");
+    }
+    // No attributes at all is a request without a token too.
+    let answer = check(&gateway, CheckRequest::default()).await;
+    assert_eq!(denial(&answer).0, "missing bearer token");
+
+    let answer = check(
+        &gateway,
+        check_request(&[("authorization", "Bearer not-a-jwt")]),
+    )
+    .await;
+    let (body, challenge) = denial(&answer);
+    assert!(body.contains("malformed"), "{body}");
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+
+    let issued = gateway.issue("user-1", "", None).await;
+    let forged = format!("Bearer {}", forge(&access_token(&issued)));
+    let answer = check(&gateway, check_request(&[("authorization", &forged)])).await;
+    let (body, _) = denial(&answer);
+    assert!(body.contains("signature"), "{body}");
+}
+
+#[tokio::test]
+async fn ext_authz_denies_an_expired_token() {
+    let gateway = Gateway::start().await;
+    let issued = gateway
+        .issue("user-1", "", Some(Duration::from_secs(1)))
+        .await;
+    let bearer = format!("Bearer {}", access_token(&issued));
+    let started = Instant::now();
+    let body = loop {
+        let answer = check(&gateway, check_request(&[("authorization", &bearer)])).await;
+        if answer.status.as_ref().map(|s| s.code) != Some(0) {
+            break denial(&answer).0;
+        }
+        assert!(started.elapsed() < DEADLINE, "the token never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(body.contains("expired"), "{body}");
+}
+
+#[tokio::test]
+async fn ext_authz_denies_a_revoked_session() {
+    let gateway = Gateway::start().await;
+    let issued = gateway.issue("user-1", "", None).await;
+    let token = access_token(&issued);
+    let bearer = format!("Bearer {token}");
+    allowed_headers(&check(&gateway, check_request(&[("authorization", &bearer)])).await);
+
+    gateway
+        .sessions()
+        .revoke(pb::RevokeRequest {
+            access_token: token,
+            session_id: session_id(&issued),
+        })
+        .await
+        .expect("revoke");
+    let answer = check(&gateway, check_request(&[("authorization", &bearer)])).await;
+    let (body, _) = denial(&answer);
+    assert!(body.contains("revoked"), "{body}");
+}
+
+#[tokio::test]
+async fn ext_authz_requires_a_validator_caller_when_callers_are_configured() {
+    let gateway = Gateway::start_with_callers().await;
+    let issued = gateway.issue("user-1", "", None).await;
+    let bearer = format!("Bearer {}", access_token(&issued));
+    allowed_headers(&check(&gateway, check_request(&[("authorization", &bearer)])).await);
+
+    // The end user's token in the checked request does not authenticate the gateway itself.
+    let mut anonymous = AuthorizationClient::new(gateway.channel.clone());
+    let refused = anonymous
+        .check(check_request(&[("authorization", &bearer)]))
+        .await
+        .expect_err("an unauthenticated caller is refused");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn introspection_answers_active_and_inactive() {
+    let gateway = Gateway::start().await;
+    let issued = gateway.issue("user-1", "tenant-1", None).await;
+    let token = access_token(&issued);
+
+    let response = gateway.introspect(&token, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["active"], true);
+    assert_eq!(body["sub"], "user-1");
+    assert_eq!(body["sid"], session_id(&issued).as_str());
+    assert_eq!(body["tid"], "tenant-1");
+    assert_eq!(body["iss"], "sessiond");
+    assert_eq!(body["token_type"], "access_token");
+    let iat = body["iat"].as_i64().expect("iat");
+    let exp = body["exp"].as_i64().expect("exp");
+    assert!(exp > iat, "{body}");
+    let expires_at = issued
+        .tokens
+        .as_ref()
+        .and_then(|t| t.access_token_expires_at.as_ref())
+        .expect("expiry");
+    assert_eq!(exp, expires_at.seconds);
+
+    // No tenant: no `tid`.
+    let untenanted = gateway.issue("user-2", "", None).await;
+    let body: serde_json::Value = gateway
+        .introspect(&access_token(&untenanted), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["active"], true);
+    assert!(body.get("tid").is_none(), "{body}");
+
+    // Every unusable token is just inactive.
+    let forged = forge(&token);
+    for unusable in ["", "garbage", "a.b.c", forged.as_str()] {
+        let response = gateway.introspect(unusable, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "{unusable:?}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body, serde_json::json!({ "active": false }), "{unusable:?}");
+    }
+    gateway
+        .sessions()
+        .revoke(pb::RevokeRequest {
+            access_token: token.clone(),
+            session_id: session_id(&issued),
+        })
+        .await
+        .expect("revoke");
+    let body: serde_json::Value = gateway
+        .introspect(&token, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body, serde_json::json!({ "active": false }));
+}
+
+#[tokio::test]
+async fn introspection_authenticates_its_caller() {
+    let gateway = Gateway::start_with_callers().await;
+    let token = access_token(&gateway.issue("user-1", "", None).await);
+
+    for credential in [None, Some("not-a-known-credential")] {
+        let response = gateway.introspect(&token, credential).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{credential:?}"
+        );
+        assert!(
+            response.headers().contains_key("www-authenticate"),
+            "{credential:?}"
+        );
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["error"], "invalid_client");
+    }
+
+    // Known, but without the validator role.
+    let response = gateway.introspect(&token, Some(LOGIN_SECRET)).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "unauthorized_client");
+
+    let response = gateway.introspect(&token, Some(GATEWAY_SECRET)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["active"], true);
+    assert_eq!(body["sub"], "user-1");
+}
+
+#[tokio::test]
+async fn introspection_refuses_bad_requests_with_json_errors() {
+    let gateway = Gateway::start().await;
+    let url = gateway.url("/oauth2/introspect");
+    let web = &gateway.web;
+
+    let cases = [
+        // No token.
+        web.post(&url).form(&[("token_type_hint", "access_token")]),
+        // Twice the token.
+        web.post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("token=a&token=b"),
+        // Not a form.
+        web.post(&url)
+            .header("content-type", "application/json")
+            .body(r#"{"token":"a"}"#),
+        // No content type at all.
+        web.post(&url).body("token=a"),
+        // Not even UTF-8.
+        web.post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(vec![0xff, 0xfe, b'=', 0xfd]),
+    ];
+    for case in cases {
+        let response = case.send().await.expect("POST");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["error"], "invalid_request", "{body}");
+        assert!(body["error_description"].is_string(), "{body}");
+    }
+
+    let huge = format!("token={}", "a".repeat(100 * 1024));
+    let response = web
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(huge)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_request");
+
+    let response = gateway.get("/oauth2/introspect").await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "method_not_allowed");
+
+    let response = gateway.get("/no/such/path").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "not_found");
+}
+
+#[tokio::test]
+async fn jwks_verifies_a_token_the_service_issued() {
+    let gateway = Gateway::start().await;
+    let token = access_token(&gateway.issue("user-1", "tenant-1", None).await);
+
+    let response = gateway.get("/.well-known/jwks.json").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let jwks: jsonwebtoken::jwk::JwkSet = response.json().await.expect("a JWK set");
+    assert!(!jwks.keys.is_empty());
+
+    let header = jsonwebtoken::decode_header(&token).expect("header");
+    let kid = header.kid.expect("kid");
+    let jwk = jwks.find(&kid).expect("the signing key is served");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("usable key");
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_issuer(&["sessiond"]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation)
+        .expect("the served key verifies the token");
+    assert_eq!(data.claims["sub"], "user-1");
+    assert_eq!(data.claims["tid"], "tenant-1");
+
+    // A forged signature does not verify under the served key either.
+    assert!(jsonwebtoken::decode::<serde_json::Value>(&forge(&token), &key, &validation).is_err());
+}
+
+#[tokio::test]
+async fn metrics_move_with_calls() {
+    let gateway = Gateway::start().await;
+    let before = gateway.get("/metrics").await.text().await.expect("text");
+
+    let token = access_token(&gateway.issue("user-1", "", None).await);
+    let mut sessions = gateway.sessions();
+    for _ in 0..3 {
+        let reply = sessions
+            .validate(pb::ValidateRequest {
+                access_token: token.clone(),
+            })
+            .await
+            .expect("validate")
+            .into_inner();
+        assert!(reply.valid);
+    }
+    sessions
+        .validate(pb::ValidateRequest {
+            access_token: "garbage".into(),
+        })
+        .await
+        .expect("validate");
+    let bearer = format!("Bearer {token}");
+    allowed_headers(&check(&gateway, check_request(&[("authorization", &bearer)])).await);
+
+    let response = gateway.get("/metrics").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let after = response.text().await.expect("text");
+
+    // The recorder is process-wide and tests run in parallel: counters only ever grow, by at
+    // least what this test did.
+    let grew = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
+    };
+    let validate_ok = [
+        ("service", "sessiond.v1.SessionService"),
+        ("method", "Validate"),
+        ("code", "OK"),
+    ];
+    assert!(
+        grew("sessiond_grpc_requests_total", &validate_ok) >= 4.0,
+        "{after}"
+    );
+    let check_ok = [
+        ("service", "envoy.service.auth.v3.Authorization"),
+        ("method", "Check"),
+        ("code", "OK"),
+    ];
+    assert!(
+        grew("sessiond_grpc_requests_total", &check_ok) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        grew(
+            "sessiond_grpc_request_duration_seconds_count",
+            &[("method", "Validate")]
+        ) >= 4.0,
+        "{after}"
+    );
+    assert!(grew("sessiond_validate_total", &[("result", "valid")]) >= 4.0);
+    assert!(grew("sessiond_validate_total", &[("result", "malformed")]) >= 1.0);
+    let token_hits = [("cache", "tokens"), ("result", "hit")];
+    assert!(grew("sessiond_cache_requests_total", &token_hits) >= 1.0);
+    let session_lookups = grew("sessiond_cache_requests_total", &[("cache", "sessions")]);
+    assert!(session_lookups >= 4.0, "{after}");
+    assert!(
+        grew(
+            "sessiond_store_operation_duration_seconds_count",
+            &[("op", "create_session")]
+        ) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        after.contains("sessiond_revocation_feed_lag_seconds "),
+        "{after}"
+    );
+    assert!(
+        after.contains("sessiond_store_errors_total{op=\"get_session\"}"),
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let gateway = Gateway::start().await;
+    let response = gateway.get("/healthz").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = gateway.get("/readyz").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["status"], "ready");
+
+    // gRPC health knows the Envoy service too (SERVING once the first store ping is back).
+    let mut health = tonic_health::pb::health_client::HealthClient::new(gateway.channel.clone());
+    let started = Instant::now();
+    loop {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "envoy.service.auth.v3.Authorization".into(),
+            })
+            .await
+            .map(|r| r.into_inner().status)
+            .ok();
+        if status == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32) {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "never SERVING: {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn reflection_describes_the_envoy_service() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let gateway = Gateway::start().await;
+    let mut client = ServerReflectionClient::new(gateway.channel.clone());
+    let requests = [
+        MessageRequest::ListServices(String::new()),
+        MessageRequest::FileContainingSymbol("envoy.service.auth.v3.Authorization".into()),
+    ]
+    .map(|m| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(m),
+    });
+    let mut replies = client
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let mut names = Vec::new();
+    let mut files = Vec::new();
+    while let Some(reply) = replies.message().await.expect("reply") {
+        match reply.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                names.extend(list.service.into_iter().map(|s| s.name));
+            }
+            Some(MessageResponse::FileDescriptorResponse(fd)) => {
+                files.extend(fd.file_descriptor_proto.iter().map(|bytes| {
+                    <prost_types::FileDescriptorProto as prost::Message>::decode(bytes.as_slice())
+                        .expect("a file descriptor")
+                }));
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "envoy.service.auth.v3.Authorization"),
+        "{names:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.name() == "envoy/service/auth/v3/external_auth.proto"),
+        "{:?}",
+        files.iter().map(|f| f.name()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn http_refuses_a_non_loopback_address_without_callers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
+    // Bound only to be refused: nothing is ever sent to it.
+    let http = TcpListener::bind("0.0.0.0:0").await.expect("bind http");
+    let result = sessiond::serve_with_http(
+        Config::new(dir.path()),
+        grpc,
+        Some(http),
+        std::future::pending(),
+    )
+    .await;
+    match result {
+        Err(ServeError::Refused(message)) => assert!(message.contains("refusing"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn shutdown_stops_both_surfaces_and_releases_the_store() {
+    let gateway = Gateway::start().await;
+    let token = access_token(&gateway.issue("user-1", "", None).await);
+    let http_url = gateway.url("/healthz");
+    // Keep a pooled keep-alive connection open across the shutdown.
+    let web = gateway.web.clone();
+    assert_eq!(
+        web.get(&http_url).send().await.expect("GET").status(),
+        StatusCode::OK
+    );
+
+    let dir = gateway.stop().await;
+    assert!(
+        reqwest::Client::new().get(&http_url).send().await.is_err(),
+        "the HTTP listener is closed"
+    );
+
+    // The store was closed: the same directory opens again, with the session in it.
+    let config = Config::new(dir.path());
+    let gateway = Gateway::start_in(dir, config, None).await;
+    let body: serde_json::Value = gateway
+        .introspect(&token, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["active"], true);
+    gateway.stop().await;
+}
