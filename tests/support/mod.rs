@@ -49,9 +49,24 @@ pub struct TestServer {
     exit: Option<JoinHandle<Result<(), ServeError>>>,
 }
 
-/// The defaults of `Config::new` on `dir`.
+/// The defaults of `Config::new` on `dir`, on the backend `SESSIOND_TEST_BACKEND` names:
+/// `embedded` (the default) or `cql`, which puts each server in a fresh keyspace on the node
+/// `SESSIOND_TEST_CQL` names, so the same suite runs on both backends.
 pub fn config(dir: &Path) -> Config {
-    Config::new(dir)
+    let mut config = Config::new(dir);
+    match std::env::var("SESSIOND_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("embedded") => {}
+        Ok("cql") => {
+            let addr = std::env::var("SESSIOND_TEST_CQL")
+                .expect("SESSIOND_TEST_BACKEND=cql needs SESSIOND_TEST_CQL=host:port");
+            let keyspace = format!("sessiond_bb_{}", uuid::Uuid::new_v4().simple());
+            config.store =
+                sessiond::config::StoreKind::Scylla(format!("scylla://{addr}/{keyspace}?rf=1"));
+            config.migrate = true;
+        }
+        Ok(other) => panic!("SESSIOND_TEST_BACKEND={other:?}: expected embedded or cql"),
+    }
+    config
 }
 
 impl TestServer {
