@@ -276,6 +276,7 @@ pub struct Settings {
     pub last_seen_interval: Option<String>,
     /// Most live sessions per user, 0 for no limit [default: 100]
     #[arg(long, env = "SESSIOND_MAX_SESSIONS_PER_USER")]
+    #[serde(default, deserialize_with = "number_or_string")]
     pub max_sessions_per_user: Option<String>,
     /// The `iss` claim of access tokens [default: sessiond]
     #[arg(long, env = "SESSIOND_ISSUER")]
@@ -291,6 +292,7 @@ pub struct Settings {
     pub callers_file: Option<PathBuf>,
     /// Most requests in flight at once [default: 10000]
     #[arg(long, env = "SESSIOND_MAX_IN_FLIGHT")]
+    #[serde(default, deserialize_with = "number_or_string")]
     pub max_in_flight: Option<String>,
     /// PEM certificate chain to serve gRPC over TLS
     #[arg(long, env = "SESSIOND_TLS_CERT_FILE")]
@@ -311,6 +313,20 @@ pub struct Settings {
     #[arg(skip)]
     #[serde(default)]
     pub callers: Vec<CallerEntry>,
+}
+
+/// Accepts `100` as well as `"100"` in the TOML file; the value is checked with the flag's.
+fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Number(i64),
+        Text(String),
+    }
+    Ok(Option::<Value>::deserialize(d)?.map(|v| match v {
+        Value::Number(n) => n.to_string(),
+        Value::Text(t) => t,
+    }))
 }
 
 fn invalid(flag: &'static str, env: &'static str, message: impl ToString) -> ConfigError {
@@ -781,8 +797,8 @@ mod tests {
     fn flags_win_over_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "grpc_addr = \"127.0.0.1:1\"\nsession_ttl = \"1h\"\n")
-            .expect("write");
+        let file = "grpc_addr = \"127.0.0.1:1\"\nsession_ttl = \"1h\"\nmax_sessions_per_user = 7\n";
+        std::fs::write(&path, file).expect("write");
         let s = Settings {
             config: Some(path),
             grpc_addr: Some("127.0.0.1:2".into()),
@@ -791,6 +807,7 @@ mod tests {
         let c = s.resolve().expect("valid");
         assert_eq!(c.grpc_addr.port(), 2);
         assert_eq!(c.session_ttl, Duration::from_secs(3600));
+        assert_eq!(c.max_sessions_per_user, 7);
     }
 
     #[test]

@@ -135,8 +135,16 @@ pub fn load_or_create(dir: &Path) -> Result<Keyring, KeyError> {
 /// Loads the keyring the sources describe, generating what the key directory lacks.
 pub fn load(sources: &KeySources) -> Result<Keyring, KeyError> {
     let dir = &sources.dir;
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    } else if let Ok(meta) = std::fs::metadata(dir)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        // An existing directory may be a read-only mount (a Kubernetes Secret) that cannot be
+        // changed; say so rather than refuse to start.
+        tracing::warn!(path = %dir.display(), "key directory is readable by other users");
+    }
 
     let (origin, pem) = match (&sources.signing_key_pem, &sources.signing_key_file) {
         (Some(pem), _) => (PathBuf::from("SESSIOND_SIGNING_KEY"), pem.clone()),
