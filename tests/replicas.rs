@@ -108,7 +108,10 @@ async fn two_replicas_share_sessions_revocations_and_refresh_races() {
     let node = cql_node();
     let work = tempfile::tempdir().expect("tempdir");
     let keys = work.path().join("keys");
-    let keyspace = format!("sessiond_rep_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let keyspace = format!(
+        "sessiond_rep_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    );
     let uri = format!("scylla://{node}/{keyspace}?rf=1");
     let migrated = Command::new(env!("CARGO_BIN_EXE_sessiond"))
         .args(["migrate", "--store", &uri])
