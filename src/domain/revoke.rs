@@ -37,7 +37,10 @@ impl Sessions {
             .list_user_sessions(&claims.user_id, Some(&claims.tenant_id))
             .await?;
         let global = self.caches.global_not_before();
-        let marks = self.store.user_not_before(&claims.user_id).await?;
+        let fresh = self
+            .caches
+            .is_fresh(Timestamp::now(), self.policy.max_feed_lag());
+        let marks = self.user_marks(&claims.user_id, fresh).await?;
         let user_nb = not_before_of(&marks, &claims.tenant_id);
         let active = sessions
             .into_iter()

@@ -342,15 +342,14 @@ impl Sessions {
         &self,
         record: &SessionRecord,
     ) -> Result<bool, DomainError> {
-        let global = match self.store.global_not_before().await? {
-            Some(at) => at,
-            None => Timestamp::from_micros(i64::MIN),
-        };
-        self.caches.raise_global_not_before(global);
+        // The same sources, with the same staleness bound, as `Validate`: the global mark is
+        // kept current by local revocations and the feed, user marks by the user cache.
         if record.created_at < self.caches.global_not_before() {
             return Ok(true);
         }
-        let marks = self.store.user_not_before(&record.user_id).await?;
+        let now = Timestamp::now();
+        let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
+        let marks = self.user_marks(&record.user_id, fresh).await?;
         Ok(super::validate::not_before_of(&marks, &record.tenant_id)
             .is_some_and(|nb| record.created_at < nb))
     }

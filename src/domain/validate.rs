@@ -135,7 +135,8 @@ impl Sessions {
         state
     }
 
-    async fn user_marks(
+    /// The user's "not before" marks, from the cache while it is fresh, else from the store.
+    pub(super) async fn user_marks(
         &self,
         user: &UserId,
         fresh: bool,
