@@ -389,3 +389,53 @@ async fn sigterm_drains_an_in_flight_call_and_exits_zero() {
         .await
         .expect("refresh after a clean stop");
 }
+
+/// Runs `sessiond serve` on `data_dir` and returns its exit status and stderr; it must stop
+/// by itself (the store cannot be opened).
+fn serve_expecting_refusal(data_dir: &std::path::Path) -> (std::process::ExitStatus, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run sessiond");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_corrupt_store_file_stops_start_up_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("sessiond.redb");
+    std::fs::write(&file, vec![0xA5u8; 64 * 1024]).expect("write garbage");
+    let (status, stderr) = serve_expecting_refusal(dir.path());
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("cannot open the store"), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&file.display().to_string()),
+        "the message names the file: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+}
+
+#[test]
+fn an_unusable_data_dir_stops_start_up_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let not_a_dir = dir.path().join("data");
+    std::fs::write(&not_a_dir, b"a file, not a directory").expect("write");
+    let (status, stderr) = serve_expecting_refusal(&not_a_dir);
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&not_a_dir.display().to_string()),
+        "the message names the path: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+}
