@@ -11,7 +11,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -208,7 +207,12 @@ pub async fn serve_with_http(
         .add_service(reflection_v1alpha)
         .add_service(api)
         .add_service(ext_authz)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .serve_with_incoming_shutdown(
+            // `Server::tcp_nodelay` does not reach an incoming stream: set it on the stream, or
+            // Nagle's algorithm and delayed ACKs hold every small response ~40 ms.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            signal,
+        )
         .await;
     let http_result = match http_server {
         Some(task) => finish_http(task).await,

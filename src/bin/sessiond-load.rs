@@ -10,7 +10,8 @@
 //! cargo build --release --locked --bin sessiond --bin sessiond-load
 //! target/release/sessiond serve --data-dir "$(mktemp -d)" --grpc-addr 127.0.0.1:50051 &
 //! target/release/sessiond-load --addr http://127.0.0.1:50051 \
-//!     --rpcs validate,issue,refresh,empty --concurrency 1,16,64 --duration 10s --warmup 2s
+//!     --rpcs validate,issue,refresh,empty --concurrency 1,16,64 --duration 10s --warmup 2s \
+//!     --server-pid "$(pgrep -n -x sessiond)"
 //! ```
 //!
 //! What each RPC does:
@@ -30,6 +31,9 @@
 //! Every call has a deadline (`--rpc-timeout`), so a run always ends by itself. Failed calls
 //! are counted, never fatal; latencies of successful calls go into an HDR histogram (µs).
 //! `--json` prints one JSON document instead of the table; progress goes to stderr either way.
+//! With `--server-pid` the table also gives the server's CPU time per call (user + system, from
+//! `/proc`), beside the load generator's own: on a machine where both share the cores, that
+//! says where the time goes better than throughput alone.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -94,6 +98,9 @@ struct Args {
     /// How long to wait for the server to accept a connection.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     wait: Duration,
+    /// The server's process id, to report its CPU time per call (Linux /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
@@ -160,6 +167,12 @@ struct Cell {
     p99_us: u64,
     p999_us: u64,
     max_us: u64,
+    /// CPU time (user + system) the server used per measured call, with `--server-pid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_cpu_us_per_call: Option<f64>,
+    /// CPU time this load generator used per measured call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_cpu_us_per_call: Option<f64>,
 }
 
 /// Validate's throughput as a share of the empty call's, at one concurrency.
@@ -401,6 +414,15 @@ async fn measure(
         requests: args.requests,
         started: AtomicU64::new(0),
     });
+    // CPU clocks are read when the measured phase starts and once every worker has stopped.
+    let server = args.server_pid.map(|pid| pid.to_string());
+    let cpu_at_start = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            CpuClocks::read(server.as_deref())
+        })
+    };
     let mut tasks = Vec::with_capacity(concurrency);
     for worker in 0..concurrency {
         let Some(channel) = channels.get(worker % channels.len()).cloned() else {
@@ -422,6 +444,7 @@ async fn measure(
         first_error = first_error.or(tally.first_error);
         last_answer = last_answer.max(tally.last_answer);
     }
+    let cpu = CpuClocks::read(server.as_deref()).per_call(&cpu_at_start.await?, requests);
     let elapsed = last_answer
         .map(|t| t.saturating_duration_since(measure_from))
         .unwrap_or_default()
@@ -446,7 +469,49 @@ async fn measure(
         p99_us: total.value_at_quantile(0.99),
         p999_us: total.value_at_quantile(0.999),
         max_us: total.max(),
+        server_cpu_us_per_call: cpu.server,
+        client_cpu_us_per_call: cpu.client,
     })
+}
+
+/// CPU time used so far by the server (when its pid is known) and by this process.
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuClocks {
+    server: Option<f64>,
+    client: Option<f64>,
+}
+
+impl CpuClocks {
+    fn read(server_pid: Option<&str>) -> Self {
+        Self {
+            server: server_pid.and_then(cpu_seconds),
+            client: cpu_seconds("self"),
+        }
+    }
+
+    /// The CPU µs per call used since `start`, for each clock read both times.
+    fn per_call(self, start: &Self, calls: u64) -> Self {
+        let per_call = |end: Option<f64>, start: Option<f64>| match (end, start) {
+            (Some(end), Some(start)) if calls > 0 => Some((end - start) * 1e6 / calls as f64),
+            _ => None,
+        };
+        Self {
+            server: per_call(self.server, start.server),
+            client: per_call(self.client, start.client),
+        }
+    }
+}
+
+/// User plus system CPU seconds of a process, from `/proc/<pid>/stat` (fields 14 and 15, in
+/// USER_HZ ticks, which Linux fixes at 100 per second for /proc). None where /proc is absent.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, may hold spaces and parentheses: split after its last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 fn new_histogram() -> Result<Histogram<u64>, LoadError> {
@@ -688,18 +753,31 @@ fn micros(us: u64) -> String {
     }
 }
 
+fn cpu_text(us: Option<f64>) -> String {
+    us.map_or_else(|| "-".to_owned(), |us| format!("{us:.1}µs"))
+}
+
 fn print_table(cells: &[Cell], ratios: &[Ratio]) {
     println!(
-        "| {:<8} | {:>11} | {:>8} | {:>6} | {:>10} | {:>8} | {:>8} | {:>8} |",
-        "rpc", "concurrency", "requests", "errors", "req/s", "p50", "p99", "p99.9"
+        "| {:<8} | {:>11} | {:>8} | {:>6} | {:>10} | {:>8} | {:>8} | {:>8} | {:>14} | {:>14} |",
+        "rpc",
+        "concurrency",
+        "requests",
+        "errors",
+        "req/s",
+        "p50",
+        "p99",
+        "p99.9",
+        "server CPU/call",
+        "client CPU/call"
     );
     println!(
-        "|{:-<10}|{:->13}|{:->10}|{:->8}|{:->12}|{:->10}|{:->10}|{:->10}|",
-        "", "", "", "", "", "", "", ""
+        "|{:-<10}|{:->13}|{:->10}|{:->8}|{:->12}|{:->10}|{:->10}|{:->10}|{:->17}|{:->17}|",
+        "", "", "", "", "", "", "", "", "", ""
     );
     for c in cells {
         println!(
-            "| {:<8} | {:>11} | {:>8} | {:>6} | {:>10.0} | {:>8} | {:>8} | {:>8} |",
+            "| {:<8} | {:>11} | {:>8} | {:>6} | {:>10.0} | {:>8} | {:>8} | {:>8} | {:>15} | {:>15} |",
             c.rpc.to_string(),
             c.concurrency,
             c.requests,
@@ -707,7 +785,9 @@ fn print_table(cells: &[Cell], ratios: &[Ratio]) {
             c.throughput,
             micros(c.p50_us),
             micros(c.p99_us),
-            micros(c.p999_us)
+            micros(c.p999_us),
+            cpu_text(c.server_cpu_us_per_call),
+            cpu_text(c.client_cpu_us_per_call)
         );
     }
     if !ratios.is_empty() {
