@@ -101,6 +101,8 @@ pub struct Config {
     pub last_seen_interval: Duration,
     /// Most live sessions per user (0 = no limit).
     pub max_sessions_per_user: usize,
+    /// A test's pauses and injected store failures; none from the command line.
+    pub hooks: crate::hooks::Hooks,
     /// The `iss` claim of access tokens.
     pub issuer: String,
     /// How long audit events are kept.
@@ -179,6 +181,7 @@ impl Config {
             revocation_poll: Duration::from_secs(1),
             last_seen_interval: Duration::from_secs(60),
             max_sessions_per_user: 100,
+            hooks: crate::hooks::Hooks::default(),
             issuer: "sessiond".to_owned(),
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             log_format: LogFormat::Text,
@@ -527,6 +530,7 @@ impl Settings {
             },
         };
         let config = Config {
+            hooks: crate::hooks::Hooks::default(),
             otlp_endpoint,
             otlp_sample_ratio,
             signing_key_file: s.signing_key_file,

@@ -15,6 +15,7 @@
 pub mod api;
 pub mod config;
 pub mod domain;
+pub mod hooks;
 pub mod http;
 pub mod keystore;
 pub mod server;

@@ -131,6 +131,7 @@ pub async fn serve_with_http(
     let metrics = crate::telemetry::prometheus::install();
     let store: Arc<dyn Store> = Arc::new(MeteredStore::new(
         crate::store::backend::open(&config).await?,
+        config.hooks.clone(),
     ));
     let key_sources = config.key_sources();
     let keys = tokio::task::spawn_blocking(move || crate::keystore::load(&key_sources))
@@ -142,15 +143,20 @@ pub async fn serve_with_http(
         Arc::new(keys),
         policy(&config),
         touches,
+        config.hooks.clone(),
     ));
-    sessions.warm_up().await?;
+    let feed_start = sessions.warm_up().await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (health, health_service) = tonic_health::server::health_reporter();
     // Known from the first call on: NOT_SERVING until the first store ping says otherwise.
     set_health(&health, ServingStatus::NotServing).await;
     let mut tasks = vec![
-        tokio::spawn(sessions.clone().follow_revocations(stop_rx.clone())),
+        tokio::spawn(
+            sessions
+                .clone()
+                .follow_revocations(feed_start, stop_rx.clone()),
+        ),
         tokio::spawn(sessions.clone().sweep_expired(stop_rx.clone())),
         tokio::spawn(report_health(
             store.clone(),

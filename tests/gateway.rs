@@ -705,7 +705,7 @@ async fn metrics_move_with_calls() {
     assert!(
         grew(
             "sessiond_store_operation_duration_seconds_count",
-            &[("op", "create_session")]
+            &[("op", "create_session_capped")]
         ) >= 1.0,
         "{after}"
     );

@@ -247,7 +247,7 @@ async fn sixteen_racing_rotations_have_one_winner(store: &Arc<ScyllaStore>) {
         match outcome.expect("rotate") {
             Rotation::Won => winners.push(i),
             Rotation::Lost => {}
-            Rotation::Gone => panic!("session vanished"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
@@ -326,7 +326,7 @@ async fn revocation(store: &Arc<ScyllaStore>) {
         .rotate_refresh(a.id, (0, &hash(1)), (1, &hash(2)))
         .await
         .expect("rotate");
-    assert_eq!(lost, Rotation::Lost);
+    assert_eq!(lost, Rotation::Revoked);
     let many = store
         .revoke_sessions(&[a.id, b.id, SessionId::new(), c.id], at, "")
         .await
@@ -336,8 +336,10 @@ async fn revocation(store: &Arc<ScyllaStore>) {
         .list_user_sessions(&user(&u), None)
         .await
         .expect("list");
-    assert!(listed.iter().all(SessionRecord::is_revoked), "{listed:?}");
-    assert_eq!(listed.len(), 3);
+    assert!(
+        listed.is_empty(),
+        "revoked sessions are not listed: {listed:?}"
+    );
 }
 
 async fn not_before_marks(store: &Arc<ScyllaStore>) {

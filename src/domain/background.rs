@@ -10,22 +10,35 @@ use super::sessions::Sessions;
 use super::time::Timestamp;
 use crate::store::RevocationEvent;
 
+/// Where following the revocation feed starts; see [`Sessions::warm_up`].
+#[derive(Debug)]
+pub struct FeedStart(Vec<u8>);
+
 /// How often expired rows are swept (for stores that do not expire rows themselves).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 impl Sessions {
-    /// Loads the state the hot path needs before serving: the global "not before" instant.
-    pub async fn warm_up(&self) -> Result<(), crate::store::StoreError> {
+    /// Loads the state the hot path needs before serving, the global "not before" instant,
+    /// and returns where following the feed starts: before that read, so that a switch or a
+    /// revocation landing between warm-up and the first poll is not lost.
+    pub async fn warm_up(&self) -> Result<FeedStart, crate::store::StoreError> {
+        let start = self.store.poll_revocations(None).await?.cursor;
         if let Some(at) = self.store.global_not_before().await? {
             self.caches.raise_global_not_before(at);
         }
-        Ok(())
+        Ok(FeedStart(start))
     }
 
     /// Reads the revocation feed every `revocation_poll` and drops what it names from the
     /// caches, so revocations made through other replicas take effect here within that bound.
-    pub async fn follow_revocations(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut cursor: Option<Vec<u8>> = None;
+    /// The global instant is read again on every poll (one row), so no failed read, gap or
+    /// lost event can make this replica miss an emergency switch for longer than that.
+    pub async fn follow_revocations(
+        self: Arc<Self>,
+        start: FeedStart,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut cursor: Option<Vec<u8>> = Some(start.0);
         let mut tick = tokio::time::interval(self.policy.revocation_poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -33,9 +46,19 @@ impl Sessions {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            match self.store.poll_revocations(cursor.as_deref()).await {
-                Ok(batch) => {
-                    let now = Timestamp::now();
+            let now = Timestamp::now();
+            let polled = match self.store.poll_revocations(cursor.as_deref()).await {
+                Ok(batch) => match self.store.global_not_before().await {
+                    Ok(global) => Ok((batch, global)),
+                    Err(error) => Err(error),
+                },
+                Err(error) => Err(error),
+            };
+            match polled {
+                Ok((batch, global)) => {
+                    if let Some(at) = global {
+                        self.caches.raise_global_not_before(at);
+                    }
                     if batch.gap {
                         tracing::warn!("revocation feed fell behind its window; dropping caches");
                         self.caches.drop_state();
@@ -62,17 +85,10 @@ impl Sessions {
     async fn apply(&self, events: &[RevocationEvent]) {
         for event in events {
             match event {
-                RevocationEvent::Session(id) => self.caches.sessions.invalidate(id).await,
-                RevocationEvent::User(user) => self.caches.users.invalidate(user).await,
-                RevocationEvent::Global => match self.store.global_not_before().await {
-                    Ok(Some(at)) => self.caches.raise_global_not_before(at),
-                    Ok(None) => {}
-                    // The feed will not say it again: stop trusting the caches until it works.
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot read the global not-before");
-                        self.caches.feed_failed();
-                    }
-                },
+                RevocationEvent::Session(id) => self.caches.session_revoked(id).await,
+                RevocationEvent::User(user) => self.caches.user_marks_moved(user).await,
+                // Read with the poll that brought it.
+                RevocationEvent::Global => {}
             }
         }
     }

@@ -7,9 +7,18 @@
 //!   revocation on this replica and by the revocation feed for revocations made elsewhere.
 //! - Freshness: when the feed has not been read successfully for too long, the caches are not
 //!   trusted (every check goes to the store) and are dropped whole once it is read again.
+//! - Revocation epochs: a loader may read a session just before a revocation and hand its
+//!   value on just after the revocation invalidated the key (moka inserts a finished loader's
+//!   value whatever happened meanwhile). So every revocation that reaches this replica, by an
+//!   RPC here or through the feed, first bumps the epoch of the key's stripe; a loader takes
+//!   the epoch before it reads and its entry carries it; an entry whose epoch is no longer
+//!   the stripe's is stale and is never used, however it got into the cache.
+//! - Weight: every cache is bounded in bytes (an estimate of each entry's heap footprint),
+//!   not in entries, so the largest allowed records cannot multiply its memory.
 
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use metrics::Counter;
@@ -28,6 +37,99 @@ pub struct CachedSession {
     pub record: SessionRecord,
     /// When this replica last queued a last-seen write for it (µs since the epoch).
     pub last_touch: AtomicI64,
+    /// The revocation epoch of its stripe taken before the record was read.
+    pub epoch: u64,
+}
+
+/// A user's "not before" marks as cached, with the epoch taken before they were read.
+#[derive(Debug)]
+pub struct CachedMarks {
+    /// The marks.
+    pub marks: UserNotBefore,
+    /// The revocation epoch of the user's stripe taken before the marks were read.
+    pub epoch: u64,
+}
+
+/// How many revocation epochs there are per kind of key. A revocation makes the cached
+/// entries of its whole stripe reload once; with this many stripes that is a handful of
+/// entries per revocation even with millions cached.
+const STRIPES: usize = 4096;
+
+/// Revocation epochs by stripe of keys; see the module documentation.
+pub struct Epochs {
+    stripes: Box<[AtomicU64]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Epochs {
+    fn new() -> Self {
+        Self {
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn stripe<K: Hash>(&self, key: &K) -> Option<&AtomicU64> {
+        let hash = self.hasher.hash_one(key);
+        self.stripes.get((hash % STRIPES as u64) as usize)
+    }
+
+    /// The current epoch of `key`'s stripe.
+    pub fn of<K: Hash>(&self, key: &K) -> u64 {
+        self.stripe(key).map_or(0, |e| e.load(Ordering::Acquire))
+    }
+
+    /// Moves `key`'s stripe on: entries read before now are stale.
+    fn bump<K: Hash>(&self, key: &K) {
+        if let Some(e) = self.stripe(key) {
+            e.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Moves every stripe on.
+    fn bump_all(&self) {
+        for e in self.stripes.iter() {
+            e.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Rough heap bytes of a cached session: the fixed part plus its texts.
+fn session_weight(value: &Option<Arc<CachedSession>>) -> u32 {
+    const FIXED: usize = 320;
+    let texts = value.as_ref().map_or(0, |s| {
+        let r = &s.record;
+        r.user_id.as_str().len()
+            + r.tenant_id.as_str().len()
+            + r.ip.len()
+            + r.user_agent.len()
+            + r.device_name.len()
+            + r.revoke_reason.len()
+            + r.metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 64)
+                .sum::<usize>()
+    });
+    u32::try_from(FIXED + texts).unwrap_or(u32::MAX)
+}
+
+fn token_weight(token: &Arc<str>, claims: &Arc<AccessClaims>) -> u32 {
+    const FIXED: usize = 200;
+    let bytes =
+        FIXED + token.len() + claims.user_id.as_str().len() + claims.tenant_id.as_str().len();
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+fn marks_weight(user: &UserId, marks: &Arc<CachedMarks>) -> u32 {
+    const FIXED: usize = 160;
+    let bytes = FIXED
+        + user.as_str().len()
+        + marks
+            .marks
+            .keys()
+            .map(|t| t.as_str().len() + 48)
+            .sum::<usize>();
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 struct TokenExpiry;
@@ -43,14 +145,14 @@ impl Expiry<Arc<str>, Arc<AccessClaims>> for TokenExpiry {
     }
 }
 
-/// Sizes and lifetimes of the caches.
+/// Sizes (in bytes of estimated heap footprint) and lifetimes of the caches.
 #[derive(Clone, Copy, Debug)]
 pub struct CacheLimits {
-    /// Most verified tokens kept.
+    /// Bytes of verified tokens kept.
     pub tokens: u64,
-    /// Most sessions kept.
+    /// Bytes of session state kept.
     pub sessions: u64,
-    /// Most users' "not before" marks kept.
+    /// Bytes of users' "not before" marks kept.
     pub users: u64,
     /// How long a session or user entry may live without being refreshed from the store.
     pub ttl: Duration,
@@ -58,10 +160,11 @@ pub struct CacheLimits {
 
 impl Default for CacheLimits {
     fn default() -> Self {
+        // 64 + 128 + 16 MiB: with ordinary records about 100k tokens and 250k sessions.
         Self {
-            tokens: 200_000,
-            sessions: 200_000,
-            users: 100_000,
+            tokens: 64 << 20,
+            sessions: 128 << 20,
+            users: 16 << 20,
             ttl: Duration::from_secs(300),
         }
     }
@@ -148,7 +251,11 @@ pub struct Caches {
     /// Session state; `None` caches "no such session" (ids come from verified tokens only).
     pub sessions: moka::future::Cache<SessionId, Option<Arc<CachedSession>>>,
     /// Per-user "not before" marks.
-    pub users: moka::future::Cache<UserId, Arc<UserNotBefore>>,
+    pub users: moka::future::Cache<UserId, Arc<CachedMarks>>,
+    /// Revocation epochs of sessions.
+    pub session_epochs: Epochs,
+    /// Revocation epochs of users.
+    pub user_epochs: Epochs,
     /// The global "not before" instant (µs), `i64::MIN` when never set.
     global_not_before: AtomicI64,
     /// When the revocation feed was last read successfully (µs).
@@ -165,16 +272,21 @@ impl Caches {
         Self {
             tokens: moka::sync::Cache::builder()
                 .max_capacity(limits.tokens)
+                .weigher(token_weight)
                 .expire_after(TokenExpiry)
                 .build(),
             sessions: moka::future::Cache::builder()
                 .max_capacity(limits.sessions)
+                .weigher(|_, v| session_weight(v))
                 .time_to_live(limits.ttl)
                 .build(),
             users: moka::future::Cache::builder()
                 .max_capacity(limits.users)
+                .weigher(marks_weight)
                 .time_to_live(limits.ttl)
                 .build(),
+            session_epochs: Epochs::new(),
+            user_epochs: Epochs::new(),
             global_not_before: AtomicI64::new(i64::MIN),
             feed_ok_at: AtomicI64::new(Timestamp::now().as_micros()),
             feed_stale: AtomicBool::new(false),
@@ -222,9 +334,25 @@ impl Caches {
     }
 
     /// Drops every cached session and user entry (verified tokens stay: signatures do not
-    /// change with revocations).
+    /// change with revocations). Entries a loader still in flight inserts later are stale by
+    /// their epoch.
     pub fn drop_state(&self) {
+        self.session_epochs.bump_all();
+        self.user_epochs.bump_all();
         self.sessions.invalidate_all();
         self.users.invalidate_all();
+    }
+
+    /// A session was revoked (here, or elsewhere as the feed says): its cached state, and any
+    /// that a loader in flight is about to hand on, is stale from now on.
+    pub async fn session_revoked(&self, id: &SessionId) {
+        self.session_epochs.bump(id);
+        self.sessions.invalidate(id).await;
+    }
+
+    /// A user's "not before" marks moved; see [`Caches::session_revoked`].
+    pub async fn user_marks_moved(&self, user: &UserId) {
+        self.user_epochs.bump(user);
+        self.users.invalidate(user).await;
     }
 }

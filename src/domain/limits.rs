@@ -29,6 +29,10 @@ pub const MAX_PAGE_TOKEN_BYTES: usize = 2048;
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Largest page a request may ask for.
 pub const MAX_PAGE_SIZE: u32 = 1000;
+/// Largest page of sessions: a session with every field at its bound encodes to about
+/// 10.6 KB, so 300 of them stay under 3.2 MB, within the 4 MB message limit that gRPC
+/// clients apply by default.
+pub const MAX_SESSION_PAGE_SIZE: u32 = 300;
 
 /// Checks a free-text field: at most `max` bytes and no control characters, so the text is
 /// safe to log and to use inside the stores' composite keys.
@@ -46,6 +50,12 @@ pub fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), Domain
         ));
     }
     Ok(())
+}
+
+/// Clamps a requested page size of sessions into `1..=MAX_SESSION_PAGE_SIZE`, with 0 meaning
+/// the default.
+pub fn session_page_size(requested: u32) -> usize {
+    page_size(requested).min(MAX_SESSION_PAGE_SIZE as usize)
 }
 
 /// Clamps a requested page size into `1..=MAX_PAGE_SIZE`, with 0 meaning the default.

@@ -4,11 +4,11 @@
 use super::audit::{AuditEntry, AuditKind, Caller, Role};
 use super::error::DomainError;
 use super::ids::{SessionId, TenantId, UserId};
-use super::limits::{MAX_REASON_BYTES, check_text, page_size};
+use super::limits::{MAX_REASON_BYTES, check_text, page_size, session_page_size};
 use super::page_token;
 use super::sessions::Sessions;
 use super::time::Timestamp;
-use super::validate::not_before_of;
+use super::validate::{Ended, standing};
 use crate::store::{AuditRecord, Revocation, SessionFilter, SessionRecord};
 
 /// A page of an admin listing.
@@ -36,16 +36,13 @@ impl Sessions {
             .store
             .list_user_sessions(&claims.user_id, Some(&claims.tenant_id))
             .await?;
-        let global = self.caches.global_not_before();
-        let fresh = self
-            .caches
-            .is_fresh(Timestamp::now(), self.policy.max_feed_lag());
+        let now = Timestamp::now();
+        let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
+        let global = self.global_not_before(fresh).await?;
         let marks = self.user_marks(&claims.user_id, fresh).await?;
-        let user_nb = not_before_of(&marks, &claims.tenant_id);
         let active = sessions
             .into_iter()
-            .filter(|s| !s.is_revoked() && s.created_at >= global)
-            .filter(|s| user_nb.is_none_or(|nb| s.created_at >= nb))
+            .filter(|s| standing(s, global, &marks.marks, now).is_ok())
             .collect();
         Ok((claims.session_id, active))
     }
@@ -134,15 +131,61 @@ impl Sessions {
             tenant,
             include_revoked,
         };
+        let user = filter.user.clone();
         let page = self
             .store
-            .list_sessions(&filter, cursor.as_deref(), page_size(requested_page_size))
+            .list_sessions(
+                &filter,
+                cursor.as_deref(),
+                session_page_size(requested_page_size),
+            )
             .await
             .map_err(bad_cursor_is_invalid)?;
+        let items = self
+            .as_they_stand(page.items, user.as_ref(), include_revoked)
+            .await?;
         Ok(Listing {
-            items: page.items,
+            items,
             next_page_token: page_token::encode(&self.keys, &scope, page.next.as_deref()),
         })
+    }
+
+    /// Applies the validity rule to a page of stored sessions: one ended by the global or
+    /// its user's "not before" instant is shown revoked at that instant (and left out when
+    /// revoked sessions are not wanted), exactly as every other surface treats it. Per-user
+    /// marks are read for a one-user listing; a listing of everyone applies the global instant
+    /// (a user's sign-out revokes every listed session of theirs by name anyway).
+    async fn as_they_stand(
+        &self,
+        records: Vec<SessionRecord>,
+        user: Option<&UserId>,
+        include_revoked: bool,
+    ) -> Result<Vec<SessionRecord>, DomainError> {
+        let now = Timestamp::now();
+        let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
+        let global = self.global_not_before(fresh).await?;
+        let marks = match user {
+            Some(user) => self.user_marks(user, fresh).await?.marks.clone(),
+            None => Default::default(),
+        };
+        let mut shown = Vec::with_capacity(records.len());
+        for mut record in records {
+            match standing(&record, global, &marks, now) {
+                Err(Ended::GlobalNotBefore(at)) => {
+                    record.revoked_at = Some(at);
+                    record.revoke_reason = "global_revoke".to_owned();
+                }
+                Err(Ended::UserNotBefore(at)) => {
+                    record.revoked_at = Some(at);
+                    record.revoke_reason = "user_revoked".to_owned();
+                }
+                Ok(()) | Err(Ended::Revoked) | Err(Ended::Expired) => {}
+            }
+            if include_revoked || !record.is_revoked() {
+                shown.push(record);
+            }
+        }
+        Ok(shown)
     }
 
     /// Ends every session of a user (in one tenant, or all when empty) and rejects every access
@@ -161,7 +204,7 @@ impl Sessions {
         self.store
             .set_user_not_before(&user, &tenant, now, keep_until)
             .await?;
-        self.caches.users.invalidate(&user).await;
+        self.caches.user_marks_moved(&user).await;
         let tenant_filter = (!tenant.is_empty()).then_some(&tenant);
         let sessions = self.store.list_user_sessions(&user, tenant_filter).await?;
         let ids: Vec<SessionId> = sessions
@@ -192,7 +235,7 @@ impl Sessions {
             .store
             .revoke_session(id, Timestamp::now(), reason)
             .await?;
-        self.caches.sessions.invalidate(&id).await;
+        self.caches.session_revoked(&id).await;
         match outcome {
             Revocation::Revoked(record) => {
                 let audit = AuditEntry::new(AuditKind::SessionRevoked, caller, Role::Admin)

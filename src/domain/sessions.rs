@@ -18,7 +18,11 @@ use super::last_seen::Touches;
 use super::refresh::RefreshToken;
 use super::secrets::Keyring;
 use super::time::Timestamp;
+use crate::hooks::{Hooks, Step};
 use crate::store::{AuditRecord, Rotation, SessionRecord, Store};
+
+/// The revocation reason of sessions the per-user limit evicts.
+const SESSION_LIMIT_REASON: &str = "session_limit";
 
 /// What the service decides by configuration.
 #[derive(Clone, Debug)]
@@ -92,15 +96,18 @@ pub struct Sessions {
     pub(super) policy: Policy,
     pub(super) caches: Caches,
     pub(super) touches: Touches,
+    pub(super) hooks: Hooks,
 }
 
 impl Sessions {
-    /// Wires the authority to its store and keys. `touches` is the last-seen write-behind queue.
+    /// Wires the authority to its store and keys. `touches` is the last-seen write-behind
+    /// queue; `hooks` are a test's pauses (none in production).
     pub fn new(
         store: Arc<dyn Store>,
         keys: Arc<Keyring>,
         policy: Policy,
         touches: Touches,
+        hooks: Hooks,
     ) -> Self {
         let caches = Caches::new(policy.caches);
         Self {
@@ -109,6 +116,7 @@ impl Sessions {
             policy,
             caches,
             touches,
+            hooks,
         }
     }
 
@@ -128,7 +136,8 @@ impl Sessions {
     }
 
     /// Starts a session for a user the caller has authenticated. Over the per-user limit, the
-    /// oldest live sessions are revoked (`session_limit`).
+    /// oldest live sessions are revoked (`session_limit`), decided by the store in the same
+    /// atomic step as the new session's write, so racing `Issue`s cannot overshoot it.
     pub async fn issue(&self, caller: &Caller, req: IssueRequest) -> Result<Issued, DomainError> {
         let ttl = match req.ttl {
             Some(ttl) if ttl < Duration::from_secs(1) => {
@@ -137,9 +146,6 @@ impl Sessions {
             Some(ttl) => ttl.min(self.policy.max_session_ttl),
             None => self.policy.session_ttl.min(self.policy.max_session_ttl),
         };
-        self.enforce_session_limit(caller, &req.user_id, &req.client)
-            .await?;
-
         let now = Timestamp::now();
         let id = SessionId::new();
         let refresh = RefreshToken::generate(id, 0);
@@ -163,14 +169,20 @@ impl Sessions {
             .session(record.user_id.as_str(), Some(id))
             .client(&record.ip, &record.user_agent)
             .finish();
+        self.hooks.at(Step::IssueStamped(id)).await;
         // Both writes usually land in the same group commit.
         let audits = [audit];
         let (created, audited) = tokio::join!(
-            self.store.create_session(&record),
+            self.store.create_session_capped(
+                &record,
+                self.policy.max_sessions_per_user,
+                SESSION_LIMIT_REASON
+            ),
             self.store.append_audit(&audits)
         );
-        created?;
+        let evicted = created?;
         audited?;
+        self.evicted(caller, &record, &evicted).await?;
         let tokens = self.token_pair(&record, &refresh, now)?;
         Ok(Issued {
             session: record,
@@ -192,8 +204,8 @@ impl Sessions {
         let Some(record) = self.store.get_session(id).await? else {
             return Err(DomainError::RefreshToken(TokenProblem::UnknownSession));
         };
-        if record.is_revoked() || self.predates_revocation(&record).await? {
-            return Err(DomainError::RefreshToken(TokenProblem::Revoked));
+        if let Err(ended) = self.still_stands(&record).await? {
+            return Err(DomainError::RefreshToken(ended.problem()));
         }
         let presented_hash = presented.hash(&self.keys);
         let current = presented.generation == record.refresh_generation
@@ -204,6 +216,7 @@ impl Sessions {
         if !current {
             return Err(self.reuse_detected(caller, &record, client).await);
         }
+        self.hooks.at(Step::RefreshChecked(id)).await;
         let next_generation = record.refresh_generation.wrapping_add(1);
         let next = RefreshToken::generate(id, next_generation);
         let next_hash = next.hash(&self.keys);
@@ -219,7 +232,14 @@ impl Sessions {
             Rotation::Won => {}
             // Strict rotation: whoever loses the race presented a token that is no longer current.
             Rotation::Lost => return Err(self.reuse_detected(caller, &record, client).await),
+            // Lost to a revocation, not to a thief: no alarm.
+            Rotation::Revoked => return Err(DomainError::RefreshToken(TokenProblem::Revoked)),
             Rotation::Gone => return Err(DomainError::RefreshToken(TokenProblem::UnknownSession)),
+        }
+        // A switch or a user's sign-out that landed since the check ends this session too:
+        // say so now rather than hand out tokens that every surface rejects.
+        if let Err(ended) = self.still_stands(&record).await? {
+            return Err(DomainError::RefreshToken(ended.problem()));
         }
         let audit = AuditEntry::new(AuditKind::SessionRefreshed, caller, Role::User)
             .session(record.user_id.as_str(), Some(id))
@@ -281,39 +301,30 @@ impl Sessions {
         })
     }
 
-    async fn enforce_session_limit(
+    /// Drops sessions the per-user limit evicted from the caches and audits each.
+    async fn evicted(
         &self,
         caller: &Caller,
-        user: &UserId,
-        client: &Client,
+        record: &SessionRecord,
+        evicted: &[SessionId],
     ) -> Result<(), DomainError> {
-        let max = self.policy.max_sessions_per_user;
-        if max == 0 {
+        if evicted.is_empty() {
             return Ok(());
         }
-        let live: Vec<SessionRecord> = self
-            .store
-            .list_user_sessions(user, None)
-            .await?
-            .into_iter()
-            .filter(|s| !s.is_revoked())
-            .collect();
-        if live.len() < max {
-            return Ok(());
+        for id in evicted {
+            self.caches.session_revoked(id).await;
         }
-        // Newest first: everything from index max-1 on is the oldest, evicted to make room.
-        let evict: Vec<SessionId> = live.iter().skip(max - 1).map(|s| s.id).collect();
-        let audits: Vec<AuditRecord> = evict
+        let audits: Vec<AuditRecord> = evicted
             .iter()
             .map(|id| {
                 AuditEntry::new(AuditKind::SessionLimitEvicted, caller, Role::User)
-                    .session(user.as_str(), Some(*id))
-                    .client(&client.ip, &client.user_agent)
-                    .reason("session_limit")
+                    .session(record.user_id.as_str(), Some(*id))
+                    .client(&record.ip, &record.user_agent)
+                    .reason(SESSION_LIMIT_REASON)
                     .finish()
             })
             .collect();
-        self.revoke_ids(&evict, "session_limit", audits).await?;
+        self.store.append_audit(&audits).await?;
         Ok(())
     }
 
@@ -330,27 +341,9 @@ impl Sessions {
             self.store.append_audit(&audits)
         );
         for id in ids {
-            self.caches.sessions.invalidate(id).await;
+            self.caches.session_revoked(id).await;
         }
         audited?;
         Ok(revoked?)
-    }
-
-    /// True when a user or global "not before" mark postdates the session's creation, so none
-    /// of its tokens, refresh tokens included, may be used.
-    pub(super) async fn predates_revocation(
-        &self,
-        record: &SessionRecord,
-    ) -> Result<bool, DomainError> {
-        // The same sources, with the same staleness bound, as `Validate`: the global mark is
-        // kept current by local revocations and the feed, user marks by the user cache.
-        if record.created_at < self.caches.global_not_before() {
-            return Ok(true);
-        }
-        let now = Timestamp::now();
-        let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
-        let marks = self.user_marks(&record.user_id, fresh).await?;
-        Ok(super::validate::not_before_of(&marks, &record.tenant_id)
-            .is_some_and(|nb| record.created_at < nb))
     }
 }

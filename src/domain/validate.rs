@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use super::access::{self, AccessClaims};
-use super::cache::{CachedSession, Outcomes};
+use super::cache::{CachedMarks, CachedSession, Outcomes};
 use super::error::{DomainError, TokenProblem};
 use super::ids::{SessionId, TenantId, UserId};
 use super::sessions::Sessions;
 use super::time::Timestamp;
-use crate::store::{StoreError, UserNotBefore};
+use crate::hooks::Step;
+use crate::store::{SessionRecord, StoreError, UserNotBefore};
 
 /// The outcome of checking an access token.
 #[derive(Clone, Debug)]
@@ -35,6 +36,63 @@ pub fn not_before_of(marks: &UserNotBefore, tenant: &TenantId) -> Option<Timesta
     all.max(own)
 }
 
+/// Whether a stored session still stands: the one validity rule of every surface (`Validate`,
+/// `Check`, introspection, `List`, `Refresh`, `AdminList`). A session created before the
+/// global or its user's "not before" instant is over, whatever its tokens' `iat` says: a
+/// token minted after the instant for such a session (a refresh that raced the switch) is as
+/// dead as the session.
+pub fn standing(
+    record: &SessionRecord,
+    global: Timestamp,
+    marks: &UserNotBefore,
+    now: Timestamp,
+) -> Result<(), Ended> {
+    if record.is_revoked() {
+        return Err(Ended::Revoked);
+    }
+    if record.expires_at <= now {
+        return Err(Ended::Expired);
+    }
+    if record.created_at < global {
+        return Err(Ended::GlobalNotBefore(global));
+    }
+    if let Some(nb) = not_before_of(marks, &record.tenant_id)
+        && record.created_at < nb
+    {
+        return Err(Ended::UserNotBefore(nb));
+    }
+    Ok(())
+}
+
+/// Why a session no longer stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Revoked by name.
+    Revoked,
+    /// Past its end.
+    Expired,
+    /// Created before the emergency switch.
+    GlobalNotBefore(Timestamp),
+    /// Created before its user was signed out everywhere.
+    UserNotBefore(Timestamp),
+}
+
+impl Ended {
+    /// The token problem a caller sees.
+    pub fn problem(self) -> TokenProblem {
+        match self {
+            Ended::Expired => TokenProblem::Expired,
+            Ended::Revoked | Ended::GlobalNotBefore(_) | Ended::UserNotBefore(_) => {
+                TokenProblem::Revoked
+            }
+        }
+    }
+}
+
+/// How often a session or user entry found stale by its epoch is reloaded through the cache
+/// before the store is asked directly.
+const LOAD_ATTEMPTS: usize = 3;
+
 impl Sessions {
     /// Checks an access token. Unusable tokens are a `Verdict::Invalid`, never an error; the
     /// only error is a store that cannot answer a question the caches could not.
@@ -53,10 +111,11 @@ impl Sessions {
         if claims.expires_at <= now {
             return Ok(Verdict::Invalid(TokenProblem::Expired));
         }
-        if claims.issued_at < self.caches.global_not_before() {
+        let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
+        let global = self.global_not_before(fresh).await?;
+        if claims.issued_at < global {
             return Ok(Verdict::Invalid(TokenProblem::Revoked));
         }
-        let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
         let Some(session) = self.session_state(claims.session_id, fresh).await? else {
             return Ok(Verdict::Invalid(TokenProblem::UnknownSession));
         };
@@ -65,15 +124,9 @@ impl Sessions {
             // A token signed by us never names someone else's session; treat it as foreign.
             return Ok(Verdict::Invalid(TokenProblem::UnknownSession));
         }
-        if record.is_revoked() {
-            return Ok(Verdict::Invalid(TokenProblem::Revoked));
-        }
-        if record.expires_at <= now {
-            return Ok(Verdict::Invalid(TokenProblem::Expired));
-        }
         let marks = self.user_marks(&claims.user_id, fresh).await?;
-        if not_before_of(&marks, &claims.tenant_id).is_some_and(|nb| claims.issued_at < nb) {
-            return Ok(Verdict::Invalid(TokenProblem::Revoked));
+        if let Err(ended) = standing(record, global, &marks.marks, now) {
+            return Ok(Verdict::Invalid(ended.problem()));
         }
         self.touches.seen(&session, now);
         Ok(Verdict::Valid(claims, session))
@@ -90,6 +143,28 @@ impl Sessions {
         }
     }
 
+    /// Whether a session read from the store still stands, by the same rule and from the same
+    /// sources (with the same staleness bound) as `Validate`.
+    pub(super) async fn still_stands(
+        &self,
+        record: &SessionRecord,
+    ) -> Result<Result<(), Ended>, DomainError> {
+        let now = Timestamp::now();
+        let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
+        let global = self.global_not_before(fresh).await?;
+        let marks = self.user_marks(&record.user_id, fresh).await?;
+        Ok(standing(record, global, &marks.marks, now))
+    }
+
+    /// The global "not before" instant: kept current by local switches and the feed while the
+    /// feed is fresh, read from the store (and kept) when it is not.
+    pub(super) async fn global_not_before(&self, fresh: bool) -> Result<Timestamp, DomainError> {
+        if !fresh && let Some(at) = self.store.global_not_before().await? {
+            self.caches.raise_global_not_before(at);
+        }
+        Ok(self.caches.global_not_before())
+    }
+
     /// Signature and claims, from the cache or by verifying once.
     fn verified(&self, token: &str) -> Result<Arc<AccessClaims>, TokenProblem> {
         if let Some(claims) = self.caches.tokens.get(token) {
@@ -102,64 +177,91 @@ impl Sessions {
         Ok(claims)
     }
 
+    /// The session's state through the cache, never an entry that a revocation made stale
+    /// (see `cache`'s revocation epochs).
     async fn session_state(
         &self,
         id: SessionId,
         fresh: bool,
     ) -> Result<Option<Arc<CachedSession>>, DomainError> {
         let meters = &self.caches.meters.sessions;
-        if !fresh {
-            // Revocations made elsewhere may be missing from the cache: ask the store.
-            meters.miss.increment(1);
-            let record = self.store.get_session(id).await?;
-            return Ok(record.map(|r| Arc::new(cached(r))));
+        if fresh {
+            for _ in 0..LOAD_ATTEMPTS {
+                // Taken before the loader can read: a revocation landing after this makes
+                // whatever the read returns stale.
+                let epoch = self.caches.session_epochs.of(&id);
+                // Set only by the caller whose loader runs; callers that share its read count
+                // as hits.
+                let loaded = AtomicBool::new(false);
+                let state = self
+                    .caches
+                    .sessions
+                    .try_get_with(id, async {
+                        loaded.store(true, Ordering::Relaxed);
+                        let record = self.store.get_session(id).await?;
+                        self.hooks.at(Step::SessionRead(id)).await;
+                        Ok::<_, StoreError>(record.map(|r| Arc::new(cached(r, epoch))))
+                    })
+                    .await
+                    .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()))?;
+                if loaded.load(Ordering::Relaxed) {
+                    meters.miss.increment(1);
+                } else {
+                    meters.hit.increment(1);
+                }
+                match state {
+                    Some(s) if s.epoch != self.caches.session_epochs.of(&id) => {
+                        self.caches.sessions.invalidate(&id).await;
+                    }
+                    state => return Ok(state),
+                }
+            }
         }
-        let store = &self.store;
-        // Set only by the caller whose loader runs; callers that share its read count as hits.
-        let loaded = AtomicBool::new(false);
-        let state = self
-            .caches
-            .sessions
-            .try_get_with(id, async {
-                loaded.store(true, Ordering::Relaxed);
-                let record = store.get_session(id).await?;
-                Ok::<_, StoreError>(record.map(|r| Arc::new(cached(r))))
-            })
-            .await
-            .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()));
-        if loaded.load(Ordering::Relaxed) {
-            meters.miss.increment(1);
-        } else {
-            meters.hit.increment(1);
-        }
-        state
+        // Revocations elsewhere may be missing from the cache, or keep landing on this
+        // stripe: ask the store, and keep nothing.
+        meters.miss.increment(1);
+        let epoch = self.caches.session_epochs.of(&id);
+        let record = self.store.get_session(id).await?;
+        Ok(record.map(|r| Arc::new(cached(r, epoch))))
     }
 
-    /// The user's "not before" marks, from the cache while it is fresh, else from the store.
+    /// The user's "not before" marks, from the cache while it is fresh and not stale by its
+    /// epoch, else from the store.
     pub(super) async fn user_marks(
         &self,
         user: &UserId,
         fresh: bool,
-    ) -> Result<Arc<UserNotBefore>, DomainError> {
+    ) -> Result<Arc<CachedMarks>, DomainError> {
         let meters = &self.caches.meters.users;
-        if !fresh {
-            meters.miss.increment(1);
-            return Ok(Arc::new(self.store.user_not_before(user).await?));
-        }
-        if let Some(marks) = self.caches.users.get(user).await {
-            meters.hit.increment(1);
-            return Ok(marks);
+        if fresh {
+            for _ in 0..LOAD_ATTEMPTS {
+                let epoch = self.caches.user_epochs.of(user);
+                let loaded = AtomicBool::new(false);
+                let marks = self
+                    .caches
+                    .users
+                    .try_get_with_by_ref(user, async {
+                        loaded.store(true, Ordering::Relaxed);
+                        let marks = self.store.user_not_before(user).await?;
+                        Ok::<_, StoreError>(Arc::new(CachedMarks { marks, epoch }))
+                    })
+                    .await
+                    .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()))?;
+                if loaded.load(Ordering::Relaxed) {
+                    meters.miss.increment(1);
+                } else {
+                    meters.hit.increment(1);
+                }
+                if marks.epoch == self.caches.user_epochs.of(user) {
+                    return Ok(marks);
+                }
+                self.caches.users.invalidate(user).await;
+            }
         }
         meters.miss.increment(1);
-        let store = self.store.clone();
-        let owned = user.clone();
-        self.caches
-            .users
-            .try_get_with(user.clone(), async move {
-                Ok::<_, StoreError>(Arc::new(store.user_not_before(&owned).await?))
-            })
-            .await
-            .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()))
+        let epoch = self.caches.user_epochs.of(user);
+        let marks = self.store.user_not_before(user).await?;
+        Ok(Arc::new(CachedMarks { marks, epoch }))
     }
 }
 
@@ -177,7 +279,11 @@ fn count(outcomes: &Outcomes, outcome: &Result<Verdict, DomainError>) {
     counter.increment(1);
 }
 
-fn cached(record: crate::store::SessionRecord) -> CachedSession {
+fn cached(record: SessionRecord, epoch: u64) -> CachedSession {
     let last_touch = AtomicI64::new(record.last_seen_at.as_micros());
-    CachedSession { record, last_touch }
+    CachedSession {
+        record,
+        last_touch,
+        epoch,
+    }
 }

@@ -23,11 +23,13 @@ use super::{
 };
 use crate::domain::ids::{SessionId, TenantId, UserId};
 use crate::domain::time::Timestamp;
+use crate::hooks::{Fault, Hooks};
 use crate::telemetry::prometheus::{STORE_DURATION, STORE_ERRORS};
 
 /// Every operation of the `Store` trait, as named in metrics and spans.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
+#[allow(missing_docs)] // each is the `Store` method of the same name
+pub enum Op {
     CreateSession,
     GetSession,
     ListUserSessions,
@@ -46,10 +48,11 @@ enum Op {
     Ping,
     Sweep,
     ApproxLiveSessions,
+    CreateSessionCapped,
 }
 
 impl Op {
-    const ALL: [Op; 18] = [
+    const ALL: [Op; 19] = [
         Op::CreateSession,
         Op::GetSession,
         Op::ListUserSessions,
@@ -68,6 +71,7 @@ impl Op {
         Op::Ping,
         Op::Sweep,
         Op::ApproxLiveSessions,
+        Op::CreateSessionCapped,
     ];
 
     /// The `op` label.
@@ -91,6 +95,7 @@ impl Op {
             Op::Ping => "ping",
             Op::Sweep => "sweep",
             Op::ApproxLiveSessions => "approx_live_sessions",
+            Op::CreateSessionCapped => "create_session_capped",
         }
     }
 
@@ -115,6 +120,7 @@ impl Op {
             Op::Ping => "store.ping",
             Op::Sweep => "store.sweep",
             Op::ApproxLiveSessions => "store.approx_live_sessions",
+            Op::CreateSessionCapped => "store.create_session_capped",
         }
     }
 }
@@ -128,6 +134,8 @@ struct OpMeters {
 /// Wraps a store and measures it; see the module documentation.
 pub struct MeteredStore {
     inner: Arc<dyn Store>,
+    /// Failures a test injects; none in production.
+    hooks: Hooks,
     /// Indexed by `Op as usize`, in the order of `Op::ALL`.
     meters: Vec<OpMeters>,
 }
@@ -135,7 +143,7 @@ pub struct MeteredStore {
 impl MeteredStore {
     /// Measures `inner`. The handles go to the metrics recorder installed at this point, so
     /// build the decorator after `telemetry::prometheus::install`.
-    pub fn new(inner: Arc<dyn Store>) -> Self {
+    pub fn new(inner: Arc<dyn Store>, hooks: Hooks) -> Self {
         let meters = Op::ALL
             .iter()
             .map(|op| OpMeters {
@@ -143,7 +151,11 @@ impl MeteredStore {
                 errors: metrics::counter!(STORE_ERRORS, "op" => op.label()),
             })
             .collect();
-        Self { inner, meters }
+        Self {
+            inner,
+            hooks,
+            meters,
+        }
     }
 
     async fn observe<T>(
@@ -158,8 +170,15 @@ impl MeteredStore {
             db.operation.name = op.label(),
             otel.status_code = tracing::field::Empty,
         );
+        let fault = self.hooks.fault(op);
+        if fault == Some(Fault::FailBefore) {
+            return Err(injected(op));
+        }
         let started = Instant::now();
-        let result = call.instrument(span.clone()).await;
+        let mut result = call.instrument(span.clone()).await;
+        if fault == Some(Fault::FailAfter) {
+            result = Err(injected(op));
+        }
         if let Some(meters) = self.meters.get(op as usize) {
             meters
                 .duration
@@ -176,11 +195,28 @@ impl MeteredStore {
     }
 }
 
+fn injected(op: Op) -> StoreError {
+    StoreError::Unavailable(format!("injected failure of {}", op.label()))
+}
+
 #[async_trait]
 impl Store for MeteredStore {
     async fn create_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
         self.observe(Op::CreateSession, self.inner.create_session(record))
             .await
+    }
+
+    async fn create_session_capped(
+        &self,
+        record: &SessionRecord,
+        cap: usize,
+        reason: &str,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        self.observe(
+            Op::CreateSessionCapped,
+            self.inner.create_session_capped(record, cap, reason),
+        )
+        .await
     }
 
     async fn get_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {

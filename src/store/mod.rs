@@ -38,8 +38,10 @@ pub enum StoreError {
 pub enum Rotation {
     /// The expected generation and hash were current and have been replaced.
     Won,
-    /// Another rotation got there first, or the session was revoked meanwhile.
+    /// Another rotation got there first.
     Lost,
+    /// The session is revoked: the refresh lost to a revocation, not to another refresh.
+    Revoked,
     /// The session does not exist (or has expired).
     Gone,
 }
@@ -96,11 +98,23 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new session. The id is fresh, so this never overwrites.
     async fn create_session(&self, record: &SessionRecord) -> Result<(), StoreError>;
 
+    /// Stores a new session and, in the same atomic step, revokes (with `reason`, at the new
+    /// session's creation instant) the oldest active sessions of its user, every tenant, beyond
+    /// `cap - 1`, so that however many of these calls race, at most `cap` sessions of a user
+    /// stay active (`cap` 0: no limit). Returns the evicted ids.
+    async fn create_session_capped(
+        &self,
+        record: &SessionRecord,
+        cap: usize,
+        reason: &str,
+    ) -> Result<Vec<SessionId>, StoreError>;
+
     /// Reads one session; `None` when absent or expired (`expires_at <= now`).
     async fn get_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError>;
 
-    /// All unexpired sessions of a user (revoked ones too), newest first, optionally of one
-    /// tenant only.
+    /// The active (unexpired, unrevoked) sessions of a user, newest first, optionally of one
+    /// tenant only. Revoked sessions are not read, so the cost follows the user's live
+    /// sessions, never their history.
     async fn list_user_sessions(
         &self,
         user: &UserId,
@@ -109,7 +123,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Compare-and-set on the refresh state: replaces `(generation, hash)` with the next pair
     /// only while the session is unrevoked and both still equal the expected values, so of two
-    /// racing rotations exactly one gets `Rotation::Won`.
+    /// racing rotations exactly one gets `Rotation::Won`. A revoked session is
+    /// `Rotation::Revoked`, whatever the presented state.
     async fn rotate_refresh(
         &self,
         id: SessionId,

@@ -36,9 +36,54 @@ pub fn user_tenant_prefix(user: &UserId, tenant: &TenantId) -> Vec<u8> {
     k
 }
 
-/// A `sessions_by_user` key: `user 0 tenant 0 created_at session_id`.
-pub fn by_user(user: &UserId, tenant: &TenantId, created: Timestamp, id: SessionId) -> Vec<u8> {
-    let mut k = user_tenant_prefix(user, tenant);
+/// Which part of the per-user index a session is in. Active sessions come first in byte
+/// order, so what `Issue`, `List` and `RevokeAll` read is bounded by the live sessions of a
+/// user, never by their history of revoked ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Not revoked.
+    Active,
+    /// Revoked, kept until it expires for the admin listing.
+    Revoked,
+}
+
+impl Standing {
+    fn byte(self) -> u8 {
+        match self {
+            Standing::Active => b'a',
+            Standing::Revoked => b'r',
+        }
+    }
+}
+
+/// `user 0x00 standing`: one user's sessions of one standing, every tenant.
+pub fn user_standing_prefix(user: &UserId, standing: Standing) -> Vec<u8> {
+    let mut k = user_prefix(user);
+    k.push(standing.byte());
+    k
+}
+
+/// `user 0x00 standing tenant 0x00`: one user's sessions of one standing in one tenant.
+pub fn user_standing_tenant_prefix(
+    user: &UserId,
+    standing: Standing,
+    tenant: &TenantId,
+) -> Vec<u8> {
+    let mut k = user_standing_prefix(user, standing);
+    k.extend_from_slice(tenant.as_str().as_bytes());
+    k.push(0);
+    k
+}
+
+/// A `sessions_by_user_v2` key: `user 0x00 standing tenant 0x00 created_at session_id`.
+pub fn by_user(
+    user: &UserId,
+    tenant: &TenantId,
+    standing: Standing,
+    created: Timestamp,
+    id: SessionId,
+) -> Vec<u8> {
+    let mut k = user_standing_tenant_prefix(user, standing, tenant);
     k.extend_from_slice(&time_bytes(created));
     k.extend_from_slice(id.as_bytes());
     k
@@ -102,6 +147,7 @@ mod tests {
         let key = by_user(
             &b,
             &TenantId::none(),
+            Standing::Active,
             Timestamp::from_micros(1),
             SessionId::new(),
         );

@@ -26,10 +26,14 @@ use super::{
 };
 use crate::domain::ids::{SessionId, TenantId, UserId};
 use crate::domain::time::Timestamp;
+use keys::Standing;
 use writer::Writer;
 
 const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
-const BY_USER: TableDefinition<&[u8], ()> = TableDefinition::new("sessions_by_user");
+/// The per-user index, split by standing (see [`keys::Standing`]).
+const BY_USER: TableDefinition<&[u8], ()> = TableDefinition::new("sessions_by_user_v2");
+/// The index of earlier versions, without the standing; rebuilt into [`BY_USER`] on open.
+const BY_USER_V1: TableDefinition<&[u8], ()> = TableDefinition::new("sessions_by_user");
 const EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("session_expiry");
 const USER_NOT_BEFORE: TableDefinition<&[u8], (i64, i64)> = TableDefinition::new("user_not_before");
 const SETTINGS: TableDefinition<&str, i64> = TableDefinition::new("settings");
@@ -139,7 +143,73 @@ fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(SETTINGS).map_err(backend)?;
     txn.open_table(AUDIT).map_err(backend)?;
     txn.open_table(AUDIT_BY_USER).map_err(backend)?;
+    if txn.delete_table(BY_USER_V1).map_err(backend)? {
+        rebuild_user_index(&txn)?;
+    }
     txn.commit().map_err(backend)
+}
+
+/// Rebuilds the per-user index from the sessions table, for a file an earlier version wrote.
+fn rebuild_user_index(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+    let mut by_user = txn.open_table(BY_USER).map_err(backend)?;
+    for entry in sessions.iter().map_err(backend)? {
+        let (k, v) = entry.map_err(backend)?;
+        let id = SessionId::from_uuid(uuid::Uuid::from_u128(k.value()));
+        let record = codec::decode_session(id, v.value())?;
+        by_user
+            .insert(index_key(&record).as_slice(), ())
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// The per-user index key of a record as it now stands.
+fn index_key(r: &SessionRecord) -> Vec<u8> {
+    let standing = if r.is_revoked() {
+        Standing::Revoked
+    } else {
+        Standing::Active
+    };
+    keys::by_user(&r.user_id, &r.tenant_id, standing, r.created_at, r.id)
+}
+
+fn insert_session(txn: &WriteTransaction, record: &SessionRecord) -> Result<(), StoreError> {
+    let bytes = codec::encode_session(record)?;
+    let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
+    sessions
+        .insert(id_key(record.id), bytes.as_slice())
+        .map_err(backend)?;
+    let mut by_user = txn.open_table(BY_USER).map_err(backend)?;
+    by_user
+        .insert(index_key(record).as_slice(), ())
+        .map_err(backend)?;
+    let mut expiry = txn.open_table(EXPIRY).map_err(backend)?;
+    let k = keys::expiry(record.expires_at, record.id);
+    expiry.insert(k.as_slice(), ()).map_err(backend)?;
+    Ok(())
+}
+
+/// The unexpired sessions under one index prefix, newest first.
+fn indexed<T: ReadableTable<&'static [u8], ()>, S: ReadableTable<u128, &'static [u8]>>(
+    by_user: &T,
+    sessions: &S,
+    prefix: &[u8],
+    now: Timestamp,
+) -> Result<Vec<SessionRecord>, StoreError> {
+    let end = keys::prefix_end(prefix);
+    let mut out = Vec::new();
+    for entry in by_user.range(prefix..end.as_slice()).map_err(backend)? {
+        let (k, _) = entry.map_err(backend)?;
+        let Some(id) = keys::session_of_by_user(k.value()) else {
+            continue;
+        };
+        if let Some(r) = load(sessions, id)?.and_then(|r| live(r, now)) {
+            out.push(r);
+        }
+    }
+    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    Ok(out)
 }
 
 fn id_key(id: SessionId) -> u128 {
@@ -175,11 +245,18 @@ fn revoke_in(
     if record.is_revoked() {
         return Ok(Revocation::AlreadyRevoked(Box::new(record)));
     }
+    let active_key = index_key(&record);
     record.revoked_at = Some(at);
     record.revoke_reason = reason.to_owned();
     let bytes = codec::encode_session(&record)?;
     sessions
         .insert(id_key(id), bytes.as_slice())
+        .map_err(backend)?;
+    // Out of the active part of the user's index at once, so per-user reads stay bounded.
+    let mut by_user = txn.open_table(BY_USER).map_err(backend)?;
+    by_user.remove(active_key.as_slice()).map_err(backend)?;
+    by_user
+        .insert(index_key(&record).as_slice(), ())
         .map_err(backend)?;
     Ok(Revocation::Revoked(Box::new(record)))
 }
@@ -189,24 +266,41 @@ impl Store for EmbeddedStore {
     async fn create_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let record = record.clone();
         self.writer
+            .write(move |txn| insert_session(txn, &record))
+            .await
+    }
+
+    async fn create_session_capped(
+        &self,
+        record: &SessionRecord,
+        cap: usize,
+        reason: &str,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let record = record.clone();
+        let reason = reason.to_owned();
+        let now = Timestamp::now();
+        // One closure on the one writer thread: the count, the evictions and the insert
+        // cannot interleave with another `Issue` of the same user.
+        self.writer
             .write(move |txn| {
-                let bytes = codec::encode_session(&record)?;
-                let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
-                sessions
-                    .insert(id_key(record.id), bytes.as_slice())
-                    .map_err(backend)?;
-                let mut by_user = txn.open_table(BY_USER).map_err(backend)?;
-                let k = keys::by_user(
-                    &record.user_id,
-                    &record.tenant_id,
-                    record.created_at,
-                    record.id,
-                );
-                by_user.insert(k.as_slice(), ()).map_err(backend)?;
-                let mut expiry = txn.open_table(EXPIRY).map_err(backend)?;
-                let k = keys::expiry(record.expires_at, record.id);
-                expiry.insert(k.as_slice(), ()).map_err(backend)?;
-                Ok(())
+                let mut evicted = Vec::new();
+                if cap > 0 {
+                    let active = {
+                        let by_user = txn.open_table(BY_USER).map_err(backend)?;
+                        let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+                        let prefix = keys::user_standing_prefix(&record.user_id, Standing::Active);
+                        indexed(&by_user, &sessions, &prefix, now)?
+                    };
+                    for old in active.iter().skip(cap - 1) {
+                        if let Revocation::Revoked(_) =
+                            revoke_in(txn, old.id, record.created_at, &reason, now)?
+                        {
+                            evicted.push(old.id);
+                        }
+                    }
+                }
+                insert_session(txn, &record)?;
+                Ok(evicted)
             })
             .await
     }
@@ -226,33 +320,16 @@ impl Store for EmbeddedStore {
         tenant: Option<&TenantId>,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let prefix = match tenant {
-            Some(t) => keys::user_tenant_prefix(user, t),
-            None => keys::user_prefix(user),
+            Some(t) => keys::user_standing_tenant_prefix(user, Standing::Active, t),
+            None => keys::user_standing_prefix(user, Standing::Active),
         };
         let now = Timestamp::now();
-        let mut found = self
-            .read(move |txn| {
-                let by_user = txn.open_table(BY_USER).map_err(backend)?;
-                let sessions = txn.open_table(SESSIONS).map_err(backend)?;
-                let end = keys::prefix_end(&prefix);
-                let mut out = Vec::new();
-                for entry in by_user
-                    .range(prefix.as_slice()..end.as_slice())
-                    .map_err(backend)?
-                {
-                    let (k, _) = entry.map_err(backend)?;
-                    let Some(id) = keys::session_of_by_user(k.value()) else {
-                        continue;
-                    };
-                    if let Some(r) = load(&sessions, id)?.and_then(|r| live(r, now)) {
-                        out.push(r);
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
-        found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-        Ok(found)
+        self.read(move |txn| {
+            let by_user = txn.open_table(BY_USER).map_err(backend)?;
+            let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+            indexed(&by_user, &sessions, &prefix, now)
+        })
+        .await
     }
 
     async fn rotate_refresh(
@@ -270,9 +347,10 @@ impl Store for EmbeddedStore {
                 let Some(mut record) = load(&sessions, id)?.and_then(|r| live(r, now)) else {
                     return Ok(Rotation::Gone);
                 };
-                if record.is_revoked()
-                    || record.refresh_generation != expected_gen
-                    || record.refresh_hash != expected_hash
+                if record.is_revoked() {
+                    return Ok(Rotation::Revoked);
+                }
+                if record.refresh_generation != expected_gen || record.refresh_hash != expected_hash
                 {
                     return Ok(Rotation::Lost);
                 }
@@ -571,42 +649,54 @@ fn page_of_user(
     limit: usize,
     now: Timestamp,
 ) -> Result<Page<SessionRecord>, StoreError> {
-    let prefix = match &filter.tenant {
-        Some(t) => keys::user_tenant_prefix(user, t),
-        None => keys::user_prefix(user),
+    let standings: &[Standing] = if filter.include_revoked {
+        &[Standing::Active, Standing::Revoked]
+    } else {
+        &[Standing::Active]
     };
-    let end = keys::prefix_end(&prefix);
+    if let Some(c) = &cursor {
+        let user_prefix = keys::user_prefix(user);
+        if !c.starts_with(&user_prefix) || c.len() <= user_prefix.len() {
+            return Err(StoreError::BadCursor);
+        }
+    }
     let by_user = txn.open_table(BY_USER).map_err(backend)?;
     let sessions = txn.open_table(SESSIONS).map_err(backend)?;
-    let lower = match &cursor {
-        Some(c) if c.starts_with(&prefix) && c.len() > prefix.len() => {
-            std::ops::Bound::Excluded(c.as_slice())
-        }
-        Some(_) => return Err(StoreError::BadCursor),
-        None => std::ops::Bound::Included(prefix.as_slice()),
-    };
-    let range = (lower, std::ops::Bound::Excluded(end.as_slice()));
     let mut items = Vec::new();
     let mut last_key: Option<Vec<u8>> = None;
     let mut budget = limit.saturating_mul(SCAN_BUDGET_FACTOR).max(1000);
-    for entry in by_user.range::<&[u8]>(range).map_err(backend)? {
-        let (k, _) = entry.map_err(backend)?;
-        if items.len() == limit || budget == 0 {
-            return Ok(Page {
-                items,
-                next: last_key,
-            });
-        }
-        budget -= 1;
-        last_key = Some(k.value().to_vec());
-        let Some(id) = keys::session_of_by_user(k.value()) else {
-            continue;
+    // The parts are disjoint and in byte order (active before revoked), so one key is a
+    // position in the whole listing.
+    for &standing in standings {
+        let prefix = match &filter.tenant {
+            Some(t) => keys::user_standing_tenant_prefix(user, standing, t),
+            None => keys::user_standing_prefix(user, standing),
         };
-        if let Some(record) = load(&sessions, id)?
-            && record.expires_at > now
-            && (filter.include_revoked || !record.is_revoked())
-        {
-            items.push(record);
+        let end = keys::prefix_end(&prefix);
+        let lower = match &cursor {
+            Some(c) if c.as_slice() >= end.as_slice() => continue,
+            Some(c) if c.as_slice() >= prefix.as_slice() => std::ops::Bound::Excluded(c.as_slice()),
+            _ => std::ops::Bound::Included(prefix.as_slice()),
+        };
+        let range = (lower, std::ops::Bound::Excluded(end.as_slice()));
+        for entry in by_user.range::<&[u8]>(range).map_err(backend)? {
+            let (k, _) = entry.map_err(backend)?;
+            if items.len() == limit || budget == 0 {
+                return Ok(Page {
+                    items,
+                    next: last_key,
+                });
+            }
+            budget -= 1;
+            last_key = Some(k.value().to_vec());
+            let Some(id) = keys::session_of_by_user(k.value()) else {
+                continue;
+            };
+            if let Some(record) = load(&sessions, id)?
+                && record.expires_at > now
+            {
+                items.push(record);
+            }
         }
     }
     Ok(Page { items, next: None })
@@ -699,8 +789,9 @@ fn sweep_batch(
         };
         if let Some(record) = load(&sessions, id)? {
             sessions.remove(id_key(id)).map_err(backend)?;
-            let k = keys::by_user(&record.user_id, &record.tenant_id, record.created_at, id);
-            by_user.remove(k.as_slice()).map_err(backend)?;
+            by_user
+                .remove(index_key(&record).as_slice())
+                .map_err(backend)?;
         }
     }
     if removed < SWEEP_BATCH {

@@ -513,11 +513,11 @@ impl ScyllaStore {
                 .await
             {
                 Ok(result) => {
-                    return Ok(if cas_applied(result)? {
-                        Rotation::Won
+                    return if cas_applied(result)? {
+                        Ok(Rotation::Won)
                     } else {
-                        Rotation::Lost
-                    });
+                        self.why_rotation_lost(st, id).await
+                    };
                 }
                 Err(e) if errors::cas_outcome_unknown(&e) => e,
                 Err(e) => return Err(errors::execution("rotating refresh token", e)),
@@ -534,13 +534,34 @@ impl ScyllaStore {
             if state == next {
                 return Ok(Rotation::Won);
             }
-            if state != expected || current.is_revoked() {
+            if current.is_revoked() {
+                return Ok(Rotation::Revoked);
+            }
+            if state != expected {
                 return Ok(Rotation::Lost);
             }
         }
         Err(StoreError::Unavailable(format!(
             "refresh rotation of session {id} could not be settled"
         )))
+    }
+
+    /// A compare-and-set that did not apply lost either to another rotation or to a
+    /// revocation; a serial read says which, so a revoke is never reported as token theft.
+    async fn why_rotation_lost(
+        &self,
+        st: &Statements,
+        id: SessionId,
+    ) -> Result<Rotation, StoreError> {
+        let now = Timestamp::now();
+        match self
+            .read_session(&st.select_session_serial, id, now)
+            .await?
+        {
+            None => Ok(Rotation::Gone),
+            Some(current) if current.is_revoked() => Ok(Rotation::Revoked),
+            Some(_) => Ok(Rotation::Lost),
+        }
     }
 
     /// Copies a won rotation into `sessions_by_user`. The rotation has happened whatever this
@@ -604,11 +625,11 @@ impl ScyllaStore {
             record.created_at.as_micros(),
             id.as_uuid(),
         );
+        let feed = feed_row(&RevocationEvent::Session(id));
         self.session
-            .batch(&st.revoke_batch, (session_row, user_row))
+            .batch(&st.revoke_batch, (session_row, user_row, feed))
             .await
             .map_err(|e| errors::execution("revoking session", e))?;
-        self.append_feed(st, &RevocationEvent::Session(id)).await?;
         record.revoked_at = Some(at);
         record.revoke_reason = reason.to_owned();
         Ok(Revocation::Revoked(Box::new(record)))
@@ -722,24 +743,18 @@ fn cas_applied(result: scylla::response::query_result::QueryResult) -> Result<bo
 
 // Revocation feed.
 impl ScyllaStore {
-    /// Appends one event, stamped now. Called only after the revocation itself is stored.
+    /// Appends one event on its own, for a mark whose row needs no writing.
     async fn append_feed(
         &self,
         st: &Statements,
         event: &RevocationEvent,
     ) -> Result<(), StoreError> {
-        let now = Timestamp::now();
-        let (kind, subject) = FeedRow::columns(event);
-        let shard = rand::Rng::gen_range(&mut rand::thread_rng(), 0..FEED_SHARDS);
-        let values = (
-            buckets::minute(now),
-            shard,
-            CqlTimeuuid::from(buckets::timeuuid(now)),
-            kind,
-            subject,
-        );
-        self.write("appending revocation feed", &st.insert_feed, values)
-            .await
+        self.write(
+            "appending revocation feed",
+            &st.insert_feed,
+            feed_row(event),
+        )
+        .await
     }
 
     /// Feed rows of the minutes `first..=last` stamped at or after `from` (to the
@@ -764,6 +779,21 @@ impl ScyllaStore {
         let batches: Vec<Vec<FeedRow>> = futures::future::try_join_all(reads).await?;
         Ok(batches.into_iter().flatten().collect())
     }
+}
+
+/// The values of one feed row, stamped now: written in the same logged batch as the
+/// revocation it announces.
+fn feed_row(event: &RevocationEvent) -> (i64, i16, CqlTimeuuid, &'static str, String) {
+    let now = Timestamp::now();
+    let (kind, subject) = FeedRow::columns(event);
+    let shard = rand::Rng::gen_range(&mut rand::thread_rng(), 0..FEED_SHARDS);
+    (
+        buckets::minute(now),
+        shard,
+        CqlTimeuuid::from(buckets::timeuuid(now)),
+        kind,
+        subject,
+    )
 }
 
 // Audit.
@@ -917,6 +947,24 @@ impl Store for ScyllaStore {
             .map_err(|e| errors::execution("issuing session", e))
     }
 
+    async fn create_session_capped(
+        &self,
+        record: &SessionRecord,
+        cap: usize,
+        reason: &str,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut evicted = Vec::new();
+        if cap > 0 {
+            let active = self.list_user_sessions(&record.user_id, None).await?;
+            let oldest: Vec<SessionId> = active.iter().skip(cap - 1).map(|s| s.id).collect();
+            evicted = self
+                .revoke_sessions(&oldest, record.created_at, reason)
+                .await?;
+        }
+        self.create_session(record).await?;
+        Ok(evicted)
+    }
+
     async fn get_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
         let st = self.statements().await?;
         self.read_session(&st.select_session, id, Timestamp::now())
@@ -947,7 +995,9 @@ impl Store for ScyllaStore {
         let now = Timestamp::now();
         let mut records = Vec::with_capacity(rows.len());
         for row in rows {
-            if let Some(r) = row.into_record(now)? {
+            if let Some(r) = row.into_record(now)?
+                && !r.is_revoked()
+            {
                 records.push(r);
             }
         }
@@ -976,7 +1026,10 @@ impl Store for ScyllaStore {
             generation: expected.0,
             hash: expected.1.0,
         };
-        if record.is_revoked() || RefreshState::of(&record) != wanted {
+        if record.is_revoked() {
+            return Ok(Rotation::Revoked);
+        }
+        if RefreshState::of(&record) != wanted {
             return Ok(Rotation::Lost);
         }
         let Some(ttl) = buckets::ttl_secs(record.expires_at, now) else {
@@ -1044,18 +1097,19 @@ impl Store for ScyllaStore {
     ) -> Result<(), StoreError> {
         let st = self.statements().await?;
         // Past `keep_until` no token the mark could reject is alive: nothing to store.
-        if let Some(ttl) = buckets::ttl_secs(keep_until, Timestamp::now()) {
-            let micros = at.as_micros();
-            let values = (user.as_str(), tenant.as_str(), micros, ttl, micros);
-            self.write(
-                "storing user not-before",
-                &st.upsert_user_not_before,
-                values,
-            )
-            .await?;
-        }
-        self.append_feed(st, &RevocationEvent::User(user.clone()))
+        let feed = feed_row(&RevocationEvent::User(user.clone()));
+        let Some(ttl) = buckets::ttl_secs(keep_until, Timestamp::now()) else {
+            return self
+                .append_feed(st, &RevocationEvent::User(user.clone()))
+                .await;
+        };
+        let micros = at.as_micros();
+        let mark = (user.as_str(), tenant.as_str(), micros, ttl, micros);
+        self.session
+            .batch(&st.user_not_before_batch, (mark, feed))
             .await
+            .map(|_| ())
+            .map_err(|e| errors::execution("storing user not-before", e))
     }
 
     async fn user_not_before(&self, user: &UserId) -> Result<UserNotBefore, StoreError> {
@@ -1083,13 +1137,13 @@ impl Store for ScyllaStore {
     async fn set_global_not_before(&self, at: Timestamp) -> Result<Timestamp, StoreError> {
         let st = self.statements().await?;
         let micros = at.as_micros();
-        self.write(
-            "storing global not-before",
-            &st.upsert_global_not_before,
-            (micros, micros),
-        )
-        .await?;
-        self.append_feed(st, &RevocationEvent::Global).await?;
+        self.session
+            .batch(
+                &st.global_not_before_batch,
+                ((micros, micros), feed_row(&RevocationEvent::Global)),
+            )
+            .await
+            .map_err(|e| errors::execution("storing global not-before", e))?;
         // A later instant written by anyone else wins; report what now stands.
         Ok(self
             .global_not_before()

@@ -24,9 +24,7 @@ pub(super) struct Statements {
     pub mirror_refresh_by_user: PreparedStatement,
     pub touch_session: PreparedStatement,
     pub touch_session_by_user: PreparedStatement,
-    pub upsert_user_not_before: PreparedStatement,
     pub select_user_not_before: PreparedStatement,
-    pub upsert_global_not_before: PreparedStatement,
     pub select_global_not_before: PreparedStatement,
     pub insert_feed: PreparedStatement,
     pub select_feed: PreparedStatement,
@@ -37,8 +35,13 @@ pub(super) struct Statements {
     pub select_schema_versions: PreparedStatement,
     /// Issue: `insert_session` and `insert_session_by_user`, logged.
     pub issue_batch: Batch,
-    /// Revoke: `revoke_session` and `revoke_session_by_user`, logged.
+    /// Revoke: `revoke_session`, `revoke_session_by_user` and `insert_feed`, logged, so no
+    /// revocation reaches the store without reaching the feed.
     pub revoke_batch: Batch,
+    /// `upsert_user_not_before` and `insert_feed`, logged.
+    pub user_not_before_batch: Batch,
+    /// `upsert_global_not_before` and `insert_feed`, logged.
+    pub global_not_before_batch: Batch,
 }
 
 impl Statements {
@@ -63,11 +66,21 @@ impl Statements {
             p.plain("insert_session_by_user", &cql.insert_session_by_user)
                 .await?,
         ]);
+        let insert_feed = p.idempotent("insert_feed", &cql.insert_feed).await?;
         let revoke_batch = logged_batch([
             p.plain("revoke_session", &cql.revoke_session).await?,
             p.plain("revoke_session_by_user", &cql.revoke_session_by_user)
                 .await?,
+            insert_feed.clone(),
         ]);
+        let upsert_user_not_before = p
+            .idempotent("upsert_user_not_before", &cql.upsert_user_not_before)
+            .await?;
+        let upsert_global_not_before = p
+            .idempotent("upsert_global_not_before", &cql.upsert_global_not_before)
+            .await?;
+        let user_not_before_batch = logged_batch([upsert_user_not_before, insert_feed.clone()]);
+        let global_not_before_batch = logged_batch([upsert_global_not_before, insert_feed.clone()]);
         Ok(Self {
             select_session,
             select_session_serial,
@@ -89,19 +102,13 @@ impl Statements {
             touch_session_by_user: p
                 .idempotent("touch_session_by_user", &cql.touch_session_by_user)
                 .await?,
-            upsert_user_not_before: p
-                .idempotent("upsert_user_not_before", &cql.upsert_user_not_before)
-                .await?,
             select_user_not_before: p
                 .idempotent("select_user_not_before", &cql.select_user_not_before)
-                .await?,
-            upsert_global_not_before: p
-                .idempotent("upsert_global_not_before", &cql.upsert_global_not_before)
                 .await?,
             select_global_not_before: p
                 .idempotent("select_global_not_before", &cql.select_global_not_before)
                 .await?,
-            insert_feed: p.idempotent("insert_feed", &cql.insert_feed).await?,
+            insert_feed,
             select_feed: p.idempotent("select_feed", &cql.select_feed).await?,
             insert_audit_by_user: p
                 .idempotent("insert_audit_by_user", &cql.insert_audit_by_user)
@@ -120,6 +127,8 @@ impl Statements {
                 .await?,
             issue_batch,
             revoke_batch,
+            user_not_before_batch,
+            global_not_before_batch,
         })
     }
 }
@@ -132,9 +141,10 @@ pub(super) enum NotPrepared {
     Failed(StoreError),
 }
 
-/// Both batches write the same values on every attempt (fresh ids, fixed instants), so
-/// replaying them is harmless and the driver may retry them.
-fn logged_batch(statements: [PreparedStatement; 2]) -> Batch {
+/// Every batch writes the same values on every attempt (fresh ids, fixed instants, a feed
+/// row's timeuuid chosen before the first), so replaying one is harmless and the driver may
+/// retry it.
+fn logged_batch<const N: usize>(statements: [PreparedStatement; N]) -> Batch {
     let mut batch = Batch::new(BatchType::Logged);
     for s in statements {
         batch.append_statement(s);

@@ -1,0 +1,579 @@
+//! The race suite: every revoking RPC against the checks it must win over.
+//!
+//! The invariant: once a revocation is acknowledged, no surface (`Validate`, Envoy `Check`,
+//! RFC 7662 introspection, `List`, `Refresh`, `AdminList`) answers "valid" for that session on
+//! this replica. The interleavings that break it are microseconds wide, so each test stops a
+//! request exactly between its two steps with a test hook (`sessiond::hooks`), lands the
+//! revocation there, lets the request go on, and then asks every surface. Each counts
+//! violations over a bounded number of rounds and asserts there are none.
+//!
+//! Runs on the backend `SESSIOND_TEST_BACKEND` names (`scripts/test` runs it on both).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+    HttpRequest, Request as CheckedRequest,
+};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use futures::StreamExt;
+use sessiond::hooks::{Hooks, Step};
+use sessiond::pb;
+use sessiond::pb::session_service_client::SessionServiceClient;
+use sessiond::{Config, ServeError};
+use support::{DEADLINE, Issued, error_reason, issue_request};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+/// Rounds of each race; each round is made to interleave badly, so a handful suffices.
+const ROUNDS: usize = 8;
+
+type Pending = (Step, oneshot::Sender<()>, oneshot::Receiver<()>);
+
+/// Stops the next request that reaches an armed step until the test lets it go.
+#[derive(Clone, Default)]
+struct Gate(Arc<Mutex<Option<Pending>>>);
+
+impl Gate {
+    /// The next request to reach `step` stops there: `reached` fires when it does, and it
+    /// goes on once `release` is sent (or dropped).
+    fn arm(&self, step: Step) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
+        let (reached_tx, reached) = oneshot::channel();
+        let (release, release_rx) = oneshot::channel();
+        *self.0.lock().expect("gate") = Some((step, reached_tx, release_rx));
+        (reached, release)
+    }
+
+    fn hooks(&self) -> Hooks {
+        let gate = self.clone();
+        Hooks::default().pause_at(move |step| {
+            let taken = {
+                let mut pending = gate.0.lock().expect("gate");
+                if pending.as_ref().is_some_and(|(armed, _, _)| *armed == step) {
+                    pending.take()
+                } else {
+                    None
+                }
+            };
+            Box::pin(async move {
+                if let Some((_, reached, release)) = taken {
+                    let _ = reached.send(());
+                    let _ = release.await;
+                }
+            })
+        })
+    }
+}
+
+/// A server with both surfaces and a gate on its hooks.
+struct Harness {
+    _dir: TempDir,
+    gate: Gate,
+    http: SocketAddr,
+    channel: Channel,
+    web: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    exit: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl Harness {
+    async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gate = Gate::default();
+        let mut config = support::config(dir.path());
+        config.hooks = gate.hooks();
+        tweak(&mut config);
+        let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+        let grpc_addr = grpc.local_addr().expect("grpc addr");
+        let http_addr = http.local_addr().expect("http addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let exit = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            let result = sessiond::serve_with_http(config, grpc, Some(http), shutdown).await;
+            if let Err(error) = &result {
+                eprintln!("sessiond::serve_with_http failed: {error}");
+            }
+            result
+        });
+        let channel = Endpoint::from_shared(format!("http://{grpc_addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        Self {
+            _dir: dir,
+            gate,
+            http: http_addr,
+            channel,
+            web: reqwest::Client::new(),
+            shutdown: Some(tx),
+            exit: Some(exit),
+        }
+    }
+
+    fn client(&self) -> support::Client {
+        SessionServiceClient::new(self.channel.clone())
+    }
+
+    async fn issue(&self, user: &str) -> Issued {
+        support::issue(&mut self.client(), user).await
+    }
+
+    async fn validate(&self, token: &str) -> pb::InvalidReason {
+        support::validate(&mut self.client(), token).await.1
+    }
+
+    /// Every surface's answer for `token`: which of them still call it valid.
+    async fn surfaces_calling_valid(&self, token: &str) -> Vec<&'static str> {
+        let mut valid = Vec::new();
+        if self.validate(token).await == pb::InvalidReason::Unspecified {
+            valid.push("Validate");
+        }
+        let answer = AuthorizationClient::new(self.channel.clone())
+            .check(check_request(token))
+            .await
+            .expect("check answers")
+            .into_inner();
+        if matches!(answer.http_response, Some(HttpResponse::OkResponse(_))) {
+            valid.push("Check");
+        }
+        let introspection: serde_json::Value = self
+            .web
+            .post(format!("http://{}/oauth2/introspect", self.http))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("introspect")
+            .json()
+            .await
+            .expect("introspection json");
+        if introspection["active"] == serde_json::Value::Bool(true) {
+            valid.push("introspection");
+        }
+        let listed = self
+            .client()
+            .list(pb::ListRequest {
+                access_token: token.to_owned(),
+            })
+            .await;
+        if listed.is_ok() {
+            valid.push("List");
+        }
+        valid
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(exit) = self.exit.take() {
+            tokio::time::timeout(DEADLINE, exit)
+                .await
+                .expect("serve returns within the deadline")
+                .expect("serve task")
+                .expect("serve returned an error");
+        }
+    }
+}
+
+fn check_request(token: &str) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(CheckedRequest {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    path: "/api".into(),
+                    headers: [("authorization".to_owned(), format!("Bearer {token}"))]
+                        .into_iter()
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn reached(signal: oneshot::Receiver<()>, what: &str) {
+    tokio::time::timeout(DEADLINE, signal)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the request never reached the hook"))
+        .unwrap_or_else(|_| panic!("{what}: the hook went away"));
+}
+
+/// The revoking RPCs, each ending `victim`'s session (`actor` is another session of the same
+/// user, for the RPCs a user calls with their own token).
+#[derive(Clone, Copy, Debug)]
+enum Revoker {
+    Revoke,
+    RevokeAll,
+    AdminRevokeSession,
+    AdminRevokeUser,
+    AdminRevokeAllSessions,
+}
+
+const REVOKERS: [Revoker; 5] = [
+    Revoker::Revoke,
+    Revoker::RevokeAll,
+    Revoker::AdminRevokeSession,
+    Revoker::AdminRevokeUser,
+    Revoker::AdminRevokeAllSessions,
+];
+
+impl Revoker {
+    /// Revokes and returns once the revocation is acknowledged.
+    async fn revoke(self, h: &Harness, victim: &Issued, actor: &Issued) {
+        let mut c = h.client();
+        let done = match self {
+            Revoker::Revoke => c
+                .revoke(pb::RevokeRequest {
+                    access_token: actor.access.clone(),
+                    session_id: victim.session_id.clone(),
+                })
+                .await
+                .map(drop),
+            Revoker::RevokeAll => c
+                .revoke_all(pb::RevokeAllRequest {
+                    access_token: actor.access.clone(),
+                    include_current: false,
+                })
+                .await
+                .map(drop),
+            Revoker::AdminRevokeSession => c
+                .admin_revoke_session(pb::AdminRevokeSessionRequest {
+                    session_id: victim.session_id.clone(),
+                    reason: "race".into(),
+                })
+                .await
+                .map(drop),
+            Revoker::AdminRevokeUser => c
+                .admin_revoke_user(pb::AdminRevokeUserRequest {
+                    user_id: victim.user_id.clone(),
+                    reason: "race".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            Revoker::AdminRevokeAllSessions => c
+                .admin_revoke_all_sessions(pb::AdminRevokeAllSessionsRequest {
+                    reason: "race".into(),
+                    confirm: true,
+                })
+                .await
+                .map(drop),
+        };
+        done.unwrap_or_else(|s| panic!("{self:?} is acknowledged: {s:?}"));
+    }
+}
+
+/// A session's first `Validate` since it left the cache reads the store, then a revocation is
+/// acknowledged, then the read is handed to the cache: no later check may use it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_miss_racing_a_revocation_never_outlives_it() {
+    let h = Harness::start(|_| {}).await;
+    let mut violations = Vec::new();
+    for revoker in REVOKERS {
+        for round in 0..ROUNDS {
+            let user = format!("miss-{revoker:?}-{round}");
+            let victim = h.issue(&user).await;
+            let actor = h.issue(&user).await;
+            // The actor's own check must not wait on the gate.
+            assert_eq!(
+                h.validate(&actor.access).await,
+                pb::InvalidReason::Unspecified
+            );
+            let id = victim.session_id.parse().expect("session id");
+            let (at_hook, release) = h.gate.arm(Step::SessionRead(id));
+            let token = victim.access.clone();
+            let mut client = h.client();
+            let in_flight =
+                tokio::spawn(async move { support::validate(&mut client, &token).await });
+            reached(at_hook, "validate miss").await;
+            revoker.revoke(&h, &victim, &actor).await;
+            release.send(()).ok();
+            in_flight.await.expect("in-flight validate");
+            let valid = h.surfaces_calling_valid(&victim.access).await;
+            if !valid.is_empty() {
+                violations.push((revoker, round, valid));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "surfaces answered valid after an acknowledged revocation: {violations:?}"
+    );
+    h.stop().await;
+}
+
+/// A `Refresh` that checked its session before a revocation and rotates after it: it fails
+/// `SESSION_REVOKED` (a refresh that loses to a revocation is not theft), and no token it could
+/// have minted is valid anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_racing_a_revocation_loses_without_a_theft_alarm() {
+    let h = Harness::start(|_| {}).await;
+    let mut violations = Vec::new();
+    for revoker in [
+        Revoker::AdminRevokeSession,
+        Revoker::AdminRevokeUser,
+        Revoker::AdminRevokeAllSessions,
+    ] {
+        for round in 0..ROUNDS {
+            let user = format!("refresh-{revoker:?}-{round}");
+            let victim = h.issue(&user).await;
+            let id = victim.session_id.parse().expect("session id");
+            let (at_hook, release) = h.gate.arm(Step::RefreshChecked(id));
+            let refresh_token = victim.refresh.clone();
+            let mut client = h.client();
+            let in_flight =
+                tokio::spawn(async move { support::refresh(&mut client, &refresh_token).await });
+            reached(at_hook, "refresh").await;
+            revoker.revoke(&h, &victim, &victim).await;
+            release.send(()).ok();
+            match in_flight.await.expect("in-flight refresh") {
+                Ok(next) => {
+                    let valid = h.surfaces_calling_valid(&next.access).await;
+                    violations.push((
+                        revoker,
+                        round,
+                        format!("refresh succeeded; valid: {valid:?}"),
+                    ));
+                }
+                Err(status) => {
+                    if status.code() != Code::Unauthenticated
+                        || error_reason(&status) != "SESSION_REVOKED"
+                    {
+                        violations.push((
+                            revoker,
+                            round,
+                            format!("refresh failed with {status:?}"),
+                        ));
+                    }
+                }
+            }
+            let valid = h.surfaces_calling_valid(&victim.access).await;
+            if !valid.is_empty() {
+                violations.push((revoker, round, format!("old token valid: {valid:?}")));
+            }
+            let audit = support::audit_all(&mut h.client(), &user, 100).await;
+            if audit.iter().any(|e| e.kind == "refresh_token_reuse") {
+                violations.push((revoker, round, "audited as token theft".into()));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "{violations:#?}");
+    h.stop().await;
+}
+
+/// Sessions refreshing in a loop across the emergency switch: whatever tokens they hold once
+/// the switch is acknowledged are dead on every surface, including ones minted after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_refreshing_in_a_loop_do_not_survive_the_emergency_switch() {
+    const SESSIONS: usize = 16;
+    let h = Harness::start(|_| {}).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut loops = Vec::new();
+    for i in 0..SESSIONS {
+        let first = h.issue(&format!("loop-{i}")).await;
+        let mut client = h.client();
+        let mut stop = stop_rx.clone();
+        loops.push(tokio::spawn(async move {
+            let mut latest = first;
+            // Bounded: the switch lands within a few refreshes; the cap stops a runaway loop.
+            for _ in 0..10_000 {
+                if *stop.borrow_and_update() {
+                    break;
+                }
+                match support::refresh(&mut client, &latest.refresh).await {
+                    Ok(next) => latest = next,
+                    Err(_) => break,
+                }
+            }
+            latest
+        }));
+    }
+    // Let every loop get going (each has refreshed at least once), then throw the switch.
+    support::poll_until("every loop to refresh", DEADLINE, || async {
+        let audit = support::audit_all(&mut h.client(), "loop-0", 100).await;
+        audit
+            .iter()
+            .any(|e| e.kind == "session_refreshed")
+            .then_some(())
+    })
+    .await;
+    Revoker::AdminRevokeAllSessions
+        .revoke(&h, &h.issue("switch").await, &h.issue("switch").await)
+        .await;
+    // The loops keep going for a moment after the switch (racing it), then stop.
+    let _ = stop_tx.send(true);
+    let mut violations = Vec::new();
+    for (i, task) in loops.into_iter().enumerate() {
+        let latest = task.await.expect("refresh loop");
+        let valid = h.surfaces_calling_valid(&latest.access).await;
+        if !valid.is_empty() {
+            violations.push((i, valid));
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "tokens valid after the switch: {violations:?}"
+    );
+    h.stop().await;
+}
+
+/// 32 concurrent `Issue`s of one user under a cap of 5: never more than 5 live sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_issues_never_exceed_the_per_user_cap() {
+    const CAP: usize = 5;
+    const RACERS: usize = 32;
+    let h = Harness::start(|c| c.max_sessions_per_user = CAP).await;
+    let mut over = Vec::new();
+    for round in 0..4 {
+        let user = format!("cap-{round}");
+        let issued: Vec<Issued> = futures::stream::iter(0..RACERS)
+            .map(|_| {
+                let mut client = h.client();
+                let user = user.clone();
+                async move { support::issue(&mut client, &user).await }
+            })
+            .buffer_unordered(RACERS)
+            .collect()
+            .await;
+        let listed = support::admin_list_all(
+            &mut h.client(),
+            pb::AdminListRequest {
+                user_id: user.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+        let mut valid = 0;
+        for s in &issued {
+            if h.validate(&s.access).await == pb::InvalidReason::Unspecified {
+                valid += 1;
+            }
+        }
+        if listed.len() != CAP || valid != CAP {
+            over.push((round, listed.len(), valid));
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "(round, listed active, valid tokens) with a cap of {CAP}: {over:?}"
+    );
+    h.stop().await;
+}
+
+/// `AdminList` shows a session ended by the emergency switch as revoked, like every other
+/// surface, and leaves it out unless revoked sessions are asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_list_shows_switched_off_sessions_as_revoked() {
+    let h = Harness::start(|_| {}).await;
+    let before = h.issue("switched").await;
+    Revoker::AdminRevokeAllSessions
+        .revoke(&h, &before, &before)
+        .await;
+    let after = h.issue("switched").await;
+    let mut c = h.client();
+    let all = support::admin_list_all(
+        &mut c,
+        pb::AdminListRequest {
+            user_id: "switched".into(),
+            include_revoked: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let old = all
+        .iter()
+        .find(|s| s.session_id == before.session_id)
+        .expect("listed with revoked ones");
+    assert!(old.revoked_at.is_some(), "{old:?}");
+    assert_eq!(old.revoke_reason, "global_revoke");
+    let new = all
+        .iter()
+        .find(|s| s.session_id == after.session_id)
+        .expect("the new session is listed");
+    assert!(new.revoked_at.is_none(), "{new:?}");
+    let active = support::admin_list_all(
+        &mut c,
+        pb::AdminListRequest {
+            user_id: "switched".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let ids: Vec<&str> = active.iter().map(|s| s.session_id.as_str()).collect();
+    assert_eq!(ids, vec![after.session_id.as_str()]);
+    h.stop().await;
+}
+
+/// The largest allowed sessions, more than a page of them: every `AdminList` page fits the
+/// 4 MB that gRPC clients accept by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_list_pages_of_the_largest_sessions_fit_a_default_client() {
+    const SESSIONS: usize = 450;
+    let h = Harness::start(|c| c.max_sessions_per_user = 0).await;
+    let user = "u".repeat(256);
+    let request = {
+        let mut r = issue_request(&user);
+        r.tenant_id = "t".repeat(256);
+        r.client = Some(pb::ClientInfo {
+            ip: "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff".into(),
+            user_agent: "a".repeat(1024),
+            device_name: "d".repeat(128),
+        });
+        r.metadata = (0..8)
+            .map(|i| (format!("key-{i:020}"), "v".repeat(1000)))
+            .collect();
+        r
+    };
+    futures::stream::iter(0..SESSIONS)
+        .map(|_| {
+            let mut client = h.client();
+            let request = request.clone();
+            async move {
+                client
+                    .issue(request)
+                    .await
+                    .expect("issue the largest session")
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    let mut c = h.client();
+    let mut seen = 0;
+    let mut page_token = String::new();
+    for _ in 0..SESSIONS {
+        let page = c
+            .admin_list(pb::AdminListRequest {
+                user_id: user.clone(),
+                tenant_id: "t".repeat(256),
+                include_revoked: true,
+                page_size: 1000,
+                page_token: page_token.clone(),
+            })
+            .await
+            .expect("a page fits the client's default message limit")
+            .into_inner();
+        seen += page.sessions.len();
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen, SESSIONS);
+    h.stop().await;
+}
