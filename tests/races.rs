@@ -13,6 +13,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
     HttpRequest, Request as CheckedRequest,
@@ -576,4 +577,148 @@ async fn admin_list_pages_of_the_largest_sessions_fit_a_default_client() {
     }
     assert_eq!(seen, SESSIONS);
     h.stop().await;
+}
+
+/// Two replicas on one CQL keyspace, with store failures injected into one of them.
+mod cql_replicas {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use sessiond::hooks::{Fault, Op};
+
+    use super::*;
+
+    const POLL: Duration = Duration::from_millis(200);
+
+    /// The README's bound for a replica whose feed reads fail: it stops trusting its caches
+    /// after 3 × the poll interval + 2s; one more poll for slack.
+    fn bound() -> Duration {
+        POLL * 4 + Duration::from_secs(2)
+    }
+
+    /// Fails the next `n` calls of `op` once armed.
+    #[derive(Clone, Default)]
+    struct Failures(Arc<Mutex<Option<(Op, Fault)>>>, Arc<AtomicUsize>);
+
+    impl Failures {
+        fn arm(&self, op: Op, fault: Fault, n: usize) {
+            *self.0.lock().expect("failures") = Some((op, fault));
+            self.1.store(n, Ordering::SeqCst);
+        }
+
+        fn hooks(&self) -> Hooks {
+            let this = self.clone();
+            Hooks::default().fail_store(move |op| {
+                let armed = *this.0.lock().expect("failures");
+                match armed {
+                    Some((armed_op, fault)) if armed_op == op => this
+                        .1
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .ok()
+                        .map(|_| fault),
+                    _ => None,
+                }
+            })
+        }
+    }
+
+    fn cql_node() -> String {
+        std::env::var("SESSIOND_TEST_CQL")
+            .ok()
+            .filter(|a| !a.is_empty())
+            .expect("SESSIOND_TEST_CQL must name a CQL node (scripts/test starts one)")
+    }
+
+    /// Replicas A and B on a fresh keyspace with shared keys, each failing store calls as its
+    /// `Failures` say.
+    async fn replicas(a_fails: &Failures, b_fails: &Failures) -> (Harness, Harness, TempDir) {
+        let keys = tempfile::tempdir().expect("key dir");
+        let keyspace = format!("sessiond_race_{}", uuid::Uuid::new_v4().simple());
+        let uri = format!("scylla://{}/{keyspace}?rf=1", cql_node());
+        let setup = |c: &mut Config, fails: &Failures| {
+            c.store = sessiond::config::StoreKind::Scylla(uri.clone());
+            c.migrate = true;
+            c.key_dir = keys.path().to_owned();
+            c.revocation_poll = POLL;
+            c.hooks = fails.hooks();
+        };
+        let a = Harness::start(|c| setup(c, a_fails)).await;
+        // A has written the keys before it serves; B loads the same ones.
+        let b = Harness::start(|c| setup(c, b_fails)).await;
+        (a, b, keys)
+    }
+
+    async fn honoured_within(b: &Harness, token: &str, bound: Duration) -> Duration {
+        let started = std::time::Instant::now();
+        support::poll_until("replica B to honour the revocation", bound, || async {
+            (b.validate(token).await == pb::InvalidReason::Revoked).then_some(())
+        })
+        .await;
+        started.elapsed()
+    }
+
+    /// A revocation whose store write lands but whose answer is lost: the caller retries and
+    /// is told it was already revoked; the other replica honours it all the same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs a CQL node: scripts/test starts one (or set SESSIOND_TEST_CQL)"]
+    async fn a_revocation_whose_answer_was_lost_reaches_the_other_replica() {
+        let a_failures = Failures::default();
+        let (a, b, _keys) = replicas(&a_failures, &Failures::default()).await;
+        let victim = a.issue("lost-answer").await;
+        assert_eq!(
+            b.validate(&victim.access).await,
+            pb::InvalidReason::Unspecified
+        );
+        a_failures.arm(Op::RevokeSession, Fault::FailAfter, 1);
+        let first = a
+            .client()
+            .admin_revoke_session(pb::AdminRevokeSessionRequest {
+                session_id: victim.session_id.clone(),
+                reason: "lost".into(),
+            })
+            .await;
+        assert_eq!(
+            first.expect_err("the answer is lost").code(),
+            Code::Unavailable
+        );
+        let retry = a
+            .client()
+            .admin_revoke_session(pb::AdminRevokeSessionRequest {
+                session_id: victim.session_id.clone(),
+                reason: "lost".into(),
+            })
+            .await
+            .expect("the retry is acknowledged")
+            .into_inner();
+        assert!(!retry.revoked, "the first write had landed");
+        assert!(a.surfaces_calling_valid(&victim.access).await.is_empty());
+        let took = honoured_within(&b, &victim.access, bound()).await;
+        eprintln!("replica B honoured the revocation after {took:?}");
+        a.stop().await;
+        b.stop().await;
+    }
+
+    /// The emergency switch, while replica B's reads of the global instant fail: B honours it
+    /// within the bound all the same (the instant is read again on every poll, and on every
+    /// check once the feed is stale).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs a CQL node: scripts/test starts one (or set SESSIOND_TEST_CQL)"]
+    async fn the_emergency_switch_reaches_a_replica_whose_reads_fail() {
+        let failures = Failures::default();
+        let (a, b, _keys) = replicas(&Failures::default(), &failures).await;
+        let victim = a.issue("switch-b").await;
+        assert_eq!(
+            b.validate(&victim.access).await,
+            pb::InvalidReason::Unspecified
+        );
+        // Three polls in a row cannot read the instant.
+        failures.arm(Op::GlobalNotBefore, Fault::FailBefore, 3);
+        Revoker::AdminRevokeAllSessions
+            .revoke(&a, &victim, &victim)
+            .await;
+        let took = honoured_within(&b, &victim.access, bound()).await;
+        eprintln!("replica B honoured the switch after {took:?}");
+        assert!(b.surfaces_calling_valid(&victim.access).await.is_empty());
+        a.stop().await;
+        b.stop().await;
+    }
 }

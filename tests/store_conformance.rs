@@ -51,4 +51,5 @@ conformance_tests!(
     touches_update_only_existing_sessions,
     audit_is_newest_first_and_paged,
     ping_and_sweep_answer,
+    capped_creation_keeps_at_most_cap_active_under_races,
 );

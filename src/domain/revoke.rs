@@ -234,8 +234,10 @@ impl Sessions {
         let outcome = self
             .store
             .revoke_session(id, Timestamp::now(), reason)
-            .await?;
+            .await;
+        // Even on an error: the write may have landed with only its answer lost.
         self.caches.session_revoked(&id).await;
+        let outcome = outcome?;
         match outcome {
             Revocation::Revoked(record) => {
                 let audit = AuditEntry::new(AuditKind::SessionRevoked, caller, Role::Admin)

@@ -543,3 +543,59 @@ pub async fn ping_and_sweep_answer(store: Arc<dyn Store>) {
             .is_empty()
     );
 }
+
+pub async fn capped_creation_keeps_at_most_cap_active_under_races(store: Arc<dyn Store>) {
+    const CAP: usize = 3;
+    const RACERS: usize = 24;
+    let u = user();
+    let fresh = |u: &UserId| session(u, &TenantId::none(), Duration::ZERO, HOUR);
+    let first = fresh(&u);
+    let second = fresh(&u);
+    for r in [&first, &second] {
+        let evicted = store
+            .create_session_capped(r, CAP, "session_limit")
+            .await
+            .expect("create capped");
+        assert!(evicted.is_empty(), "under the cap nothing is evicted");
+    }
+    // A revoked session does not count against the cap.
+    store
+        .revoke_session(second.id, Timestamp::now(), "user")
+        .await
+        .expect("revoke");
+    let third = fresh(&u);
+    let evicted = store
+        .create_session_capped(&third, CAP, "session_limit")
+        .await
+        .expect("create capped");
+    assert!(evicted.is_empty(), "a revoked session freed its slot");
+
+    let racers: Vec<SessionRecord> = (0..RACERS).map(|_| fresh(&u)).collect();
+    let tasks: Vec<_> = racers
+        .iter()
+        .cloned()
+        .map(|r| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_session_capped(&r, CAP, "session_limit").await })
+        })
+        .collect();
+    let mut evicted = HashSet::new();
+    for t in tasks {
+        for id in t.await.expect("join").expect("create capped") {
+            assert!(evicted.insert(id), "{id} evicted twice");
+        }
+    }
+    let active = store.list_user_sessions(&u, None).await.expect("list");
+    assert_eq!(
+        active.len(),
+        CAP,
+        "active after {RACERS} racing creations: {active:?}"
+    );
+    // Everyone else (the two live before the race and all but CAP of the racers) was evicted,
+    // and is revoked in the store.
+    assert_eq!(evicted.len(), 2 + RACERS - CAP);
+    for id in &evicted {
+        let r = store.get_session(*id).await.expect("get").expect("present");
+        assert_eq!(r.revoke_reason, "session_limit");
+    }
+}

@@ -21,9 +21,13 @@
 //!   latest instant wins by last-write-wins without a read-modify-write: a "not before" mark
 //!   never moves backwards, whatever order concurrent writers land in. No other statement
 //!   writes those tables, so no server-assigned timestamp competes with these.
+//! - `user_session_slots` holds, per user, the sessions that count against the per-user cap
+//!   (id → expires_at). Only a compare-and-set on that one partition changes it, so racing
+//!   `Issue`s of one user are decided one after the other by Paxos on that user's replicas,
+//!   without a lock that any other user's `Issue` waits on.
 
 /// The schema version this build needs; `migrate` brings a keyspace up to it.
-pub(super) const SCHEMA_VERSION: i32 = 1;
+pub(super) const SCHEMA_VERSION: i32 = 2;
 
 /// The `settings` row holding the global "not before" instant.
 const GLOBAL_NOT_BEFORE: &str = "global_not_before";
@@ -87,56 +91,66 @@ pub(super) fn insert_migration(ks: &str) -> String {
 
 /// Every migration, oldest first.
 pub(super) fn migrations(ks: &str) -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        description: "sessions, per-user index, revocations, feed, audit",
-        statements: vec![
-            // A point-lookup table, but also scanned by the admin listing: expired cells become
-            // tombstones, so keep them one day (longer than the 3 h hint window), not ten. No
-            // statement deletes, so a short grace period cannot resurrect anything.
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ks}.sessions (session_id uuid PRIMARY KEY, \
+    vec![
+        Migration {
+            version: 1,
+            description: "sessions, per-user index, revocations, feed, audit",
+            statements: vec![
+                // A point-lookup table, but also scanned by the admin listing: expired cells become
+                // tombstones, so keep them one day (longer than the 3 h hint window), not ten. No
+                // statement deletes, so a short grace period cannot resurrect anything.
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {ks}.sessions (session_id uuid PRIMARY KEY, \
                  {SESSION_DATA_DDL}) WITH gc_grace_seconds = 86400"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ks}.sessions_by_user (session_id uuid, \
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {ks}.sessions_by_user (session_id uuid, \
                  {SESSION_DATA_DDL}, PRIMARY KEY ((user_id), tenant_id, created_at, session_id)) \
                  WITH CLUSTERING ORDER BY (tenant_id ASC, created_at DESC, session_id ASC) \
                  AND gc_grace_seconds = 86400"
-            ),
-            // tenant_id '' is "every tenant".
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ks}.user_revocations (user_id text, tenant_id text, \
+                ),
+                // tenant_id '' is "every tenant".
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {ks}.user_revocations (user_id text, tenant_id text, \
                  not_before bigint, PRIMARY KEY ((user_id), tenant_id)) \
                  WITH gc_grace_seconds = 86400"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ks}.settings (name text PRIMARY KEY, micros bigint)"
-            ),
-            // kind: session | user | global; subject: the session or user id.
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ks}.revocation_feed (minute bigint, shard smallint, \
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {ks}.settings (name text PRIMARY KEY, micros bigint)"
+                ),
+                // kind: session | user | global; subject: the session or user id.
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {ks}.revocation_feed (minute bigint, shard smallint, \
                  at timeuuid, kind text, subject text, PRIMARY KEY ((minute, shard), at)) \
                  WITH default_time_to_live = 86400 AND gc_grace_seconds = 86400 \
                  AND compaction = {{'class': 'TimeWindowCompactionStrategy', \
                  'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}}"
-            ),
-            // Each insert sets the configured retention; default_time_to_live (90 days) is
-            // the backstop for rows written without one. Rows are never updated.
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ks}.audit_by_user (user_id text, month int, \
+                ),
+                // Each insert sets the configured retention; default_time_to_live (90 days) is
+                // the backstop for rows written without one. Rows are never updated.
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {ks}.audit_by_user (user_id text, month int, \
                  {AUDIT_DATA_DDL}, PRIMARY KEY ((user_id, month), at, event_id)) \
                  WITH CLUSTERING ORDER BY (at DESC, event_id DESC) {AUDIT_OPTIONS}"
-            ),
-            // Every event of a day, spread over AUDIT_DAY_SHARDS partitions so no single
-            // replica set takes all audit writes.
-            format!(
-                "CREATE TABLE IF NOT EXISTS {ks}.audit_by_day (day int, shard smallint, \
+                ),
+                // Every event of a day, spread over AUDIT_DAY_SHARDS partitions so no single
+                // replica set takes all audit writes.
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {ks}.audit_by_day (day int, shard smallint, \
                  user_id text, {AUDIT_DATA_DDL}, PRIMARY KEY ((day, shard), at, event_id)) \
                  WITH CLUSTERING ORDER BY (at DESC, event_id DESC) {AUDIT_OPTIONS}"
-            ),
-        ],
-    }]
+                ),
+            ],
+        },
+        Migration {
+            version: 2,
+            description: "per-user session slots, decided by compare-and-set",
+            statements: vec![format!(
+                "CREATE TABLE IF NOT EXISTS {ks}.user_session_slots (user_id text PRIMARY KEY, \
+             slots frozen<map<uuid, bigint>>) WITH gc_grace_seconds = 86400"
+            )],
+        },
+    ]
 }
 
 /// The session columns after the key, shared by `sessions` and `sessions_by_user`.
@@ -203,6 +217,12 @@ pub(super) struct Cql {
     pub select_global_not_before: String,
     /// Bind: minute, shard, at, kind, subject.
     pub insert_feed: String,
+    /// Read at serial consistency before a slot compare-and-set. Bind: user_id.
+    pub select_slots: String,
+    /// The first slots of a user. Bind: user_id, slots, ttl.
+    pub insert_slots: String,
+    /// Bind: ttl, slots (new), user_id, slots (expected).
+    pub update_slots: String,
     /// Bind: minute, shard, a CQL timestamp (milliseconds) the rows are at or after.
     pub select_feed: String,
     /// Bind: `rows::AuditUserValues` (with `[ttl]`).
@@ -277,6 +297,15 @@ impl Cql {
             ),
             select_global_not_before: format!(
                 "SELECT micros FROM {ks}.settings WHERE name = '{GLOBAL_NOT_BEFORE}'"
+            ),
+            select_slots: format!("SELECT slots FROM {ks}.user_session_slots WHERE user_id = ?"),
+            insert_slots: format!(
+                "INSERT INTO {ks}.user_session_slots (user_id, slots) VALUES (?, ?) \
+                 IF NOT EXISTS USING TTL ?"
+            ),
+            update_slots: format!(
+                "UPDATE {ks}.user_session_slots USING TTL ? SET slots = ? WHERE user_id = ? \
+                 IF slots = ?"
             ),
             insert_feed: format!(
                 "INSERT INTO {ks}.revocation_feed (minute, shard, at, kind, subject) \

@@ -26,6 +26,7 @@ mod cql;
 mod cursor;
 mod errors;
 mod rows;
+mod slots;
 mod statements;
 mod tls;
 
@@ -955,8 +956,8 @@ impl Store for ScyllaStore {
     ) -> Result<Vec<SessionId>, StoreError> {
         let mut evicted = Vec::new();
         if cap > 0 {
-            let active = self.list_user_sessions(&record.user_id, None).await?;
-            let oldest: Vec<SessionId> = active.iter().skip(cap - 1).map(|s| s.id).collect();
+            let st = self.statements().await?;
+            let oldest = self.claim_slot(st, record, cap).await?;
             evicted = self
                 .revoke_sessions(&oldest, record.created_at, reason)
                 .await?;

@@ -27,6 +27,11 @@ pub(super) struct Statements {
     pub select_user_not_before: PreparedStatement,
     pub select_global_not_before: PreparedStatement,
     pub insert_feed: PreparedStatement,
+    /// At LOCAL_SERIAL (or SERIAL): what the slot compare-and-set compares against.
+    pub select_slots: PreparedStatement,
+    /// LWTs: never idempotent.
+    pub insert_slots: PreparedStatement,
+    pub update_slots: PreparedStatement,
     pub select_feed: PreparedStatement,
     pub insert_audit_by_user: PreparedStatement,
     pub insert_audit_by_day: PreparedStatement,
@@ -67,6 +72,17 @@ impl Statements {
                 .await?,
         ]);
         let insert_feed = p.idempotent("insert_feed", &cql.insert_feed).await?;
+        let mut select_slots = p.idempotent("select_slots", &cql.select_slots).await?;
+        select_slots.set_consistency(match serial {
+            SerialConsistency::Serial => Consistency::Serial,
+            SerialConsistency::LocalSerial => Consistency::LocalSerial,
+        });
+        let mut insert_slots = p.plain("insert_slots", &cql.insert_slots).await?;
+        insert_slots.set_is_idempotent(false);
+        insert_slots.set_serial_consistency(Some(serial));
+        let mut update_slots = p.plain("update_slots", &cql.update_slots).await?;
+        update_slots.set_is_idempotent(false);
+        update_slots.set_serial_consistency(Some(serial));
         let revoke_batch = logged_batch([
             p.plain("revoke_session", &cql.revoke_session).await?,
             p.plain("revoke_session_by_user", &cql.revoke_session_by_user)
@@ -109,6 +125,9 @@ impl Statements {
                 .idempotent("select_global_not_before", &cql.select_global_not_before)
                 .await?,
             insert_feed,
+            select_slots,
+            insert_slots,
+            update_slots,
             select_feed: p.idempotent("select_feed", &cql.select_feed).await?,
             insert_audit_by_user: p
                 .idempotent("insert_audit_by_user", &cql.insert_audit_by_user)
