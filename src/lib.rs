@@ -17,6 +17,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod keystore;
+pub mod permissions;
 pub mod server;
 pub mod store;
 pub mod telemetry;
