@@ -564,6 +564,37 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
     }
 
+    #[test]
+    fn es256_tokens_are_low_s_and_their_high_s_twins_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = load(&KeySources {
+            algorithm: KeyAlgorithm::Es256,
+            ..KeySources::in_dir(dir.path())
+        })
+        .expect("keys");
+        // Half of raw ECDSA signatures are high-S: 32 low-S ones in a row are not luck.
+        for _ in 0..32 {
+            let token = access::sign(&keys, "iss", &claims()).expect("sign");
+            let (input, encoded) = token.rsplit_once('.').expect("jws");
+            let bytes = URL_SAFE_NO_PAD.decode(encoded).expect("base64");
+            let signature = p256::ecdsa::Signature::from_slice(&bytes).expect("signature");
+            assert!(
+                signature.normalize_s().is_none(),
+                "issued a high-S signature"
+            );
+            assert!(access::verify(&keys, "iss", &token).is_ok());
+
+            let twin =
+                p256::ecdsa::Signature::from_scalars(signature.r(), -*signature.s()).expect("twin");
+            assert!(twin.normalize_s().is_some(), "the twin is high-S");
+            let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode(twin.to_bytes()));
+            assert_eq!(
+                access::verify(&keys, "iss", &forged).err(),
+                Some(crate::domain::TokenProblem::BadSignature)
+            );
+        }
+    }
+
     /// Log lines written while `f` runs, without colours.
     fn logs_of<T>(f: impl FnOnce() -> T) -> (T, String) {
         #[derive(Clone, Default)]

@@ -1966,3 +1966,33 @@ async fn forged_access_tokens_are_never_valid() {
     assert_valid(&mut client, &real.access).await;
     assert_valid(&mut client, &other.access).await;
 }
+
+#[tokio::test]
+async fn es256_tokens_have_one_valid_string_the_high_s_twin_is_a_bad_signature() {
+    let server =
+        TestServer::start_with(|c| c.key_algorithm = sessiond::keystore::KeyAlgorithm::Es256).await;
+    let mut client = server.client();
+    // Half of raw ECDSA signatures are high-S; 16 tokens in a row without one are not luck.
+    for i in 0..16 {
+        let issued = server.issue(&format!("user-{i}")).await;
+        let (signed, encoded) = issued.access.rsplit_once('.').expect("three segments");
+        let bytes = URL_SAFE_NO_PAD
+            .decode(encoded)
+            .expect("base64url signature");
+        let signature = p256::ecdsa::Signature::from_slice(&bytes).expect("r || s");
+        assert!(
+            signature.normalize_s().is_none(),
+            "token {i} carries a high-S signature"
+        );
+        // (r, n - s) is a valid ECDSA signature of the same claims.
+        let twin = p256::ecdsa::Signature::from_scalars(signature.r(), -*signature.s())
+            .expect("the twin signature");
+        let twin = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(twin.to_bytes()));
+        assert_eq!(
+            validate(&mut client, &twin).await,
+            (false, InvalidReason::BadSignature),
+            "the high-S twin of token {i}"
+        );
+        assert_valid(&mut client, &issued.access).await;
+    }
+}
