@@ -1996,3 +1996,74 @@ async fn es256_tokens_have_one_valid_string_the_high_s_twin_is_a_bad_signature()
         assert_valid(&mut client, &issued.access).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. Where an operator acted from, and requests that are not protobuf.
+
+#[tokio::test]
+async fn admin_audit_events_record_the_callers_address_and_user_events_the_clients() {
+    let callers = three_callers();
+    let server = TestServer::start_with(|c| c.callers = callers.specs.clone()).await;
+    let channel = server.channel().await;
+    let mut login = client_as(channel.clone(), Some(&callers.login));
+    let mut ops = client_as(channel, Some(&callers.ops));
+    let from_browser = pb::ClientInfo {
+        ip: "203.0.113.7".into(),
+        user_agent: CHROME_ON_MAC.into(),
+        device_name: String::new(),
+    };
+    let alice: Issued = login
+        .issue(pb::IssueRequest {
+            client: Some(from_browser.clone()),
+            ..issue_request("alice")
+        })
+        .await
+        .expect("issue")
+        .into_inner()
+        .into();
+    login
+        .issue(pb::IssueRequest {
+            client: Some(from_browser),
+            ..issue_request("bob")
+        })
+        .await
+        .expect("issue");
+    ops.admin_revoke_session(pb::AdminRevokeSessionRequest {
+        session_id: alice.session_id.clone(),
+        reason: "support ticket".into(),
+    })
+    .await
+    .expect("admin revoke session");
+    ops.admin_revoke_user(pb::AdminRevokeUserRequest {
+        user_id: "bob".into(),
+        tenant_id: String::new(),
+        reason: "offboarded".into(),
+    })
+    .await
+    .expect("admin revoke user");
+    ops.admin_revoke_all_sessions(pb::AdminRevokeAllSessionsRequest {
+        reason: "incident".into(),
+        confirm: true,
+    })
+    .await
+    .expect("global revoke");
+
+    let mut events = audit_as(&mut ops).await;
+    events.reverse();
+    let seen: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.actor.as_str(), e.ip.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            // On a user's behalf: the user's client, as the login service reported it.
+            ("session_issued", "login:user", "203.0.113.7"),
+            ("session_issued", "login:user", "203.0.113.7"),
+            // An operator's action: where the operator's tool connected from.
+            ("session_revoked", "ops:admin", "127.0.0.1"),
+            ("user_revoked", "ops:admin", "127.0.0.1"),
+            ("global_revoke", "ops:admin", "127.0.0.1"),
+        ]
+    );
+}
