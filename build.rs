@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc) };
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // Undecodable requests are the caller's fault: INVALID_ARGUMENT, not tonic-prost's INTERNAL.
+        .codec_path("crate::api::codec::ProtoCodec")
         .file_descriptor_set_path(out_dir.join("sessiond_descriptor.bin"))
         .compile_protos(&["proto/sessiond/v1/session.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");

@@ -212,6 +212,37 @@ pub enum Command {
     Migrate(Settings),
     /// Print a new caller credential and the `[[callers]]` entry that admits it.
     Credential(CredentialArgs),
+    /// Make signing keys and print their public halves (for key rotation).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// `sessiond key …`: what key rotation needs, without any other tool.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a new signing key into a file (PEM, PKCS#8, mode 0600) and print its kid.
+    Generate(KeyGenerateArgs),
+    /// Print the public half (PEM `PUBLIC KEY`) of a private key on stdout, its kid on stderr.
+    Public(KeyPublicArgs),
+}
+
+/// Arguments of `sessiond key generate`.
+#[derive(Debug, Args)]
+pub struct KeyGenerateArgs {
+    /// The file to create; an existing file is never replaced.
+    #[arg(long)]
+    pub key_file: PathBuf,
+    /// eddsa, es256 or rs256.
+    #[arg(long, default_value = "eddsa")]
+    pub key_algorithm: String,
+}
+
+/// Arguments of `sessiond key public`.
+#[derive(Debug, Args)]
+pub struct KeyPublicArgs {
+    /// A PEM private key (PKCS#8: Ed25519, P-256 or RSA), such as `<key-dir>/signing-ed25519.pem`.
+    #[arg(long)]
+    pub key_file: PathBuf,
 }
 
 /// Arguments of `sessiond credential`.

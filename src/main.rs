@@ -1,10 +1,12 @@
 //! The `sessiond` binary: parses the configuration, starts logging (and trace export), and runs
-//! `serve` or `migrate`. SIGTERM and SIGINT drain in-flight calls, flush queued spans and exit 0.
+//! `serve` or `migrate`, or one of the offline helpers (`credential`, `key`). SIGTERM and SIGINT
+//! drain in-flight calls, flush queued spans and exit 0.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use sessiond::config::{Cli, Command, StoreKind};
+use sessiond::config::{Cli, Command, KeyCommand, StoreKind};
+use sessiond::keystore::{self, KeyAlgorithm};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -13,6 +15,7 @@ async fn main() -> ExitCode {
         Command::Serve(s) => ("serve", s),
         Command::Migrate(s) => ("migrate", s),
         Command::Credential(args) => return credential(&args),
+        Command::Key(command) => return key(&command),
     };
     let config = match settings.resolve() {
         Ok(config) => config,
@@ -93,6 +96,48 @@ fn credential(args: &sessiond::config::CredentialArgs) -> ExitCode {
     println!("name = {:?}", args.name);
     println!("credential_sha256 = \"{hash}\"");
     println!("roles = [{}]", roles.join(", "));
+    ExitCode::SUCCESS
+}
+
+/// `sessiond key generate` and `sessiond key public`: the public key goes alone to stdout, so
+/// it can be redirected into a file for `--verification-key-files`; the kid goes to stderr.
+fn key(command: &KeyCommand) -> ExitCode {
+    let (path, made) = match command {
+        KeyCommand::Generate(args) => {
+            let Some(algorithm) = KeyAlgorithm::parse(&args.key_algorithm) else {
+                eprintln!(
+                    "sessiond: unknown key algorithm {:?} (eddsa, es256, rs256)",
+                    args.key_algorithm
+                );
+                return ExitCode::from(2);
+            };
+            (
+                &args.key_file,
+                keystore::generate_key_file(algorithm, &args.key_file),
+            )
+        }
+        KeyCommand::Public(args) => (&args.key_file, keystore::public_half(&args.key_file)),
+    };
+    let half = match made {
+        Ok(half) => half,
+        Err(e) => {
+            eprintln!("sessiond: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(mode) = sessiond::permissions::loose_mode(path) {
+        eprintln!(
+            "sessiond: warning: {} is mode {mode:04o}, readable by other users; chmod 600 it",
+            path.display()
+        );
+    }
+    match command {
+        KeyCommand::Generate(_) => println!("kid {} ({:?})", half.kid, half.algorithm),
+        KeyCommand::Public(_) => {
+            print!("{}", half.pem);
+            eprintln!("kid {} ({:?})", half.kid, half.algorithm);
+        }
+    }
     ExitCode::SUCCESS
 }
 

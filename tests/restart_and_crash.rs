@@ -110,12 +110,33 @@ struct Daemon {
 impl Daemon {
     /// Starts the binary on `data_dir` with its log in `log_dir`, and waits until it is ready.
     async fn start(data_dir: &Path, log_dir: &Path, name: &str) -> Self {
+        Self::start_as(
+            Command::new(env!("CARGO_BIN_EXE_sessiond")),
+            data_dir,
+            log_dir,
+            name,
+        )
+        .await
+    }
+
+    /// As [`start`](Self::start), with the process file-mode creation mask set to `umask`
+    /// (through `sh`, which then execs the binary: the child is sessiond itself).
+    async fn start_with_umask(data_dir: &Path, log_dir: &Path, name: &str, umask: &str) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_sessiond"));
+        Self::start_as(command, data_dir, log_dir, name).await
+    }
+
+    async fn start_as(mut command: Command, data_dir: &Path, log_dir: &Path, name: &str) -> Self {
         let (grpc_port, http_port) = free_ports();
         let addr = SocketAddr::from(([127, 0, 0, 1], grpc_port));
         let http = format!("127.0.0.1:{http_port}");
         let log = log_dir.join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+        let child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
@@ -125,7 +146,8 @@ impl Daemon {
             .arg(&http)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // Logs go to stdout, errors to stderr: both into the log.
+            .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)
             .spawn()
             .expect("spawn sessiond");
@@ -388,6 +410,63 @@ async fn sigterm_drains_an_in_flight_call_and_exits_zero() {
     refresh(&mut client, &before.refresh)
         .await
         .expect("refresh after a clean stop");
+}
+
+/// The permission bits of `path`.
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_and_the_keys_are_owner_only_even_under_umask_000() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut daemon = Daemon::start_with_umask(&data, dir.path(), "umask", "000").await;
+    let session = issue(&mut connect(daemon.addr).await, "alice").await;
+    daemon.kill();
+    let owner_only = [
+        (data.clone(), 0o700),
+        (data.join("sessiond.redb"), 0o600),
+        (data.join("keys"), 0o700),
+        (data.join("keys/signing-ed25519.pem"), 0o600),
+        (data.join("keys/pepper"), 0o600),
+    ];
+    for (path, mode) in &owner_only {
+        assert_eq!(mode_of(path), *mode, "{}", path.display());
+    }
+
+    // Modes the operator loosened: sessiond's own store file is narrowed again; the directory
+    // is the operator's (it may be a mount) and is kept, with a warning that names it.
+    let store = data.join("sessiond.redb");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let mut daemon = Daemon::start_with_umask(&data, dir.path(), "loosened", "000").await;
+    assert_valid(&mut connect(daemon.addr).await, &session.access).await;
+    let log = daemon.log();
+    daemon.kill();
+    assert_eq!(mode_of(&store), 0o600);
+    assert_eq!(mode_of(&data), 0o777);
+    let warned = |path: &Path, mode: &str| {
+        log.lines().any(|line| {
+            line.contains("WARN")
+                && line.contains(&path.display().to_string())
+                && line.contains(mode)
+        })
+    };
+    assert!(
+        warned(&data, "0777"),
+        "no warning names the data directory:\n{log}"
+    );
+    assert!(
+        warned(&store, "0666"),
+        "no warning names the store file:\n{log}"
+    );
 }
 
 /// Runs `sessiond serve` on `data_dir` and returns its exit status and stderr; it must stop

@@ -1969,3 +1969,202 @@ async fn forged_access_tokens_are_never_valid() {
     assert_valid(&mut client, &real.access).await;
     assert_valid(&mut client, &other.access).await;
 }
+
+#[tokio::test]
+async fn es256_tokens_have_one_valid_string_the_high_s_twin_is_a_bad_signature() {
+    let server =
+        TestServer::start_with(|c| c.key_algorithm = sessiond::keystore::KeyAlgorithm::Es256).await;
+    let mut client = server.client();
+    // Half of raw ECDSA signatures are high-S; 16 tokens in a row without one are not luck.
+    for i in 0..16 {
+        let issued = server.issue(&format!("user-{i}")).await;
+        let (signed, encoded) = issued.access.rsplit_once('.').expect("three segments");
+        let bytes = URL_SAFE_NO_PAD
+            .decode(encoded)
+            .expect("base64url signature");
+        let signature = p256::ecdsa::Signature::from_slice(&bytes).expect("r || s");
+        assert!(
+            signature.normalize_s().is_none(),
+            "token {i} carries a high-S signature"
+        );
+        // (r, n - s) is a valid ECDSA signature of the same claims.
+        let twin = p256::ecdsa::Signature::from_scalars(signature.r(), -*signature.s())
+            .expect("the twin signature");
+        let twin = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(twin.to_bytes()));
+        assert_eq!(
+            validate(&mut client, &twin).await,
+            (false, InvalidReason::BadSignature),
+            "the high-S twin of token {i}"
+        );
+        assert_valid(&mut client, &issued.access).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Where an operator acted from, and requests that are not protobuf.
+
+#[tokio::test]
+async fn admin_audit_events_record_the_callers_address_and_user_events_the_clients() {
+    let callers = three_callers();
+    let server = TestServer::start_with(|c| c.callers = callers.specs.clone()).await;
+    let channel = server.channel().await;
+    let mut login = client_as(channel.clone(), Some(&callers.login));
+    let mut ops = client_as(channel, Some(&callers.ops));
+    let from_browser = pb::ClientInfo {
+        ip: "203.0.113.7".into(),
+        user_agent: CHROME_ON_MAC.into(),
+        device_name: String::new(),
+    };
+    let alice: Issued = login
+        .issue(pb::IssueRequest {
+            client: Some(from_browser.clone()),
+            ..issue_request("alice")
+        })
+        .await
+        .expect("issue")
+        .into_inner()
+        .into();
+    login
+        .issue(pb::IssueRequest {
+            client: Some(from_browser),
+            ..issue_request("bob")
+        })
+        .await
+        .expect("issue");
+    ops.admin_revoke_session(pb::AdminRevokeSessionRequest {
+        session_id: alice.session_id.clone(),
+        reason: "support ticket".into(),
+    })
+    .await
+    .expect("admin revoke session");
+    ops.admin_revoke_user(pb::AdminRevokeUserRequest {
+        user_id: "bob".into(),
+        tenant_id: String::new(),
+        reason: "offboarded".into(),
+    })
+    .await
+    .expect("admin revoke user");
+    ops.admin_revoke_all_sessions(pb::AdminRevokeAllSessionsRequest {
+        reason: "incident".into(),
+        confirm: true,
+    })
+    .await
+    .expect("global revoke");
+
+    let mut events = audit_as(&mut ops).await;
+    events.reverse();
+    let seen: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.actor.as_str(), e.ip.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            // On a user's behalf: the user's client, as the login service reported it.
+            ("session_issued", "login:user", "203.0.113.7"),
+            ("session_issued", "login:user", "203.0.113.7"),
+            // An operator's action: where the operator's tool connected from.
+            ("session_revoked", "ops:admin", "127.0.0.1"),
+            ("user_revoked", "ops:admin", "127.0.0.1"),
+            ("global_revoke", "ops:admin", "127.0.0.1"),
+        ]
+    );
+}
+
+/// A codec that sends the given bytes as the message, so a test can put anything on the wire.
+#[derive(Clone, Copy, Default)]
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytes {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        prost::bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        use prost::bytes::Buf;
+        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
+    }
+}
+
+/// Calls `method` of the session service with `body` as its message.
+async fn raw_call(channel: Channel, method: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("channel ready");
+    let path = http::uri::PathAndQuery::try_from(format!("/sessiond.v1.SessionService/{method}"))
+        .expect("path");
+    grpc.unary(tonic::Request::new(body), path, RawBytes)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn requests_that_are_not_protobuf_are_invalid_argument() {
+    let server = TestServer::start().await;
+    let channel = server.channel().await;
+    let garbage: [(&str, Vec<u8>); 4] = [
+        // Field 1 (a string) claims 5 bytes and has 1.
+        ("Validate", vec![0x0a, 0x05, b'a']),
+        // Field 1 is not UTF-8.
+        ("Validate", vec![0x0a, 0x02, 0xff, 0xfe]),
+        // A varint that never ends.
+        ("Issue", vec![0xff; 11]),
+        // Wire type 7 does not exist.
+        ("AdminList", vec![0x0f]),
+    ];
+    for (method, body) in garbage {
+        let status = assert_error(
+            raw_call(channel.clone(), method, body.clone()).await,
+            Code::InvalidArgument,
+            "MALFORMED_REQUEST",
+        );
+        assert!(
+            status.message().starts_with("malformed request: "),
+            "{method} {body:?}: {status:?}"
+        );
+    }
+    // The same bytes, well-formed, reach the service: the refusals above are the decoder's.
+    let valid = pb::ValidateRequest {
+        access_token: "a".into(),
+    }
+    .encode_to_vec();
+    let reply = raw_call(channel.clone(), "Validate", valid)
+        .await
+        .expect("a valid message is served");
+    let reply = pb::ValidateResponse::decode(reply.as_slice()).expect("response");
+    assert_eq!(reply.reason, InvalidReason::Malformed as i32);
+
+    // Over the 1 MiB message limit, tonic refuses the frame before any codec sees it; this is
+    // where INVALID_ARGUMENT cannot be had (README "Security").
+    let status = raw_call(channel, "Validate", vec![0; 1024 * 1024 + 1])
+        .await
+        .expect_err("oversize");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+}

@@ -131,10 +131,12 @@ pub fn session_id(s: &str) -> Result<SessionId, DomainError> {
     s.parse()
 }
 
-/// The caller a request was authenticated as; anonymous until caller credentials are set up.
+/// The caller a request was authenticated as (anonymous until caller credentials are set up),
+/// with the connection's remote address (over TLS too), which admin audit events record.
 pub fn caller<T>(req: &tonic::Request<T>) -> Caller {
     req.extensions()
         .get::<Caller>()
         .cloned()
         .unwrap_or_else(Caller::anonymous)
+        .with_peer(req.remote_addr())
 }

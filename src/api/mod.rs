@@ -2,6 +2,7 @@
 //! domain errors to statuses (in `status`, and nowhere else).
 
 pub mod auth;
+pub mod codec;
 pub mod convert;
 pub mod envoy;
 pub mod observe;

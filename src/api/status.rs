@@ -1,5 +1,6 @@
-//! The one place a `tonic::Status` is made from a domain error. Every status carries a
-//! `google.rpc.ErrorInfo` with a stable reason; store details are logged, never returned.
+//! The one place a `tonic::Status` is made from a domain error or an undecodable request.
+//! Every status carries a `google.rpc.ErrorInfo` with a stable reason; store details are
+//! logged, never returned.
 
 use std::collections::HashMap;
 
@@ -34,4 +35,16 @@ impl From<DomainError> for Status {
         let details = ErrorDetails::with_error_info(err.reason(), ERROR_DOMAIN, metadata);
         Status::with_error_details(code, err.to_string(), details)
     }
+}
+
+/// `INVALID_ARGUMENT` (reason `MALFORMED_REQUEST`) for a request message that is not valid
+/// protobuf for its type. The decoder's description says what is wrong (a truncated field, a
+/// string that is not UTF-8); it holds no request bytes.
+pub fn malformed_message(error: &prost::DecodeError) -> Status {
+    let details = ErrorDetails::with_error_info("MALFORMED_REQUEST", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("malformed request: {error}"),
+        details,
+    )
 }

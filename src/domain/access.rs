@@ -3,9 +3,17 @@
 //! Besides the registered claims (`sub`, `iat`, `exp`, `iss`) a token carries `sid` (its
 //! session), `tid` (its tenant, when set) and `iat_us`, the issue instant in microseconds,
 //! so "not before" revocations compare at sub-second precision.
+//!
+//! An ECDSA signature `(r, s)` has a twin `(r, n − s)` that verifies as well, so an `ES256`
+//! token would have two valid strings (a cache keyed by the string, a deny-list of token
+//! strings, or a log search would take them for two tokens). Only the low-S form (`s ≤ n/2`)
+//! is ever issued or accepted: [`sign`] normalizes what the signer produces, and [`verify`]
+//! refuses a high-S signature as a bad signature before checking it.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::error::{DomainError, TokenProblem};
@@ -55,8 +63,12 @@ pub fn sign(keys: &Keyring, issuer: &str, claims: &AccessClaims) -> Result<Strin
         iss: issuer.to_owned(),
         iat_us: claims.issued_at.as_micros(),
     };
-    jsonwebtoken::encode(&header, &body, &keys.signing.encoding)
-        .map_err(|e| DomainError::Internal(format!("cannot sign access token: {e}")))
+    let token = jsonwebtoken::encode(&header, &body, &keys.signing.encoding)
+        .map_err(|e| DomainError::Internal(format!("cannot sign access token: {e}")))?;
+    match keys.signing.algorithm {
+        Algorithm::ES256 => low_s(token),
+        _ => Ok(token),
+    }
 }
 
 /// Verifies a token's signature and issuer and decodes its claims. Expiry is not checked
@@ -71,6 +83,9 @@ pub fn verify(keys: &Keyring, issuer: &str, token: &str) -> Result<AccessClaims,
     let key = keys.verifying.get(&kid).ok_or(TokenProblem::BadSignature)?;
     if header.alg != key.algorithm {
         return Err(TokenProblem::BadSignature);
+    }
+    if key.algorithm == Algorithm::ES256 {
+        check_low_s(token)?;
     }
     let mut validation = Validation::new(key.algorithm);
     validation.validate_exp = false;
@@ -97,4 +112,34 @@ pub fn verify(keys: &Keyring, issuer: &str, token: &str) -> Result<AccessClaims,
         issued_at: Timestamp::from_micros(c.iat_us),
         expires_at: Timestamp::from_micros(c.exp.saturating_mul(1_000_000)),
     })
+}
+
+/// The ES256 signature of a JWS, decoded (`r ‖ s`, 32 bytes each).
+fn es256_signature(token: &str) -> Result<(&str, p256::ecdsa::Signature), TokenProblem> {
+    let (signing_input, encoded) = token.rsplit_once('.').ok_or(TokenProblem::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| TokenProblem::Malformed)?;
+    let signature =
+        p256::ecdsa::Signature::from_slice(&bytes).map_err(|_| TokenProblem::BadSignature)?;
+    Ok((signing_input, signature))
+}
+
+/// Replaces a high-S signature of a freshly signed ES256 token by its low-S twin.
+fn low_s(token: String) -> Result<String, DomainError> {
+    let (signing_input, signature) = es256_signature(&token)
+        .map_err(|_| DomainError::Internal("the signer produced no ES256 signature".into()))?;
+    Ok(match signature.normalize_s() {
+        Some(low) => format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(low.to_bytes())),
+        None => token,
+    })
+}
+
+/// Refuses an ES256 signature whose `s` is in the upper half of the group order.
+fn check_low_s(token: &str) -> Result<(), TokenProblem> {
+    let (_, signature) = es256_signature(token)?;
+    match signature.normalize_s() {
+        Some(_) => Err(TokenProblem::BadSignature),
+        None => Ok(()),
+    }
 }

@@ -2,21 +2,46 @@
 //!
 //! Each event is stored (readable through `AdminListAuditEvents`) and emitted as a structured
 //! log event on the `sessiond::audit` target. Neither ever holds a token or a credential.
+//!
+//! "From where" is the end user's address (`ClientInfo.ip`) for what a service does on a
+//! user's behalf, and the calling service's own network address for an operator's action,
+//! which concerns no end user's client.
+
+use std::net::{IpAddr, SocketAddr};
 
 use super::ids::SessionId;
 use super::time::Timestamp;
 use crate::store::AuditRecord;
 
-/// The calling service, as authenticated at the edge ("anonymous" when no callers are set up).
+/// The calling service, as authenticated at the edge ("anonymous" when no callers are set up),
+/// and the network address it called from, when the transport knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     name: String,
+    address: Option<IpAddr>,
 }
 
 impl Caller {
-    /// A caller of the given name.
+    /// A caller of the given name, from an unknown address.
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into() }
+        Self {
+            name: name.into(),
+            address: None,
+        }
+    }
+
+    /// The same caller, calling from `peer` (the connection's remote address). An IPv4
+    /// address seen through an IPv6 socket (`::ffff:a.b.c.d`) is recorded as IPv4.
+    pub fn with_peer(self, peer: Option<SocketAddr>) -> Self {
+        Self {
+            address: peer.map(|p| p.ip().to_canonical()),
+            ..self
+        }
+    }
+
+    /// Where the caller called from, when known.
+    pub fn address(&self) -> Option<IpAddr> {
+        self.address
     }
 
     /// The caller used when the service runs without caller credentials.
@@ -90,11 +115,15 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    /// A new event of `kind` by `caller` acting in `role`, now.
+    /// A new event of `kind` by `caller` acting in `role`, now. An operator's event is from
+    /// the caller's own address; a user's is from the client [`client`](Self::client) names.
     pub fn new(kind: AuditKind, caller: &Caller, role: Role) -> Self {
-        let actor = match role {
-            Role::User => caller.on_behalf_of_user(),
-            Role::Admin => caller.as_admin(),
+        let (actor, ip) = match role {
+            Role::User => (caller.on_behalf_of_user(), String::new()),
+            Role::Admin => (
+                caller.as_admin(),
+                caller.address.map(|a| a.to_string()).unwrap_or_default(),
+            ),
         };
         Self {
             record: AuditRecord {
@@ -104,7 +133,7 @@ impl AuditEntry {
                 actor,
                 user_id: String::new(),
                 session_id: None,
-                ip: String::new(),
+                ip,
                 user_agent: String::new(),
                 reason: String::new(),
             },

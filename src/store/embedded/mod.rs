@@ -78,11 +78,16 @@ fn backend<E: std::fmt::Display>(e: E) -> StoreError {
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir/sessiond.redb`. A file that is not a redb database,
     /// is corrupt, or is locked by another process is an error that names the path; the file's
-    /// integrity is checked on open so a damaged file is refused rather than trusted.
+    /// integrity is checked on open so a damaged file is refused rather than trusted. A new
+    /// directory is made 0700 and the file is always 0600, whatever the umask.
     pub fn open(dir: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
+        crate::permissions::ensure_private_dir(dir, "data directory")
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("sessiond.redb");
+        // redb creates its file with the process umask (0644, or 0666 under umask 000); the
+        // file holds every session, so it is made owner-only before redb opens it.
+        crate::permissions::ensure_private_file(&path, "store file")
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let opened = std::panic::catch_unwind(|| {
             Database::builder()
                 .set_check_integrity_on_open(true)
