@@ -55,7 +55,7 @@ impl ScyllaStore {
             let counted = self.counted(st, record, current.as_ref(), now).await?;
             // Newest first: v7 ids order by creation time.
             let mut ids: Vec<(Uuid, i64)> = counted.into_iter().collect();
-            ids.sort_by(|a, b| b.0.cmp(&a.0));
+            ids.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
             let keep = cap.saturating_sub(1);
             let evicted: Vec<SessionId> = ids
                 .iter()
