@@ -598,4 +598,19 @@ pub async fn capped_creation_keeps_at_most_cap_active_under_races(store: Arc<dyn
         let r = store.get_session(*id).await.expect("get").expect("present");
         assert_eq!(r.revoke_reason, "session_limit");
     }
+    // Evicted sessions left the user's index at once: a listing with revoked sessions shows
+    // the live ones and the one the user revoked, not the history of evictions.
+    let filter = SessionFilter {
+        user: Some(u.clone()),
+        tenant: None,
+        include_revoked: true,
+    };
+    let listed = store
+        .list_sessions(&filter, None, 1000)
+        .await
+        .expect("list with revoked");
+    let ids: HashSet<SessionId> = listed.items.iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), CAP + 1, "{ids:?}");
+    assert!(ids.contains(&second.id));
+    assert!(ids.is_disjoint(&evicted));
 }

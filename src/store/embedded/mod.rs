@@ -236,12 +236,22 @@ fn load<T: ReadableTable<u128, &'static [u8]>>(
     }
 }
 
+/// What a revocation does to the session's entry in its user's index.
+#[derive(Clone, Copy)]
+enum Listing {
+    /// Moved to the revoked part, kept until the session expires (for the admin listing).
+    Keep,
+    /// Removed (evictions by the cap), as on ScyllaDB.
+    Drop,
+}
+
 fn revoke_in(
     txn: &WriteTransaction,
     id: SessionId,
     at: Timestamp,
     reason: &str,
     now: Timestamp,
+    listing: Listing,
 ) -> Result<Revocation, StoreError> {
     let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
     let Some(mut record) = load(&sessions, id)?.and_then(|r| live(r, now)) else {
@@ -260,9 +270,11 @@ fn revoke_in(
     // Out of the active part of the user's index at once, so per-user reads stay bounded.
     let mut by_user = txn.open_table(BY_USER).map_err(backend)?;
     by_user.remove(active_key.as_slice()).map_err(backend)?;
-    by_user
-        .insert(index_key(&record).as_slice(), ())
-        .map_err(backend)?;
+    if let Listing::Keep = listing {
+        by_user
+            .insert(index_key(&record).as_slice(), ())
+            .map_err(backend)?;
+    }
     Ok(Revocation::Revoked(Box::new(record)))
 }
 
@@ -298,7 +310,7 @@ impl Store for EmbeddedStore {
                     };
                     for old in active.iter().skip(cap - 1) {
                         if let Revocation::Revoked(_) =
-                            revoke_in(txn, old.id, record.created_at, &reason, now)?
+                            revoke_in(txn, old.id, record.created_at, &reason, now, Listing::Drop)?
                         {
                             evicted.push(old.id);
                         }
@@ -379,7 +391,7 @@ impl Store for EmbeddedStore {
         let reason = reason.to_owned();
         let now = Timestamp::now();
         self.writer
-            .write(move |txn| revoke_in(txn, id, at, &reason, now))
+            .write(move |txn| revoke_in(txn, id, at, &reason, now, Listing::Keep))
             .await
     }
 
@@ -396,7 +408,9 @@ impl Store for EmbeddedStore {
             .write(move |txn| {
                 let mut revoked = Vec::new();
                 for id in ids {
-                    if let Revocation::Revoked(_) = revoke_in(txn, id, at, &reason, now)? {
+                    if let Revocation::Revoked(_) =
+                        revoke_in(txn, id, at, &reason, now, Listing::Keep)?
+                    {
                         revoked.push(id);
                     }
                 }

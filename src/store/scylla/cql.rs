@@ -203,6 +203,9 @@ pub(super) struct Cql {
     /// Revoke, part 2. Bind: ttl, revoked_at, revoke_reason, user_id, tenant_id, created_at,
     /// session_id.
     pub revoke_session_by_user: String,
+    /// An evicted session leaves the per-user table at once. Bind: user_id, tenant_id,
+    /// created_at, session_id.
+    pub delete_session_by_user: String,
     /// Bind: ttl, last_seen_at, session_id.
     pub touch_session: String,
     /// Bind: ttl, last_seen_at, user_id, tenant_id, created_at, session_id.
@@ -277,6 +280,9 @@ impl Cql {
             revoke_session_by_user: format!(
                 "UPDATE {ks}.sessions_by_user USING TTL ? SET revoked_at = ?, revoke_reason = ? \
                  WHERE {by_user_key}"
+            ),
+            delete_session_by_user: format!(
+                "DELETE FROM {ks}.sessions_by_user WHERE {by_user_key}"
             ),
             touch_session: format!(
                 "UPDATE {ks}.sessions USING TTL ? SET last_seen_at = ? WHERE session_id = ?"

@@ -599,6 +599,7 @@ impl ScyllaStore {
         id: SessionId,
         at: Timestamp,
         reason: &str,
+        listing: Listing,
     ) -> Result<Revocation, StoreError> {
         let now = Timestamp::now();
         let Some(mut record) = self.read_session(&st.select_session, id, now).await? else {
@@ -627,10 +628,25 @@ impl ScyllaStore {
             id.as_uuid(),
         );
         let feed = feed_row(&RevocationEvent::Session(id));
-        self.session
-            .batch(&st.revoke_batch, (session_row, user_row, feed))
-            .await
-            .map_err(|e| errors::execution("revoking session", e))?;
+        let written = match listing {
+            Listing::Keep => {
+                self.session
+                    .batch(&st.revoke_batch, (session_row, user_row, feed))
+                    .await
+            }
+            Listing::Drop => {
+                let user_key = (
+                    record.user_id.as_str(),
+                    record.tenant_id.as_str(),
+                    record.created_at.as_micros(),
+                    id.as_uuid(),
+                );
+                self.session
+                    .batch(&st.evict_batch, (session_row, user_key, feed))
+                    .await
+            }
+        };
+        written.map_err(|e| errors::execution("revoking session", e))?;
         record.revoked_at = Some(at);
         record.revoke_reason = reason.to_owned();
         Ok(Revocation::Revoked(Box::new(record)))
@@ -649,7 +665,9 @@ impl ScyllaStore {
         let Some(ttl) = buckets::ttl_secs(r.expires_at, now) else {
             return Ok(());
         };
-        if at <= r.last_seen_at {
+        // A revoked session needs no last-seen, and an evicted one must not reappear in its
+        // user's listing as a fragment of a row.
+        if at <= r.last_seen_at || r.is_revoked() {
             return Ok(());
         }
         let by_user = (
@@ -740,6 +758,15 @@ fn cas_applied(result: scylla::response::query_result::QueryResult) -> Result<bo
     row.and_then(|r| r.columns.into_iter().nth(index).flatten())
         .and_then(|v| v.as_boolean())
         .ok_or_else(|| StoreError::Backend(format!("{what}: [applied] is not a boolean")))
+}
+
+/// What a revocation does to the session's row in its user's listing.
+#[derive(Clone, Copy)]
+enum Listing {
+    /// Kept, marked revoked, until it expires (for the admin listing).
+    Keep,
+    /// Removed: per-user reads stay bounded by live sessions (evictions by the cap).
+    Drop,
 }
 
 // Revocation feed.
@@ -958,9 +985,14 @@ impl Store for ScyllaStore {
         if cap > 0 {
             let st = self.statements().await?;
             let oldest = self.claim_slot(st, record, cap).await?;
-            evicted = self
-                .revoke_sessions(&oldest, record.created_at, reason)
-                .await?;
+            for id in oldest {
+                let outcome = self
+                    .revoke_one(st, id, record.created_at, reason, Listing::Drop)
+                    .await?;
+                if let Revocation::Revoked(_) = outcome {
+                    evicted.push(id);
+                }
+            }
         }
         self.create_session(record).await?;
         Ok(evicted)
@@ -1064,7 +1096,7 @@ impl Store for ScyllaStore {
         reason: &str,
     ) -> Result<Revocation, StoreError> {
         let st = self.statements().await?;
-        self.revoke_one(st, id, at, reason).await
+        self.revoke_one(st, id, at, reason, Listing::Keep).await
     }
 
     async fn revoke_sessions(
@@ -1074,12 +1106,13 @@ impl Store for ScyllaStore {
         reason: &str,
     ) -> Result<Vec<SessionId>, StoreError> {
         let st = self.statements().await?;
-        let outcomes: Vec<(SessionId, Result<Revocation, StoreError>)> =
-            futures::stream::iter(ids.iter().copied())
-                .map(|id| async move { (id, self.revoke_one(st, id, at, reason).await) })
-                .buffered(CONCURRENCY)
-                .collect()
-                .await;
+        let outcomes: Vec<(SessionId, Result<Revocation, StoreError>)> = futures::stream::iter(
+            ids.iter().copied(),
+        )
+        .map(|id| async move { (id, self.revoke_one(st, id, at, reason, Listing::Keep).await) })
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
         let mut revoked = Vec::new();
         for (id, outcome) in outcomes {
             if let Revocation::Revoked(_) = outcome? {

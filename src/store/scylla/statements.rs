@@ -45,6 +45,9 @@ pub(super) struct Statements {
     pub revoke_batch: Batch,
     /// `upsert_user_not_before` and `insert_feed`, logged.
     pub user_not_before_batch: Batch,
+    /// Eviction by the per-user cap: `revoke_session`, `delete_session_by_user` and
+    /// `insert_feed`, logged: the session is revoked and gone from its user's listing.
+    pub evict_batch: Batch,
     /// `upsert_global_not_before` and `insert_feed`, logged.
     pub global_not_before_batch: Batch,
 }
@@ -83,8 +86,15 @@ impl Statements {
         let mut update_slots = p.plain("update_slots", &cql.update_slots).await?;
         update_slots.set_is_idempotent(false);
         update_slots.set_serial_consistency(Some(serial));
+        let revoke_session = p.plain("revoke_session", &cql.revoke_session).await?;
+        let evict_batch = logged_batch([
+            revoke_session.clone(),
+            p.plain("delete_session_by_user", &cql.delete_session_by_user)
+                .await?,
+            insert_feed.clone(),
+        ]);
         let revoke_batch = logged_batch([
-            p.plain("revoke_session", &cql.revoke_session).await?,
+            revoke_session,
             p.plain("revoke_session_by_user", &cql.revoke_session_by_user)
                 .await?,
             insert_feed.clone(),
@@ -147,6 +157,7 @@ impl Statements {
             issue_batch,
             revoke_batch,
             user_not_before_batch,
+            evict_batch,
             global_not_before_batch,
         })
     }
