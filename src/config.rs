@@ -45,16 +45,15 @@ pub enum StoreKind {
 }
 
 impl std::fmt::Debug for StoreKind {
-    /// Never prints a URI's user info or options, which may hold a password.
+    /// Never prints a URI's user info or options, which may hold a password: a ScyllaDB URI
+    /// is shown as its parser understood it, hosts and keyspace only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreKind::Embedded => f.write_str("embedded"),
-            StoreKind::Scylla(uri) => {
-                let rest = uri.trim_start_matches("scylla://");
-                let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-                let rest = rest.split('?').next().unwrap_or_default();
-                write!(f, "scylla://{rest}")
-            }
+            StoreKind::Scylla(uri) => match crate::store::scylla::ScyllaConfig::from_uri(uri) {
+                Ok(scylla) => write!(f, "{scylla}"),
+                Err(_) => f.write_str("scylla://<invalid uri>"),
+            },
         }
     }
 }
@@ -429,10 +428,16 @@ impl Settings {
                 StoreKind::Scylla(uri.to_owned())
             }
             Some(other) => {
+                // Only a plain word is echoed: anything else may be a URI with a password.
+                let shown = if other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    format!("{other:?}")
+                } else {
+                    "the value".to_owned()
+                };
                 return Err(invalid(
                     "--store",
                     "SESSIOND_STORE",
-                    format!("{other:?}: expected `embedded` or a scylla:// URI"),
+                    format!("{shown} is not a store: expected `embedded` or a scylla:// URI"),
                 ));
             }
         };
@@ -886,6 +891,41 @@ mod tests {
         let shown = format!("{:?}", config.store);
         assert_eq!(shown, "scylla://10.0.0.1:9042/sessiond");
         assert!(!format!("{config:?}").contains("hunter2"));
+
+        // Credentials in the query, as the README documents them, and an '@' or a '/' in a
+        // password there: the rendering is the parser's, not a guess at where the secret ends.
+        for (uri, want) in [
+            (
+                "scylla://h1:9042,h2:9042/sessiond?tls_ca=/etc/ca.pem&username=app&password=s3cret",
+                "scylla://h1:9042,h2:9042/sessiond",
+            ),
+            (
+                "scylla://h1/ks?username=app&password=s3@cret",
+                "scylla://h1:9042/ks",
+            ),
+            (
+                "scylla://h1/ks?username=app&password=s3/cret",
+                "scylla://h1:9042/ks",
+            ),
+        ] {
+            let config = Settings {
+                store: Some(uri.into()),
+                ..Settings::default()
+            }
+            .resolve()
+            .expect("valid uri");
+            assert_eq!(format!("{:?}", config.store), want, "{uri}");
+            assert!(!format!("{config:?}").contains("cret"), "{uri}");
+        }
+        // A value that is not a store is not echoed either: it may be a URI with a password.
+        let err = Settings {
+            store: Some("cassandra://app:s3cret@h1/ks".into()),
+            ..Settings::default()
+        }
+        .resolve()
+        .expect_err("not a store")
+        .to_string();
+        assert!(err.contains("--store") && !err.contains("s3cret"), "{err}");
     }
 
     #[test]
