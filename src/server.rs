@@ -194,7 +194,12 @@ pub async fn serve_with_http(
     let (drain_tx, drain_rx) = watch::channel(false);
     let http_server = http.map(|http| {
         let router = crate::http::router(HttpState::new(&sessions, auth.clone(), metrics));
-        tokio::spawn(crate::http::serve(http, router, drain_rx))
+        let limits = crate::http::HttpLimits {
+            header_read_timeout: config.http_header_read_timeout,
+            request_timeout: config.request_timeout,
+            max_connections: config.http_max_connections,
+        };
+        tokio::spawn(crate::http::serve(http, router, limits, drain_rx))
     });
 
     tracing::info!(addr = %local, store = ?config.store, "sessiond serving");
