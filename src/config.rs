@@ -45,16 +45,15 @@ pub enum StoreKind {
 }
 
 impl std::fmt::Debug for StoreKind {
-    /// Never prints a URI's user info or options, which may hold a password.
+    /// Never prints a URI's user info or options, which may hold a password: a ScyllaDB URI
+    /// is shown as its parser understood it, hosts and keyspace only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreKind::Embedded => f.write_str("embedded"),
-            StoreKind::Scylla(uri) => {
-                let rest = uri.trim_start_matches("scylla://");
-                let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-                let rest = rest.split('?').next().unwrap_or_default();
-                write!(f, "scylla://{rest}")
-            }
+            StoreKind::Scylla(uri) => match crate::store::scylla::ScyllaConfig::from_uri(uri) {
+                Ok(scylla) => write!(f, "{scylla}"),
+                Err(_) => f.write_str("scylla://<invalid uri>"),
+            },
         }
     }
 }
@@ -111,8 +110,22 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The services allowed to call; empty means anonymous access on loopback only.
     pub callers: Vec<CallerSpec>,
-    /// Most requests in flight at once; more are refused with `RESOURCE_EXHAUSTED`.
+    /// Most requests of callers in flight at once; more are refused with `RESOURCE_EXHAUSTED`.
+    /// Open services (health, reflection) have a small budget of their own.
     pub max_in_flight: usize,
+    /// Longest time one request may take, from its headers to its answer (a unary gRPC call,
+    /// its request body included; an HTTP request). A gRPC call past it ends `CANCELLED`, an
+    /// HTTP request `408`; a shorter client `grpc-timeout` wins.
+    pub request_timeout: Duration,
+    /// Most concurrent HTTP/2 streams per gRPC connection (`SETTINGS_MAX_CONCURRENT_STREAMS`);
+    /// streams over it are refused by the HTTP/2 layer.
+    pub max_concurrent_streams: u32,
+    /// How long an HTTP client may take to send a request's headers, and may leave a
+    /// keep-alive connection idle before its next request; then the connection is closed.
+    pub http_header_read_timeout: Duration,
+    /// Most HTTP connections open at once; a connection over it is closed as soon as it is
+    /// accepted, so stalled clients hold at most this many file descriptors.
+    pub http_max_connections: usize,
     /// Serve gRPC over TLS, optionally requiring client certificates (mTLS).
     pub tls: Option<TlsFiles>,
     /// Where OpenTelemetry traces are exported (OTLP over gRPC, `http://host:4317`); no
@@ -187,6 +200,10 @@ impl Config {
             log_format: LogFormat::Text,
             callers: Vec::new(),
             max_in_flight: 10_000,
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 256,
+            http_header_read_timeout: Duration::from_secs(10),
+            http_max_connections: 512,
             tls: None,
             otlp_endpoint: None,
             otlp_sample_ratio: 1.0,
@@ -324,10 +341,25 @@ pub struct Settings {
     /// TOML file with `[[callers]]` entries, kept apart from the main configuration
     #[arg(long, env = "SESSIOND_CALLERS_FILE")]
     pub callers_file: Option<PathBuf>,
-    /// Most requests in flight at once [default: 10000]
+    /// Most requests of callers in flight at once [default: 10000]
     #[arg(long, env = "SESSIOND_MAX_IN_FLIGHT")]
     #[serde(default, deserialize_with = "number_or_string")]
     pub max_in_flight: Option<String>,
+    /// Longest time one gRPC or HTTP request may take, 100ms to 5m [default: 10s]
+    #[arg(long, env = "SESSIOND_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// Most concurrent HTTP/2 streams per gRPC connection [default: 256]
+    #[arg(long, env = "SESSIOND_MAX_CONCURRENT_STREAMS")]
+    #[serde(default, deserialize_with = "number_or_string")]
+    pub max_concurrent_streams: Option<String>,
+    /// How long an HTTP client may take to send its request headers, or stay idle between
+    /// requests, 100ms to 5m [default: 10s]
+    #[arg(long, env = "SESSIOND_HTTP_HEADER_READ_TIMEOUT")]
+    pub http_header_read_timeout: Option<String>,
+    /// Most HTTP connections open at once; more are closed at once [default: 512]
+    #[arg(long, env = "SESSIOND_HTTP_MAX_CONNECTIONS")]
+    #[serde(default, deserialize_with = "number_or_string")]
+    pub http_max_connections: Option<String>,
     /// PEM certificate chain to serve gRPC over TLS
     #[arg(long, env = "SESSIOND_TLS_CERT_FILE")]
     pub tls_cert_file: Option<PathBuf>,
@@ -385,6 +417,29 @@ fn duration(
     }
 }
 
+/// A count that must be at least 1.
+fn positive<T>(
+    value: Option<String>,
+    default: T,
+    flag: &'static str,
+    env: &'static str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + Default + PartialEq,
+{
+    match value {
+        None => Ok(default),
+        Some(v) => match v.parse::<T>() {
+            Ok(n) if n != T::default() => Ok(n),
+            _ => Err(invalid(
+                flag,
+                env,
+                format!("{v:?}: expected a positive number"),
+            )),
+        },
+    }
+}
+
 fn addr(
     value: Option<String>,
     default: SocketAddr,
@@ -428,6 +483,12 @@ impl Settings {
             log_format: self.log_format.or(file.log_format),
             callers_file: self.callers_file.or(file.callers_file),
             max_in_flight: self.max_in_flight.or(file.max_in_flight),
+            request_timeout: self.request_timeout.or(file.request_timeout),
+            max_concurrent_streams: self.max_concurrent_streams.or(file.max_concurrent_streams),
+            http_header_read_timeout: self
+                .http_header_read_timeout
+                .or(file.http_header_read_timeout),
+            http_max_connections: self.http_max_connections.or(file.http_max_connections),
             tls_cert_file: self.tls_cert_file.or(file.tls_cert_file),
             tls_key_file: self.tls_key_file.or(file.tls_key_file),
             tls_client_ca_file: self.tls_client_ca_file.or(file.tls_client_ca_file),
@@ -463,10 +524,16 @@ impl Settings {
                 StoreKind::Scylla(uri.to_owned())
             }
             Some(other) => {
+                // Only a plain word is echoed: anything else may be a URI with a password.
+                let shown = if other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    format!("{other:?}")
+                } else {
+                    "the value".to_owned()
+                };
                 return Err(invalid(
                     "--store",
                     "SESSIOND_STORE",
-                    format!("{other:?}: expected `embedded` or a scylla:// URI"),
+                    format!("{shown} is not a store: expected `embedded` or a scylla:// URI"),
                 ));
             }
         };
@@ -504,19 +571,24 @@ impl Settings {
             entries.extend(file.callers);
         }
         let callers = callers(entries)?;
-        let max_in_flight = match s.max_in_flight {
-            None => d.max_in_flight,
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    return Err(invalid(
-                        "--max-in-flight",
-                        "SESSIOND_MAX_IN_FLIGHT",
-                        format!("{v:?}: expected a positive number"),
-                    ));
-                }
-            },
-        };
+        let max_in_flight = positive(
+            s.max_in_flight,
+            d.max_in_flight,
+            "--max-in-flight",
+            "SESSIOND_MAX_IN_FLIGHT",
+        )?;
+        let max_concurrent_streams = positive(
+            s.max_concurrent_streams,
+            d.max_concurrent_streams,
+            "--max-concurrent-streams",
+            "SESSIOND_MAX_CONCURRENT_STREAMS",
+        )?;
+        let http_max_connections = positive(
+            s.http_max_connections,
+            d.http_max_connections,
+            "--http-max-connections",
+            "SESSIOND_HTTP_MAX_CONNECTIONS",
+        )?;
         let tls = match (s.tls_cert_file, s.tls_key_file) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert,
@@ -569,6 +641,20 @@ impl Settings {
             key_algorithm,
             callers,
             max_in_flight,
+            request_timeout: duration(
+                s.request_timeout,
+                d.request_timeout,
+                "--request-timeout",
+                "SESSIOND_REQUEST_TIMEOUT",
+            )?,
+            max_concurrent_streams,
+            http_header_read_timeout: duration(
+                s.http_header_read_timeout,
+                d.http_header_read_timeout,
+                "--http-header-read-timeout",
+                "SESSIOND_HTTP_HEADER_READ_TIMEOUT",
+            )?,
+            http_max_connections,
             tls,
             grpc_addr: addr(
                 s.grpc_addr,
@@ -776,6 +862,21 @@ impl Config {
         if self.issuer.is_empty() {
             return Err(invalid("--issuer", "SESSIOND_ISSUER", "must not be empty"));
         }
+        let timeouts = Duration::from_millis(100)..=Duration::from_secs(300);
+        if !timeouts.contains(&self.request_timeout) {
+            return Err(invalid(
+                "--request-timeout",
+                "SESSIOND_REQUEST_TIMEOUT",
+                "must be between 100ms and 5m",
+            ));
+        }
+        if !timeouts.contains(&self.http_header_read_timeout) {
+            return Err(invalid(
+                "--http-header-read-timeout",
+                "SESSIOND_HTTP_HEADER_READ_TIMEOUT",
+                "must be between 100ms and 5m",
+            ));
+        }
         Ok(())
     }
 
@@ -921,6 +1022,134 @@ mod tests {
         let shown = format!("{:?}", config.store);
         assert_eq!(shown, "scylla://10.0.0.1:9042/sessiond");
         assert!(!format!("{config:?}").contains("hunter2"));
+
+        // Credentials in the query, as the README documents them, and an '@' or a '/' in a
+        // password there: the rendering is the parser's, not a guess at where the secret ends.
+        for (uri, want) in [
+            (
+                "scylla://h1:9042,h2:9042/sessiond?tls_ca=/etc/ca.pem&username=app&password=s3cret",
+                "scylla://h1:9042,h2:9042/sessiond",
+            ),
+            (
+                "scylla://h1/ks?username=app&password=s3@cret",
+                "scylla://h1:9042/ks",
+            ),
+            (
+                "scylla://h1/ks?username=app&password=s3/cret",
+                "scylla://h1:9042/ks",
+            ),
+        ] {
+            let config = Settings {
+                store: Some(uri.into()),
+                ..Settings::default()
+            }
+            .resolve()
+            .expect("valid uri");
+            assert_eq!(format!("{:?}", config.store), want, "{uri}");
+            assert!(!format!("{config:?}").contains("cret"), "{uri}");
+        }
+        // A value that is not a store is not echoed either: it may be a URI with a password.
+        let err = Settings {
+            store: Some("cassandra://app:s3cret@h1/ks".into()),
+            ..Settings::default()
+        }
+        .resolve()
+        .expect_err("not a store")
+        .to_string();
+        assert!(err.contains("--store") && !err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn admission_settings_have_defaults_and_are_checked() {
+        let c = Settings::default().resolve().expect("defaults are valid");
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_concurrent_streams, 256);
+        assert_eq!(c.http_header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.http_max_connections, 512);
+
+        let c = Settings {
+            request_timeout: Some("2s".into()),
+            max_concurrent_streams: Some("64".into()),
+            http_header_read_timeout: Some("500ms".into()),
+            http_max_connections: Some("100".into()),
+            ..Settings::default()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(c.request_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_concurrent_streams, 64);
+        assert_eq!(c.http_header_read_timeout, Duration::from_millis(500));
+        assert_eq!(c.http_max_connections, 100);
+
+        let bad: [(Settings, &str); 6] = [
+            (
+                Settings {
+                    request_timeout: Some("10ms".into()),
+                    ..Settings::default()
+                },
+                "--request-timeout",
+            ),
+            (
+                Settings {
+                    request_timeout: Some("1h".into()),
+                    ..Settings::default()
+                },
+                "--request-timeout",
+            ),
+            (
+                Settings {
+                    max_concurrent_streams: Some("0".into()),
+                    ..Settings::default()
+                },
+                "--max-concurrent-streams",
+            ),
+            (
+                Settings {
+                    max_concurrent_streams: Some("5000000000".into()),
+                    ..Settings::default()
+                },
+                "--max-concurrent-streams",
+            ),
+            (
+                Settings {
+                    http_header_read_timeout: Some("0s".into()),
+                    ..Settings::default()
+                },
+                "--http-header-read-timeout",
+            ),
+            (
+                Settings {
+                    http_max_connections: Some("none".into()),
+                    ..Settings::default()
+                },
+                "--http-max-connections",
+            ),
+        ];
+        for (settings, flag) in bad {
+            let err = settings.resolve().expect_err(flag).to_string();
+            assert!(err.contains(flag), "{err}");
+        }
+    }
+
+    #[test]
+    fn admission_settings_come_from_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "request_timeout = \"3s\"\nmax_concurrent_streams = 32\nhttp_header_read_timeout = \"2s\"\nhttp_max_connections = 64\n",
+        )
+        .expect("write");
+        let c = Settings {
+            config: Some(path),
+            ..Settings::default()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(c.request_timeout, Duration::from_secs(3));
+        assert_eq!(c.max_concurrent_streams, 32);
+        assert_eq!(c.http_header_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.http_max_connections, 64);
     }
 
     #[test]

@@ -42,6 +42,20 @@ const LIVE_SESSIONS_EVERY: Duration = Duration::from_secs(15);
 const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// How long HTTP connections may take to finish once gRPC has drained.
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
+/// How often the server pings a gRPC connection (HTTP/2 PING), so that a peer that vanished
+/// without a FIN (a crashed host, a dropped NAT entry) does not hold its connection forever.
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed.
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest header block a gRPC request may carry (hyper's default, stated so that no upgrade
+/// loosens it): a bearer credential and tracing headers need a few hundred bytes.
+const HTTP2_MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// Streams a client may reset before the server has accepted them, past which the connection
+/// is closed with GOAWAY (h2's default, against the "rapid reset" flood, CVE-2023-44487).
+const HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// Streams the server may reset for a client's protocol errors before it closes the
+/// connection (hyper's default; tonic leaves it unlimited unless set, RUSTSEC-2024-0003).
+const HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +200,12 @@ pub async fn serve_with_http(
     let (drain_tx, drain_rx) = watch::channel(false);
     let http_server = http.map(|http| {
         let router = crate::http::router(HttpState::new(&sessions, auth.clone(), metrics));
-        tokio::spawn(crate::http::serve(http, router, drain_rx))
+        let limits = crate::http::HttpLimits {
+            header_read_timeout: config.http_header_read_timeout,
+            request_timeout: config.request_timeout,
+            max_connections: config.http_max_connections,
+        };
+        tokio::spawn(crate::http::serve(http, router, limits, drain_rx))
     });
 
     tracing::info!(addr = %local, store = ?config.store, "sessiond serving");
@@ -205,6 +224,15 @@ pub async fn serve_with_http(
     }
     let result = builder
         .tcp_nodelay(true)
+        // Every call ends by this deadline, its request body included: a stream that sends
+        // HEADERS and never DATA is answered CANCELLED and gives back its in-flight slot.
+        .timeout(config.request_timeout)
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        .http2_max_header_list_size(HTTP2_MAX_HEADER_LIST_BYTES)
+        .http2_max_pending_accept_reset_streams(Some(HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS))
+        .http2_max_local_error_reset_streams(Some(HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS))
         // Outermost, so that callers refused by authentication are counted and traced too.
         .layer(ObserveLayer::new())
         .layer(AuthLayer::new(auth))

@@ -7,8 +7,12 @@
 //! Health and reflection stay open. With no callers configured every request passes as
 //! `anonymous` (the server then only listens on loopback).
 //!
-//! The same layer applies the per-caller rate limits and the global concurrency limit, both
-//! answering `RESOURCE_EXHAUSTED` rather than queueing without bound.
+//! The same layer applies the per-caller rate limits and the concurrency limits, all answering
+//! `RESOURCE_EXHAUSTED` rather than queueing without bound. A request is identified first and
+//! takes an in-flight slot only once it is admitted, so requests that present no valid
+//! credential can never use up the slots of callers; requests to the open services draw from
+//! a small budget of their own ([`OPEN_MAX_IN_FLIGHT`]), so no one can starve callers through
+//! them either. How long a slot may be held is bounded by the server's request timeout.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,6 +30,21 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::status::ERROR_DOMAIN;
 use crate::domain::audit::Caller;
+
+/// Most requests to the open services (health, reflection) in flight at once, apart from the
+/// callers' `--max-in-flight`. Far above what health probes and reflection clients need
+/// (each call takes microseconds), and small enough that holding all of it costs nothing.
+pub const OPEN_MAX_IN_FLIGHT: usize = 16;
+
+/// Which in-flight budget a request draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// Requests that need a role (every RPC of the service, Envoy `Check`, introspection),
+    /// admitted first: `--max-in-flight`.
+    Callers,
+    /// Requests to the open services: [`OPEN_MAX_IN_FLIGHT`].
+    Open,
+}
 
 /// What a caller may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -134,6 +153,7 @@ pub struct Authenticator {
     callers: Vec<Known>,
     by_subject: HashMap<String, usize>,
     in_flight: Arc<Semaphore>,
+    open_in_flight: Arc<Semaphore>,
 }
 
 /// Why a request is turned away.
@@ -143,7 +163,8 @@ fn reject(code: Code, reason: &'static str, message: String) -> Status {
 }
 
 impl Authenticator {
-    /// An authenticator over `callers`, admitting at most `max_in_flight` concurrent requests.
+    /// An authenticator over `callers`, admitting at most `max_in_flight` concurrent requests
+    /// of callers (and [`OPEN_MAX_IN_FLIGHT`] to the open services).
     pub fn new(callers: Vec<CallerSpec>, max_in_flight: usize) -> Self {
         let mut by_subject = HashMap::new();
         let callers: Vec<Known> = callers
@@ -167,6 +188,7 @@ impl Authenticator {
             callers,
             by_subject,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            open_in_flight: Arc::new(Semaphore::new(OPEN_MAX_IN_FLIGHT)),
         }
     }
 
@@ -278,9 +300,15 @@ impl Authenticator {
         ))
     }
 
-    /// Takes a slot for one in-flight request, or refuses when all are taken.
-    pub fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
-        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+    /// Takes a slot of `budget` for one in-flight request, or refuses when all are taken.
+    /// Take it only once the request is admitted, so that a request without credentials
+    /// never holds a caller's slot.
+    pub fn slot(&self, budget: Budget) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        let slots = match budget {
+            Budget::Callers => &self.in_flight,
+            Budget::Open => &self.open_in_flight,
+        };
+        slots.clone().try_acquire_owned().map_err(|_| {
             reject(
                 Code::ResourceExhausted,
                 "OVERLOADED",
@@ -408,10 +436,6 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let permit = match self.auth.slot() {
-            Ok(permit) => permit,
-            Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
-        };
         let subject = client_cert_subject(req.extensions());
         let admitted = self.auth.admit(
             req.uri().path(),
@@ -420,13 +444,19 @@ where
                 .map(|v| v.as_bytes()),
             subject.as_ref(),
         );
-        match admitted {
+        // Who the caller is decides the budget: the slot comes after authentication.
+        let budget = match admitted {
             Ok(Some(caller)) => {
                 req.extensions_mut().insert(caller);
+                Budget::Callers
             }
-            Ok(None) => {}
+            Ok(None) => Budget::Open,
             Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
-        }
+        };
+        let permit = match self.auth.slot(budget) {
+            Ok(permit) => permit,
+            Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
+        };
         // The clone is ready (tower's usual swap), the original stays for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -495,6 +525,30 @@ mod tests {
             .admit_role(Role::Validator, None, Some(&subject))
             .expect_err("the intern is not the gateway");
         assert_eq!(status.code(), Code::Unauthenticated);
+    }
+
+    #[test]
+    fn the_open_services_have_a_budget_of_their_own() {
+        let auth = Authenticator::new(Vec::new(), 1);
+        let caller = auth.slot(Budget::Callers).expect("the callers' one slot");
+        let refused = auth
+            .slot(Budget::Callers)
+            .expect_err("the callers' budget is spent");
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        let open: Vec<_> = (0..OPEN_MAX_IN_FLIGHT)
+            .map(|_| auth.slot(Budget::Open).expect("an open slot"))
+            .collect();
+        assert!(
+            auth.slot(Budget::Open).is_err(),
+            "the open budget is bounded"
+        );
+        drop(open);
+        drop(caller);
+        assert!(auth.slot(Budget::Callers).is_ok(), "a freed slot is reused");
+        assert!(
+            auth.slot(Budget::Open).is_ok(),
+            "a freed open slot is reused"
+        );
     }
 
     #[test]

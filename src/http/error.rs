@@ -28,6 +28,9 @@ pub enum HttpError {
     /// The store could not answer.
     #[error("store unavailable")]
     Unavailable,
+    /// The request was not read and answered within `--request-timeout`.
+    #[error("request timed out")]
+    Timeout,
     /// The service is shutting down.
     #[error("shutting down")]
     ShuttingDown,
@@ -82,6 +85,7 @@ impl IntoResponse for HttpError {
             HttpError::Unavailable | HttpError::ShuttingDown => {
                 (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
             }
+            HttpError::Timeout => (StatusCode::REQUEST_TIMEOUT, "temporarily_unavailable"),
             HttpError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             HttpError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             HttpError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),

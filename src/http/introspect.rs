@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::HttpState;
 use super::error::HttpError;
-use crate::api::auth::Role;
+use crate::api::auth::{Budget, Role};
 use crate::domain::Verdict;
 use crate::domain::access::AccessClaims;
 
@@ -53,11 +53,15 @@ pub async fn introspect(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
-    let _slot = state.auth.slot().map_err(HttpError::Caller)?;
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     state
         .auth
         .admit_role(Role::Validator, authorization, None)
+        .map_err(HttpError::Caller)?;
+    // After authentication, as on gRPC: a request without credentials holds no slot.
+    let _slot = state
+        .auth
+        .slot(Budget::Callers)
         .map_err(HttpError::Caller)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {

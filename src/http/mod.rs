@@ -8,7 +8,8 @@
 //! - `GET /metrics`, `GET /healthz`, `GET /readyz` ([`ops`]).
 //!
 //! Every error is JSON ([`error`]), bodies are capped at [`MAX_BODY_BYTES`], and nothing here
-//! panics on input. Like `api`, this layer decodes, calls the domain and encodes; it decides
+//! panics on input. [`serve`] bounds what one client can hold ([`HttpLimits`]): the time to
+//! send headers, the time of a request, and the number of open connections. Like `api`, this layer decodes, calls the domain and encodes; it decides
 //! nothing itself.
 //!
 //! The router holds the authority weakly: once `serve` lets go of it to flush write-behind
@@ -21,18 +22,25 @@ pub mod keys;
 pub mod ops;
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
+use axum::serve::{Listener, ListenerExt};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceBuilder;
 
 use crate::api::auth::Authenticator;
 use crate::domain::Sessions;
+use crate::telemetry::prometheus::HTTP_CONNECTIONS_REFUSED;
 use error::HttpError;
 
 /// The largest request body accepted. An introspection form holds one token (at most 4 KiB),
@@ -85,21 +93,84 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `stop` turns true (or its sender is dropped), then
-/// finishes the requests in progress and returns.
+/// The bounds that keep one client from holding the HTTP surface: hyper's header-read timer,
+/// a deadline per request and a cap on open connections.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// How long a client may take to send a request's headers. hyper restarts the timer while
+    /// a keep-alive connection waits for its next request, so it bounds idle connections too.
+    pub header_read_timeout: Duration,
+    /// How long a request may take from its headers to its answer, body included (`408`).
+    pub request_timeout: Duration,
+    /// Most connections open at once; a connection over it is closed as soon as it is
+    /// accepted (counted in `sessiond_http_connections_refused_total`).
+    pub max_connections: usize,
+}
+
+/// Serves `router` on `listener` within `limits` until `stop` turns true (or its sender is
+/// dropped), then stops accepting, lets the requests in progress finish, closes idle
+/// connections and returns.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: HttpLimits,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
+    let mut listener = listener.tap_io(|tcp| {
         // Small answers go out at once rather than waiting on the peer's delayed ACK.
         let _ = tcp.set_nodelay(true);
     });
-    let signal = async move {
-        let _ = stop.wait_for(|stop| *stop).await;
-    };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(signal)
-        .await
+    let router = router.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(timed_out))
+            .timeout(limits.request_timeout),
+    );
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let refused = metrics::counter!(HTTP_CONNECTIONS_REFUSED);
+    let graceful = GracefulShutdown::new();
+    loop {
+        // axum's `Listener::accept` retries failed accepts, pausing when the process is out
+        // of file descriptors.
+        let tcp = tokio::select! {
+            (tcp, _) = Listener::accept(&mut listener) => tcp,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Closed at once rather than left in the backlog: a flood of stalled clients then
+            // holds at most `max_connections` descriptors, and the rest of the process
+            // (the gRPC port, the store) keeps the ones it needs.
+            drop(tcp);
+            refused.increment(1);
+            continue;
+        };
+        let connection =
+            http1.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                // A header-read timeout, a client that went away: nothing to act on.
+                tracing::debug!(%error, "http connection ended");
+            }
+            drop(slot);
+        });
+    }
+    // Closes the listening socket before draining, so new clients are refused at once.
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// The answer to a request that ran past `--request-timeout`; the router's own services never
+/// fail, so any other error is a fault of the service.
+async fn timed_out(error: tower::BoxError) -> HttpError {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        HttpError::Timeout
+    } else {
+        tracing::error!(%error, "http service failed");
+        HttpError::Internal
+    }
 }

@@ -30,7 +30,8 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
             Ok(Arc::new(store))
         }
         StoreKind::Scylla(uri) => {
-            let store = connect(uri, config).await?;
+            let scylla = scylla_config(uri, config)?;
+            let store = connect(&scylla).await?;
             if config.migrate {
                 store.migrate().await?;
             } else {
@@ -40,7 +41,8 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
                     ))
                 })?;
             }
-            tracing::info!(keyspace = %uri_keyspace(uri), "scylla store open");
+            // The parsed form: hosts and keyspace, never the URI's credentials or options.
+            tracing::info!(store = %scylla, "scylla store open");
             Ok(Arc::new(store))
         }
     }
@@ -50,16 +52,13 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
 pub async fn migrate(config: &Config) -> Result<(), StoreError> {
     match &config.store {
         StoreKind::Embedded => Ok(()),
-        StoreKind::Scylla(uri) => connect(uri, config).await?.migrate().await,
+        StoreKind::Scylla(uri) => connect(&scylla_config(uri, config)?).await?.migrate().await,
     }
 }
 
 /// Connects to the cluster, retrying with exponential backoff while it does not answer, so a
 /// replica started before its cluster comes up by itself once the cluster does.
-async fn connect(uri: &str, config: &Config) -> Result<ScyllaStore, StoreError> {
-    let mut scylla =
-        ScyllaConfig::from_uri(uri).map_err(|e| StoreError::Backend(format!("store uri: {e}")))?;
-    scylla.audit_retention = config.audit_retention;
+async fn connect(scylla: &ScyllaConfig) -> Result<ScyllaStore, StoreError> {
     let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
     let mut backoff = Duration::from_millis(500);
     let mut attempt = 1u32;
@@ -79,8 +78,10 @@ async fn connect(uri: &str, config: &Config) -> Result<ScyllaStore, StoreError> 
     }
 }
 
-/// The keyspace part of a URI, for logs (never the credentials).
-fn uri_keyspace(uri: &str) -> &str {
-    let path = uri.rsplit_once('/').map(|(_, p)| p).unwrap_or_default();
-    path.split('?').next().unwrap_or_default()
+/// The cluster settings of a `scylla://` URI, with the service's audit retention.
+fn scylla_config(uri: &str, config: &Config) -> Result<ScyllaConfig, StoreError> {
+    let mut scylla =
+        ScyllaConfig::from_uri(uri).map_err(|e| StoreError::Backend(format!("store uri: {e}")))?;
+    scylla.audit_retention = config.audit_retention;
+    Ok(scylla)
 }

@@ -32,6 +32,8 @@ pub const STORE_ERRORS: &str = "sessiond_store_errors_total";
 pub const LIVE_SESSIONS: &str = "sessiond_live_sessions";
 /// Seconds since the revocation feed was last read successfully.
 pub const FEED_LAG: &str = "sessiond_revocation_feed_lag_seconds";
+/// HTTP connections closed on accept because `--http-max-connections` were open.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "sessiond_http_connections_refused_total";
 
 /// Upper bounds of the latency buckets: 50 µs to 10 s. A cached `Validate` takes tens of
 /// microseconds and a group-committed write a few milliseconds, so both ends matter.
@@ -106,5 +108,9 @@ fn describe() {
         FEED_LAG,
         Unit::Seconds,
         "seconds since the revocation feed was last read successfully"
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_REFUSED,
+        "HTTP connections closed on accept because --http-max-connections were open"
     );
 }

@@ -436,12 +436,31 @@ pub struct Spawned {
 impl Spawned {
     /// Spawns `serve(config, listener)`; the listener is bound, so clients may connect at once.
     pub fn spawn(dir: TempDir, config: Config, listener: TcpListener) -> Self {
+        Self::spawn_serving(dir, config, listener, None)
+    }
+
+    /// Spawns `serve_with_http(config, grpc, http)`: gRPC and the HTTP surface, both bound.
+    pub fn spawn_with_http(
+        dir: TempDir,
+        config: Config,
+        grpc: TcpListener,
+        http: TcpListener,
+    ) -> Self {
+        Self::spawn_serving(dir, config, grpc, Some(http))
+    }
+
+    fn spawn_serving(
+        dir: TempDir,
+        config: Config,
+        listener: TcpListener,
+        http: Option<TcpListener>,
+    ) -> Self {
         let (tx, rx) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = rx.await;
         };
         let exit = tokio::spawn(async move {
-            let result = sessiond::serve(config, listener, shutdown).await;
+            let result = sessiond::serve_with_http(config, listener, http, shutdown).await;
             if let Err(error) = &result {
                 eprintln!("sessiond::serve failed: {error}");
             }

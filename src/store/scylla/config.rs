@@ -235,6 +235,14 @@ impl fmt::Debug for ScyllaConfig {
     }
 }
 
+/// The cluster as a URI safe for logs: hosts and keyspace, never credentials or options
+/// (`scylla://h1:9042,h2:9042/sessiond`).
+impl fmt::Display for ScyllaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "scylla://{}/{}", self.hosts.join(","), self.keyspace)
+    }
+}
+
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
@@ -653,6 +661,30 @@ mod tests {
         assert_eq!(cfg.speculative, None);
         assert_eq!(cfg.keyspace, "sessiond");
 
+        Ok(())
+    }
+
+    #[test]
+    fn display_shows_hosts_and_keyspace_only() -> TestResult {
+        for (uri, want) in [
+            (
+                "scylla://h1:9042,h2:9042/sessiond?tls_ca=/etc/ca.pem&username=app&password=s3cret",
+                "scylla://h1:9042,h2:9042/sessiond",
+            ),
+            ("scylla://app:s3cret@h1/ks?dc=dc1", "scylla://h1:9042/ks"),
+            (
+                "scylla://h1?username=app&password=s3@cret/x?y",
+                "scylla://h1:9042/sessiond",
+            ),
+            (
+                "scylla://h1?username=app&password=s3%40cret",
+                "scylla://h1:9042/sessiond",
+            ),
+        ] {
+            let shown = parse(uri)?.to_string();
+            assert_eq!(shown, want, "{uri}");
+            assert!(!shown.contains("cret"), "{shown}");
+        }
         Ok(())
     }
 
