@@ -22,17 +22,16 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_client::Authorizati
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use futures::StreamExt;
+use sessiond::Config;
 use sessiond::hooks::{Hooks, Step};
 use sessiond::pb;
 use sessiond::pb::session_service_client::SessionServiceClient;
-use sessiond::{Config, ServeError};
 use support::{DEADLINE, Issued, error_reason, issue_request};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Rounds of each race; each round is made to interleave badly, so a handful suffices.
 const ROUNDS: usize = 8;
@@ -76,13 +75,11 @@ impl Gate {
 
 /// A server with both surfaces and a gate on its hooks.
 struct Harness {
-    _dir: TempDir,
+    server: support::Spawned,
     gate: Gate,
     http: SocketAddr,
     channel: Channel,
     web: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    exit: Option<JoinHandle<Result<(), ServeError>>>,
 }
 
 impl Harness {
@@ -96,30 +93,14 @@ impl Harness {
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let grpc_addr = grpc.local_addr().expect("grpc addr");
         let http_addr = http.local_addr().expect("http addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let exit = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = rx.await;
-            };
-            let result = sessiond::serve_with_http(config, grpc, Some(http), shutdown).await;
-            if let Err(error) = &result {
-                eprintln!("sessiond::serve_with_http failed: {error}");
-            }
-            result
-        });
-        let channel = Endpoint::from_shared(format!("http://{grpc_addr}"))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
+        let server = support::Spawned::spawn_with_http(dir, config, grpc, http);
+        let channel = support::channel(grpc_addr).await;
         Self {
-            _dir: dir,
+            server,
             gate,
             http: http_addr,
             channel,
             web: reqwest::Client::new(),
-            shutdown: Some(tx),
-            exit: Some(exit),
         }
     }
 
@@ -174,17 +155,8 @@ impl Harness {
         valid
     }
 
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(exit) = self.exit.take() {
-            tokio::time::timeout(DEADLINE, exit)
-                .await
-                .expect("serve returns within the deadline")
-                .expect("serve task")
-                .expect("serve returned an error");
-        }
+    async fn stop(self) {
+        self.server.stop().await;
     }
 }
 

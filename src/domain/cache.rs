@@ -185,6 +185,16 @@ impl HitMiss {
             miss: metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => "miss"),
         }
     }
+
+    /// Counts one cache lookup: a miss when this caller's loader ran (`loaded`), a hit when
+    /// the entry was there or another caller's read was shared.
+    pub fn count(&self, loaded: &AtomicBool) {
+        if loaded.load(Ordering::Relaxed) {
+            self.miss.increment(1);
+        } else {
+            self.hit.increment(1);
+        }
+    }
 }
 
 /// One counter per outcome of an access-token check.

@@ -204,11 +204,7 @@ impl Sessions {
                     })
                     .await
                     .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()))?;
-                if loaded.load(Ordering::Relaxed) {
-                    meters.miss.increment(1);
-                } else {
-                    meters.hit.increment(1);
-                }
+                meters.count(&loaded);
                 match state {
                     Some(s) if s.epoch != self.caches.session_epochs.of(&id) => {
                         self.caches.sessions.invalidate(&id).await;
@@ -247,11 +243,7 @@ impl Sessions {
                     })
                     .await
                     .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()))?;
-                if loaded.load(Ordering::Relaxed) {
-                    meters.miss.increment(1);
-                } else {
-                    meters.hit.increment(1);
-                }
+                meters.count(&loaded);
                 if marks.epoch == self.caches.user_epochs.of(user) {
                     return Ok(marks);
                 }
