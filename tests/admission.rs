@@ -54,8 +54,8 @@ struct Ended {
 async fn half_open_streams_to_health_neither_starve_callers_nor_outlive_the_deadline() {
     // More stalled streams than the open budget and the callers' budget together, fewer than
     // the advertised stream limit (so the client does not wait for capacity).
-    const STALLED: usize = 48;
-    const MAX_CONCURRENT_STREAMS: u32 = 64;
+    const STALLED: usize = 96;
+    const MAX_CONCURRENT_STREAMS: u32 = 128;
     let request_timeout = Duration::from_secs(3);
     let (login_spec, login) = new_caller("login", &[Role::Issuer]);
     let (gateway_spec, gateway) = new_caller("gateway", &[Role::Validator]);

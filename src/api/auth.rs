@@ -33,8 +33,9 @@ use crate::domain::audit::Caller;
 
 /// Most requests to the open services (health, reflection) in flight at once, apart from the
 /// callers' `--max-in-flight`. Far above what health probes and reflection clients need
-/// (each call takes microseconds), and small enough that holding all of it costs nothing.
-pub const OPEN_MAX_IN_FLIGHT: usize = 16;
+/// (each call takes microseconds; 64 also lets the load generator's empty-call baseline run at
+/// its highest concurrency), and small enough that holding all of it costs nothing.
+pub const OPEN_MAX_IN_FLIGHT: usize = 64;
 
 /// Which in-flight budget a request draws from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
