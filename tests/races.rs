@@ -353,17 +353,30 @@ async fn a_refresh_racing_a_revocation_loses_without_a_theft_alarm() {
 /// the switch is acknowledged are dead on every surface, including ones minted after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_refreshing_in_a_loop_do_not_survive_the_emergency_switch() {
+    refresh_loops_across(Revoker::AdminRevokeAllSessions, |i| format!("loop-{i}")).await;
+}
+
+/// The same with an operator's force logout of the one user all the sessions belong to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_refreshing_in_a_loop_do_not_survive_a_force_logout() {
+    refresh_loops_across(Revoker::AdminRevokeUser, |_| "looping-user".to_owned()).await;
+}
+
+/// Sixteen sessions (of users `user_of(i)`) refresh in a loop; `revoker` lands while they do.
+async fn refresh_loops_across(revoker: Revoker, user_of: fn(usize) -> String) {
     const SESSIONS: usize = 16;
-    let h = Harness::start(|_| {}).await;
+    let h = Harness::start(|c| c.max_sessions_per_user = 0).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut loops = Vec::new();
+    let mut firsts = Vec::new();
     for i in 0..SESSIONS {
-        let first = h.issue(&format!("loop-{i}")).await;
+        let first = h.issue(&user_of(i)).await;
+        firsts.push(first.clone());
         let mut client = h.client();
         let mut stop = stop_rx.clone();
         loops.push(tokio::spawn(async move {
             let mut latest = first;
-            // Bounded: the switch lands within a few refreshes; the cap stops a runaway loop.
+            // Bounded: the revocation lands within a few refreshes; the cap stops a runaway.
             for _ in 0..10_000 {
                 if *stop.borrow_and_update() {
                     break;
@@ -376,19 +389,18 @@ async fn sessions_refreshing_in_a_loop_do_not_survive_the_emergency_switch() {
             latest
         }));
     }
-    // Let every loop get going (each has refreshed at least once), then throw the switch.
-    support::poll_until("every loop to refresh", DEADLINE, || async {
-        let audit = support::audit_all(&mut h.client(), "loop-0", 100).await;
+    // Let the loops get going (the first has refreshed at least once), then revoke.
+    let first_user = user_of(0);
+    support::poll_until("the loops to refresh", DEADLINE, || async {
+        let audit = support::audit_all(&mut h.client(), &first_user, 100).await;
         audit
             .iter()
             .any(|e| e.kind == "session_refreshed")
             .then_some(())
     })
     .await;
-    Revoker::AdminRevokeAllSessions
-        .revoke(&h, &h.issue("switch").await, &h.issue("switch").await)
-        .await;
-    // The loops keep going for a moment after the switch (racing it), then stop.
+    revoker.revoke(&h, &firsts[0], &firsts[0]).await;
+    // The loops keep going for a moment after the revocation (racing it), then stop.
     let _ = stop_tx.send(true);
     let mut violations = Vec::new();
     for (i, task) in loops.into_iter().enumerate() {
@@ -400,7 +412,7 @@ async fn sessions_refreshing_in_a_loop_do_not_survive_the_emergency_switch() {
     }
     assert!(
         violations.is_empty(),
-        "tokens valid after the switch: {violations:?}"
+        "tokens valid after {revoker:?}: {violations:?}"
     );
     h.stop().await;
 }
