@@ -7,15 +7,18 @@
 //! store operation fails with `StoreError::Backend` naming the missing schema.
 //!
 //! What this module guarantees, whatever the interleaving of replicas:
-//! - Refresh rotation is a lightweight transaction, the backend's only one: of racing
-//!   rotations exactly one wins. A rotation whose outcome the server could not confirm is read
-//!   back at serial consistency, never guessed.
+//! - Refresh rotation and the per-user session cap (`slots`) are the backend's only
+//!   lightweight transactions: of racing rotations exactly one wins, and racing `Issue`s of one
+//!   user take turns. An outcome the server could not confirm is read back at serial
+//!   consistency, never guessed.
 //! - Every row of a session expires by TTL with the session (`buckets::ttl_secs`), every write
-//!   recomputing it; nothing is ever deleted, so no tombstone is written on purpose.
+//!   recomputing it. The one delete: a session evicted by the cap leaves `sessions_by_user`
+//!   (one row tombstone per eviction, gone after `gc_grace_seconds`).
 //! - Reads treat a session whose `expires_at` has passed as absent, even while its cells wait
 //!   out their last second of TTL.
-//! - Every revocation is appended to `revocation_feed` after it is stored, so a replica that
-//!   reads the event and re-reads the store sees the revocation.
+//! - Every revocation's feed row is in the same logged batch as the revocation, so no
+//!   revocation reaches the store without reaching the feed, and a replica that reads the event
+//!   and re-reads the store sees the revocation.
 //!
 //! It holds no policy (which sessions may be revoked, caps, token checks live in `domain`), and
 //! all CQL text lives in `cql`.
