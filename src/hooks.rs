@@ -25,8 +25,6 @@ pub enum Step {
     /// `Refresh` has checked the session (not revoked, token current) and has not yet
     /// rotated or signed.
     RefreshChecked(SessionId),
-    /// `Issue` has chosen the session's creation instant and has not yet written it.
-    IssueStamped(SessionId),
 }
 
 /// What an injected failure does to one store call.

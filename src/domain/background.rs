@@ -47,13 +47,12 @@ impl Sessions {
                 _ = shutdown.changed() => return,
             }
             let now = Timestamp::now();
-            let polled = match self.store.poll_revocations(cursor.as_deref()).await {
-                Ok(batch) => match self.store.global_not_before().await {
-                    Ok(global) => Ok((batch, global)),
-                    Err(error) => Err(error),
-                },
-                Err(error) => Err(error),
-            };
+            let polled = async {
+                let batch = self.store.poll_revocations(cursor.as_deref()).await?;
+                let global = self.store.global_not_before().await?;
+                Ok::<_, crate::store::StoreError>((batch, global))
+            }
+            .await;
             match polled {
                 Ok((batch, global)) => {
                     if let Some(at) = global {

@@ -169,7 +169,6 @@ impl Sessions {
             .session(record.user_id.as_str(), Some(id))
             .client(&record.ip, &record.user_agent)
             .finish();
-        self.hooks.at(Step::IssueStamped(id)).await;
         // Both writes usually land in the same group commit.
         let audits = [audit];
         let (created, audited) = tokio::join!(
