@@ -80,6 +80,7 @@ pub enum ServeError {
 fn policy(config: &Config) -> Policy {
     Policy {
         issuer: config.issuer.clone(),
+        audience: config.audience.clone(),
         access_token_ttl: config.access_token_ttl,
         session_ttl: config.session_ttl,
         max_session_ttl: config.max_session_ttl,

@@ -620,6 +620,7 @@ async fn jwks_verifies_a_token_the_service_issued() {
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("usable key");
     let mut validation = jsonwebtoken::Validation::new(header.alg);
     validation.set_issuer(&["sessiond"]);
+    validation.set_audience(&["sessiond"]);
     let data = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation)
         .expect("the served key verifies the token");
     assert_eq!(data.claims["sub"], "user-1");
