@@ -104,6 +104,11 @@ pub struct Config {
     pub hooks: crate::hooks::Hooks,
     /// The `iss` claim of access tokens.
     pub issuer: String,
+    /// The `aud` claim of access tokens; a token for another audience is not valid here.
+    pub audience: String,
+    /// The cookie `GET /auth/check` reads the access token from when the request has no
+    /// `Authorization: Bearer` header; no cookie is read when `None`.
+    pub auth_cookie: Option<String>,
     /// How long audit events are kept.
     pub audit_retention: Duration,
     /// Log format.
@@ -196,6 +201,8 @@ impl Config {
             max_sessions_per_user: 100,
             hooks: crate::hooks::Hooks::default(),
             issuer: "sessiond".to_owned(),
+            audience: "sessiond".to_owned(),
+            auth_cookie: None,
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             log_format: LogFormat::Text,
             callers: Vec::new(),
@@ -332,6 +339,13 @@ pub struct Settings {
     /// The `iss` claim of access tokens [default: sessiond]
     #[arg(long, env = "SESSIOND_ISSUER")]
     pub issuer: Option<String>,
+    /// The `aud` claim of access tokens, and the only one accepted [default: sessiond]
+    #[arg(long, env = "SESSIOND_AUDIENCE")]
+    pub audience: Option<String>,
+    /// Cookie that GET /auth/check reads the access token from, when the request has no
+    /// bearer token [default: none]
+    #[arg(long, env = "SESSIOND_AUTH_COOKIE")]
+    pub auth_cookie: Option<String>,
     /// How long audit events are kept [default: 90d]
     #[arg(long, env = "SESSIOND_AUDIT_RETENTION")]
     pub audit_retention: Option<String>,
@@ -479,6 +493,8 @@ impl Settings {
             last_seen_interval: self.last_seen_interval.or(file.last_seen_interval),
             max_sessions_per_user: self.max_sessions_per_user.or(file.max_sessions_per_user),
             issuer: self.issuer.or(file.issuer),
+            audience: self.audience.or(file.audience),
+            auth_cookie: self.auth_cookie.or(file.auth_cookie),
             audit_retention: self.audit_retention.or(file.audit_retention),
             log_format: self.log_format.or(file.log_format),
             callers_file: self.callers_file.or(file.callers_file),
@@ -704,6 +720,8 @@ impl Settings {
             )?,
             max_sessions_per_user,
             issuer: s.issuer.unwrap_or(d.issuer),
+            audience: s.audience.unwrap_or(d.audience),
+            auth_cookie: s.auth_cookie.filter(|name| !name.is_empty()),
             audit_retention: duration(
                 s.audit_retention,
                 d.audit_retention,
@@ -804,6 +822,16 @@ fn callers(entries: Vec<CallerEntry>) -> Result<Vec<CallerSpec>, ConfigError> {
     Ok(out)
 }
 
+/// Whether `name` is a cookie name: an RFC 7230 token (visible ASCII without separators),
+/// at most 128 bytes.
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
 /// A new random caller credential and the configuration line that admits it.
 pub fn new_credential() -> (String, String) {
     use base64::Engine;
@@ -861,6 +889,22 @@ impl Config {
         }
         if self.issuer.is_empty() {
             return Err(invalid("--issuer", "SESSIOND_ISSUER", "must not be empty"));
+        }
+        if self.audience.is_empty() || self.audience.chars().any(char::is_control) {
+            return Err(invalid(
+                "--audience",
+                "SESSIOND_AUDIENCE",
+                "must be non-empty text without control characters",
+            ));
+        }
+        if let Some(name) = &self.auth_cookie
+            && !is_cookie_name(name)
+        {
+            return Err(invalid(
+                "--auth-cookie",
+                "SESSIOND_AUTH_COOKIE",
+                format!("{name:?} is not a cookie name (RFC 6265: a token, no separators)"),
+            ));
         }
         let timeouts = Duration::from_millis(100)..=Duration::from_secs(300);
         if !timeouts.contains(&self.request_timeout) {
@@ -1150,6 +1194,78 @@ mod tests {
         assert_eq!(c.max_concurrent_streams, 32);
         assert_eq!(c.http_header_read_timeout, Duration::from_secs(2));
         assert_eq!(c.http_max_connections, 64);
+    }
+
+    #[test]
+    fn audience_and_auth_cookie() {
+        let c = Settings::default().resolve().expect("defaults are valid");
+        assert_eq!(c.audience, "sessiond");
+        assert_eq!(c.auth_cookie, None);
+
+        let c = Settings {
+            audience: Some("api.example.com".into()),
+            auth_cookie: Some("__Host-session".into()),
+            ..Settings::default()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(c.audience, "api.example.com");
+        assert_eq!(c.auth_cookie.as_deref(), Some("__Host-session"));
+
+        // An empty value leaves the cookie off, as an unset variable does.
+        let c = Settings {
+            auth_cookie: Some(String::new()),
+            ..Settings::default()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(c.auth_cookie, None);
+
+        for (settings, flag) in [
+            (
+                Settings {
+                    audience: Some(String::new()),
+                    ..Settings::default()
+                },
+                "--audience",
+            ),
+            (
+                Settings {
+                    auth_cookie: Some("a=b".into()),
+                    ..Settings::default()
+                },
+                "--auth-cookie",
+            ),
+            (
+                Settings {
+                    auth_cookie: Some("two words".into()),
+                    ..Settings::default()
+                },
+                "--auth-cookie",
+            ),
+            (
+                Settings {
+                    auth_cookie: Some("semi;colon".into()),
+                    ..Settings::default()
+                },
+                "--auth-cookie",
+            ),
+        ] {
+            let err = settings.resolve().expect_err(flag).to_string();
+            assert!(err.contains(flag), "{err}");
+        }
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "audience = \"orders\"\nauth_cookie = \"sid\"\n").expect("write");
+        let c = Settings {
+            config: Some(path),
+            ..Settings::default()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(c.audience, "orders");
+        assert_eq!(c.auth_cookie.as_deref(), Some("sid"));
     }
 
     #[test]

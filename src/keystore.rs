@@ -424,6 +424,7 @@ mod tests {
             tenant_id: TenantId::none(),
             issued_at: now,
             expires_at: now.plus(std::time::Duration::from_secs(60)),
+            grant: Some(access::Grant::new("login", "aud")),
         }
     }
 
@@ -441,7 +442,7 @@ mod tests {
             };
             let keys = load(&sources).expect("keys");
             let token = access::sign(&keys, "iss", &claims()).expect("sign");
-            let verified = access::verify(&keys, "iss", &token);
+            let verified = access::verify(&keys, "iss", "aud", &token);
             assert!(verified.is_ok(), "{algorithm:?}: {verified:?}");
             // Loading again reads the same key back.
             let again = load(&sources).expect("keys");
@@ -478,12 +479,12 @@ mod tests {
         let new = load(&rotated).expect("new");
         assert_ne!(new.signing.kid, old.signing.kid);
         assert!(
-            access::verify(&new, "iss", &token).is_ok(),
+            access::verify(&new, "iss", "aud", &token).is_ok(),
             "retired key still verifies"
         );
         let without = load(&KeySources::in_dir(dir.path().join("new"))).expect("new only");
         assert_eq!(
-            access::verify(&without, "iss", &token).err(),
+            access::verify(&without, "iss", "aud", &token).err(),
             Some(crate::domain::TokenProblem::BadSignature)
         );
     }
@@ -582,14 +583,14 @@ mod tests {
                 signature.normalize_s().is_none(),
                 "issued a high-S signature"
             );
-            assert!(access::verify(&keys, "iss", &token).is_ok());
+            assert!(access::verify(&keys, "iss", "aud", &token).is_ok());
 
             let twin =
                 p256::ecdsa::Signature::from_scalars(signature.r(), -*signature.s()).expect("twin");
             assert!(twin.normalize_s().is_some(), "the twin is high-S");
             let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode(twin.to_bytes()));
             assert_eq!(
-                access::verify(&keys, "iss", &forged).err(),
+                access::verify(&keys, "iss", "aud", &forged).err(),
                 Some(crate::domain::TokenProblem::BadSignature)
             );
         }

@@ -80,6 +80,7 @@ pub enum ServeError {
 fn policy(config: &Config) -> Policy {
     Policy {
         issuer: config.issuer.clone(),
+        audience: config.audience.clone(),
         access_token_ttl: config.access_token_ttl,
         session_ttl: config.session_ttl,
         max_session_ttl: config.max_session_ttl,
@@ -199,7 +200,9 @@ pub async fn serve_with_http(
     // sent when shutdown starts, and dropped (which stops HTTP too) if gRPC ends on its own.
     let (drain_tx, drain_rx) = watch::channel(false);
     let http_server = http.map(|http| {
-        let router = crate::http::router(HttpState::new(&sessions, auth.clone(), metrics));
+        let state = HttpState::new(&sessions, auth.clone(), metrics)
+            .with_auth_cookie(config.auth_cookie.as_deref());
+        let router = crate::http::router(state);
         let limits = crate::http::HttpLimits {
             header_read_timeout: config.http_header_read_timeout,
             request_timeout: config.request_timeout,

@@ -1,5 +1,7 @@
 //! Black-box tests of the gateway and operator surface: Envoy external authorization on the
-//! gRPC port, and the HTTP surface (RFC 7662 introspection, JWKS, Prometheus metrics, health).
+//! gRPC port, and the HTTP surface (forward auth at `/auth/check`, RFC 7662 introspection,
+//! RFC 7009 revocation, JWKS, Prometheus metrics, health), and the RFC 9068 claims of the
+//! access tokens they all read.
 //!
 //! Each test runs a real server (`serve_with_http`) on two loopback listeners bound before the
 //! server is spawned, over a real embedded store in a tempdir, and talks to it through the
@@ -69,8 +71,14 @@ struct Gateway {
 impl Gateway {
     /// Defaults, no callers configured.
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// No callers configured, `tweak` applied to the defaults.
+    async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config::new(dir.path());
+        let mut config = Config::new(dir.path());
+        tweak(&mut config);
         Self::start_in(dir, config, None).await
     }
 
@@ -151,6 +159,35 @@ impl Gateway {
             req = req.bearer_auth(credential);
         }
         req.send().await.expect("POST introspect")
+    }
+
+    /// `GET /auth/check` with the request headers `headers`.
+    async fn auth_check(&self, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self.web.get(self.url("/auth/check"));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send().await.expect("GET /auth/check")
+    }
+
+    /// `POST /oauth2/revoke` of `token` (with `hint`, if any) as the caller with `credential`.
+    async fn revoke_token(
+        &self,
+        token: &str,
+        hint: Option<&str>,
+        credential: Option<&str>,
+    ) -> reqwest::Response {
+        let mut form = vec![("token", token)];
+        form.extend(hint.map(|h| ("token_type_hint", h)));
+        let mut req = self.web.post(self.url("/oauth2/revoke")).form(&form);
+        if let Some(credential) = credential {
+            req = req.bearer_auth(credential);
+        }
+        req.send().await.expect("POST revoke")
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.as_ref().expect("dir kept until stop").path()
     }
 
     async fn issue(&self, user: &str, tenant: &str, ttl: Option<Duration>) -> pb::IssueResponse {
@@ -620,6 +657,7 @@ async fn jwks_verifies_a_token_the_service_issued() {
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("usable key");
     let mut validation = jsonwebtoken::Validation::new(header.alg);
     validation.set_issuer(&["sessiond"]);
+    validation.set_audience(&["sessiond"]);
     let data = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation)
         .expect("the served key verifies the token");
     assert_eq!(data.claims["sub"], "user-1");
@@ -849,4 +887,596 @@ async fn shutdown_stops_both_surfaces_and_releases_the_store() {
         .expect("json");
     assert_eq!(body["active"], true);
     gateway.stop().await;
+}
+
+fn refresh_token(issued: &pb::IssueResponse) -> String {
+    issued
+        .tokens
+        .as_ref()
+        .expect("tokens")
+        .refresh_token
+        .clone()
+}
+
+/// `(valid, reason)` of `Validate` for `token`.
+async fn validate(gateway: &Gateway, token: &str) -> (bool, pb::InvalidReason) {
+    let reply = gateway
+        .sessions()
+        .validate(pb::ValidateRequest {
+            access_token: token.into(),
+        })
+        .await
+        .expect("validate")
+        .into_inner();
+    (reply.valid, reply.reason())
+}
+
+/// The value of header `name` of `response`, "" when absent.
+fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// The claims of a JWT, decoded without verification (the server verified it).
+fn claims_of(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json claims")
+}
+
+/// A token as the version before RFC 9068 signed it (`typ` `JWT`, no `aud`, `jti` or
+/// `client_id`), for the session `issued`, under the server's own generated key, plus
+/// `extra` claims.
+fn legacy_token(gateway: &Gateway, issued: &pb::IssueResponse, extra: serde_json::Value) -> String {
+    let current = jsonwebtoken::decode_header(access_token(issued)).expect("header");
+    assert_eq!(current.alg, jsonwebtoken::Algorithm::EdDSA);
+    let pem = std::fs::read(gateway.path().join("keys/signing-ed25519.pem")).expect("key file");
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("an Ed25519 key");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = current.kid;
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+    let session = issued.session.as_ref().expect("session");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    let mut claims = serde_json::json!({
+        "sub": session.user_id,
+        "sid": session.session_id,
+        "tid": session.tenant_id,
+        "iat": now.as_secs(),
+        "exp": now.as_secs() + 600,
+        "iss": "sessiond",
+        "iat_us": now.as_micros() as i64,
+    });
+    for (k, v) in extra.as_object().expect("an object") {
+        claims[k] = v.clone();
+    }
+    jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+}
+
+#[tokio::test]
+async fn auth_check_answers_identity_headers_for_a_valid_bearer_token() {
+    let gateway = Gateway::start().await;
+    let issued = gateway.issue("user-1", "tenant-1", None).await;
+    let bearer = format!("Bearer {}", access_token(&issued));
+
+    let response = gateway
+        .auth_check(&[
+            ("authorization", &bearer),
+            // What a client sends under the identity names is never echoed back.
+            ("x-user-id", "admin"),
+            ("x-session-id", "forged"),
+        ])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "x-session-id"), session_id(&issued));
+    assert_eq!(header(&response, "x-user-id"), "user-1");
+    assert_eq!(header(&response, "x-tenant-id"), "tenant-1");
+    assert_eq!(header(&response, "cache-control"), "no-store");
+    assert!(!response.headers().contains_key("x-session-invalid-reason"));
+
+    // No tenant: the header is there, empty, so a gateway overwrites a forged one.
+    let untenanted = gateway.issue("user-2", "", None).await;
+    let response = gateway
+        .auth_check(&[(
+            "authorization",
+            &format!("bearer {}", access_token(&untenanted)),
+        )])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "x-user-id"), "user-2");
+    assert!(response.headers().contains_key("x-tenant-id"));
+    assert_eq!(header(&response, "x-tenant-id"), "");
+
+    // Any method and any path below /auth/check/ (Envoy's HTTP ext_authz appends the path).
+    let response = gateway
+        .web
+        .post(gateway.url("/auth/check/api/orders?id=1"))
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "x-user-id"), "user-1");
+}
+
+#[tokio::test]
+async fn auth_check_refuses_missing_unusable_revoked_and_expired_tokens() {
+    let gateway = Gateway::start().await;
+    let issued = gateway.issue("user-1", "", None).await;
+    let token = access_token(&issued);
+    let forged = format!("Bearer {}", forge(&token));
+
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[], "INVALID_REASON_MALFORMED"),
+        (&[("authorization", "Bearer")], "INVALID_REASON_MALFORMED"),
+        (
+            &[("authorization", "Bearer a.b.c")],
+            "INVALID_REASON_MALFORMED",
+        ),
+        (
+            &[("authorization", &forged)],
+            "INVALID_REASON_BAD_SIGNATURE",
+        ),
+        // The cookie is off by default: a token there is no token.
+        (
+            &[("cookie", &format!("session={token}"))],
+            "INVALID_REASON_MALFORMED",
+        ),
+    ];
+    for (headers, reason) in cases {
+        let response = gateway.auth_check(headers).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{headers:?}");
+        assert_eq!(
+            header(&response, "www-authenticate"),
+            "Bearer error=\"invalid_token\"",
+            "{headers:?}"
+        );
+        assert_eq!(header(&response, "x-session-invalid-reason"), reason);
+        assert!(!response.headers().contains_key("x-user-id"), "{headers:?}");
+    }
+
+    gateway
+        .sessions()
+        .revoke(pb::RevokeRequest {
+            access_token: token.clone(),
+            session_id: session_id(&issued),
+        })
+        .await
+        .expect("revoke");
+    let response = gateway
+        .auth_check(&[("authorization", &format!("Bearer {token}"))])
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&response, "x-session-invalid-reason"),
+        "INVALID_REASON_REVOKED"
+    );
+
+    let short = gateway
+        .issue("user-1", "", Some(Duration::from_secs(1)))
+        .await;
+    let bearer = format!("Bearer {}", access_token(&short));
+    let started = Instant::now();
+    let response = loop {
+        let response = gateway.auth_check(&[("authorization", &bearer)]).await;
+        if response.status() != StatusCode::OK {
+            break response;
+        }
+        assert!(started.elapsed() < DEADLINE, "the token never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&response, "x-session-invalid-reason"),
+        "INVALID_REASON_EXPIRED"
+    );
+}
+
+#[tokio::test]
+async fn auth_check_reads_the_configured_cookie() {
+    let gateway = Gateway::start_with(|c| c.auth_cookie = Some("__Host-session".into())).await;
+    let issued = gateway.issue("user-1", "tenant-1", None).await;
+    let token = access_token(&issued);
+
+    let cookie = format!("theme=dark; __Host-session={token}; other=1");
+    let response = gateway.auth_check(&[("cookie", &cookie)]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "x-user-id"), "user-1");
+    assert_eq!(header(&response, "x-session-id"), session_id(&issued));
+
+    // Another cookie's value is not read, a forged token in the cookie is refused, and a
+    // bearer header wins over the cookie.
+    let response = gateway
+        .auth_check(&[("cookie", &format!("session={token}"))])
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let forged = format!("__Host-session={}", forge(&token));
+    let response = gateway.auth_check(&[("cookie", &forged)]).await;
+    assert_eq!(
+        header(&response, "x-session-invalid-reason"),
+        "INVALID_REASON_BAD_SIGNATURE"
+    );
+    let response = gateway
+        .auth_check(&[("cookie", &cookie), ("authorization", "Bearer garbage")])
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&response, "x-session-invalid-reason"),
+        "INVALID_REASON_MALFORMED"
+    );
+}
+
+#[tokio::test]
+async fn auth_check_authenticates_the_gateway_by_its_own_header() {
+    let gateway = Gateway::start_with_callers().await;
+    let issued = gateway.issue("user-1", "", None).await;
+    let bearer = format!("Bearer {}", access_token(&issued));
+
+    // No gateway credential, an unknown one, or the credential where the user's token goes.
+    for headers in [
+        vec![("authorization", bearer.as_str())],
+        vec![
+            ("authorization", bearer.as_str()),
+            ("x-sessiond-credential", "not-a-known-credential"),
+        ],
+        vec![("authorization", "Bearer gateway-secret-credential")],
+    ] {
+        let response = gateway.auth_check(&headers).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{headers:?}");
+        assert!(!response.headers().contains_key("x-user-id"));
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["error"], "invalid_client", "{headers:?}");
+    }
+    // Known, without the validator role.
+    let response = gateway
+        .auth_check(&[
+            ("authorization", &bearer),
+            ("x-sessiond-credential", LOGIN_SECRET),
+        ])
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    let response = gateway
+        .auth_check(&[
+            ("authorization", &bearer),
+            ("x-sessiond-credential", GATEWAY_SECRET),
+        ])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "x-user-id"), "user-1");
+}
+
+#[tokio::test]
+async fn oauth2_revoke_ends_the_session_behind_an_access_or_a_refresh_token() {
+    let gateway = Gateway::start().await;
+
+    // By access token, with the hint that says so.
+    let by_access = gateway.issue("user-1", "", None).await;
+    let token = access_token(&by_access);
+    assert_eq!(
+        validate(&gateway, &token).await,
+        (true, pb::InvalidReason::Unspecified)
+    );
+    let response = gateway
+        .revoke_token(&token, Some("access_token"), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.expect("body"), "");
+    assert_eq!(
+        validate(&gateway, &token).await,
+        (false, pb::InvalidReason::Revoked)
+    );
+    // Again: still 200, nothing more to do.
+    let response = gateway.revoke_token(&token, None, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // By refresh token, with a hint that is wrong (the other kind is tried too).
+    let by_refresh = gateway.issue("user-1", "", None).await;
+    let access = access_token(&by_refresh);
+    let response = gateway
+        .revoke_token(&refresh_token(&by_refresh), Some("access_token"), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        validate(&gateway, &access).await,
+        (false, pb::InvalidReason::Revoked)
+    );
+    let refused = gateway
+        .sessions()
+        .refresh(pb::RefreshRequest {
+            refresh_token: refresh_token(&by_refresh),
+            client: None,
+        })
+        .await
+        .expect_err("the refresh token of a revoked session is dead");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // Both are audited as oauth2 revocations.
+    let events = gateway
+        .sessions()
+        .admin_list_audit_events(pb::AdminListAuditEventsRequest {
+            user_id: "user-1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    for issued in [&by_access, &by_refresh] {
+        let revoked: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == "session_revoked" && e.session_id == session_id(issued))
+            .collect();
+        assert_eq!(revoked.len(), 1, "{events:?}");
+        assert_eq!(revoked[0].reason, "oauth2_revoke");
+        assert_eq!(revoked[0].actor, "anonymous:user");
+    }
+}
+
+#[tokio::test]
+async fn oauth2_revoke_answers_200_for_unusable_tokens_and_ends_nothing() {
+    let gateway = Gateway::start_with(|c| c.access_token_ttl = Duration::from_secs(1)).await;
+    let issued = gateway.issue("user-1", "", None).await;
+    let token = access_token(&issued);
+    let refresh = refresh_token(&issued);
+
+    let forged_refresh = {
+        // Flip one character in the middle: still base64url, no longer tagged by the server.
+        let mut chars: Vec<char> = refresh.chars().collect();
+        let middle = chars.len() / 2;
+        chars[middle] = if chars[middle] == 'A' { 'B' } else { 'A' };
+        chars.into_iter().collect::<String>()
+    };
+    for unusable in [
+        "",
+        "garbage",
+        "a.b.c",
+        forge(&token).as_str(),
+        forged_refresh.as_str(),
+    ] {
+        for hint in [
+            None,
+            Some("access_token"),
+            Some("refresh_token"),
+            Some("id_token"),
+        ] {
+            let response = gateway.revoke_token(unusable, hint, None).await;
+            assert_eq!(response.status(), StatusCode::OK, "{unusable:?} {hint:?}");
+            assert_eq!(response.text().await.expect("body"), "");
+        }
+    }
+
+    // An expired access token ends nothing either: its authority ended with it.
+    let started = Instant::now();
+    while validate(&gateway, &token).await.0 {
+        assert!(started.elapsed() < DEADLINE, "the token never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        validate(&gateway, &token).await,
+        (false, pb::InvalidReason::Expired)
+    );
+    let response = gateway.revoke_token(&token, None, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // The session stands: its refresh token still refreshes, and the new token is valid.
+    let refreshed = gateway
+        .sessions()
+        .refresh(pb::RefreshRequest {
+            refresh_token: refresh,
+            client: None,
+        })
+        .await
+        .expect("the session was not revoked")
+        .into_inner();
+    let fresh = refreshed.tokens.expect("tokens").access_token;
+    assert!(validate(&gateway, &fresh).await.0);
+}
+
+#[tokio::test]
+async fn oauth2_revoke_refuses_bad_requests_and_unauthenticated_callers() {
+    let gateway = Gateway::start_with_callers().await;
+    let issued = gateway.issue("user-1", "", None).await;
+    let token = access_token(&issued);
+    let url = gateway.url("/oauth2/revoke");
+
+    let response = gateway
+        .web
+        .post(&url)
+        .bearer_auth(GATEWAY_SECRET)
+        .form(&[("token_type_hint", "access_token")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_request");
+
+    let response = gateway
+        .web
+        .post(&url)
+        .bearer_auth(GATEWAY_SECRET)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"token":"{token}"}}"#))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    for credential in [None, Some("not-a-known-credential")] {
+        let response = gateway.revoke_token(&token, None, credential).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{credential:?}"
+        );
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["error"], "invalid_client");
+    }
+    let response = gateway.revoke_token(&token, None, Some(LOGIN_SECRET)).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // None of the refused requests ended the session.
+    assert!(validate(&gateway, &token).await.0);
+
+    let response = gateway
+        .revoke_token(&token, None, Some(GATEWAY_SECRET))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        validate(&gateway, &token).await,
+        (false, pb::InvalidReason::Revoked)
+    );
+    let events = gateway
+        .sessions()
+        .admin_list_audit_events(pb::AdminListAuditEventsRequest {
+            user_id: "user-1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason == "oauth2_revoke" && e.actor == "gateway:user"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn access_tokens_carry_rfc_9068_claims() {
+    let gateway = Gateway::start_with_callers().await;
+    let issued = gateway.issue("user-1", "tenant-1", None).await;
+    let token = access_token(&issued);
+
+    let header = jsonwebtoken::decode_header(&token).expect("header");
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let claims = claims_of(&token);
+    assert_eq!(claims["aud"], "sessiond");
+    // The caller that obtained it.
+    assert_eq!(claims["client_id"], "gateway");
+    let jti = claims["jti"].as_str().expect("jti").to_owned();
+    assert!(uuid::Uuid::parse_str(&jti).is_ok(), "{jti}");
+
+    // Every token has its own jti, a refreshed one included.
+    let refreshed = gateway
+        .sessions()
+        .refresh(pb::RefreshRequest {
+            refresh_token: refresh_token(&issued),
+            client: None,
+        })
+        .await
+        .expect("refresh")
+        .into_inner();
+    let next = refreshed.tokens.expect("tokens").access_token;
+    let next_claims = claims_of(&next);
+    assert_ne!(next_claims["jti"], claims["jti"]);
+    assert_eq!(next_claims["client_id"], "gateway");
+    let other = access_token(&gateway.issue("user-1", "tenant-1", None).await);
+    assert_ne!(claims_of(&other)["jti"], claims["jti"]);
+
+    // Introspection answers them.
+    let body: serde_json::Value = gateway
+        .introspect(&token, Some(GATEWAY_SECRET))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["active"], true);
+    assert_eq!(body["client_id"], "gateway");
+    assert_eq!(body["aud"], "sessiond");
+    assert_eq!(body["jti"], jti.as_str());
+}
+
+#[tokio::test]
+async fn the_audience_is_configured_and_checked() {
+    let gateway = Gateway::start_with(|c| c.audience = "orders.example.com".into()).await;
+    let issued = gateway.issue("user-1", "", None).await;
+    let token = access_token(&issued);
+    let claims = claims_of(&token);
+    assert_eq!(claims["aud"], "orders.example.com");
+    assert_eq!(claims["client_id"], "anonymous");
+    assert!(validate(&gateway, &token).await.0);
+
+    // A token of this server's key for another audience is not valid here, even legacy-typed.
+    let elsewhere = legacy_token(&gateway, &issued, serde_json::json!({ "aud": "sessiond" }));
+    assert_eq!(
+        validate(&gateway, &elsewhere).await,
+        (false, pb::InvalidReason::Malformed)
+    );
+    let matching = legacy_token(
+        &gateway,
+        &issued,
+        serde_json::json!({ "aud": "orders.example.com" }),
+    );
+    assert!(validate(&gateway, &matching).await.0);
+}
+
+#[tokio::test]
+async fn tokens_of_the_earlier_jwt_type_still_validate() {
+    let gateway = Gateway::start().await;
+    let issued = gateway.issue("user-1", "tenant-1", None).await;
+    let legacy = legacy_token(&gateway, &issued, serde_json::json!({}));
+    assert_eq!(
+        jsonwebtoken::decode_header(&legacy)
+            .expect("header")
+            .typ
+            .as_deref(),
+        Some("JWT")
+    );
+
+    assert_eq!(
+        validate(&gateway, &legacy).await,
+        (true, pb::InvalidReason::Unspecified)
+    );
+    let response = gateway
+        .auth_check(&[("authorization", &format!("Bearer {legacy}"))])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "x-user-id"), "user-1");
+    assert_eq!(header(&response, "x-tenant-id"), "tenant-1");
+    // Introspection: active, without the claims the token does not have.
+    let body: serde_json::Value = gateway
+        .introspect(&legacy, None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["active"], true);
+    assert_eq!(body["sub"], "user-1");
+    for absent in ["client_id", "aud", "jti"] {
+        assert!(body.get(absent).is_none(), "{body}");
+    }
+
+    // Any other type is refused, even under the right key.
+    let pem = std::fs::read(gateway.path().join("keys/signing-ed25519.pem")).expect("key file");
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("an Ed25519 key");
+    let mut header = jsonwebtoken::decode_header(&legacy).expect("header");
+    header.typ = Some("id_token+jwt".into());
+    let claims = claims_of(&legacy);
+    let other_type = jsonwebtoken::encode(&header, &claims, &key).expect("sign");
+    assert_eq!(
+        validate(&gateway, &other_type).await,
+        (false, pb::InvalidReason::Malformed)
+    );
+
+    // A legacy token revokes its session like any other, and then no longer validates.
+    let response = gateway.revoke_token(&legacy, None, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        validate(&gateway, &legacy).await,
+        (false, pb::InvalidReason::Revoked)
+    );
+    assert_eq!(
+        validate(&gateway, &access_token(&issued)).await,
+        (false, pb::InvalidReason::Revoked)
+    );
 }

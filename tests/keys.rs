@@ -192,6 +192,7 @@ async fn the_readme_rotation_works_on_the_generated_key_with_sessiond_key_alone(
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     validation.validate_exp = false;
     validation.required_spec_claims.clear();
+    validation.set_audience(&["sessiond"]);
     jsonwebtoken::decode::<serde_json::Value>(&old.access, &decoding, &validation)
         .expect("the printed public key verifies the server's token");
 

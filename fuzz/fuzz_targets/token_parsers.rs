@@ -16,7 +16,7 @@ static KEYS: LazyLock<Keyring> = LazyLock::new(|| {
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let _ = access::verify(&KEYS, "sessiond", &text);
+    let _ = access::verify(&KEYS, "sessiond", "sessiond", &text);
     let _ = RefreshToken::parse(&KEYS, &text);
     let _ = page_token::decode(&KEYS, "sessions", &text);
 });

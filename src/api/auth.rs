@@ -1,6 +1,8 @@
 //! Caller authentication and roles, at the one entrance every request passes.
 //!
-//! Callers are services. Each presents `authorization: Bearer <credential>`; the credential is
+//! Callers are services. Each presents `authorization: Bearer <credential>` (a gateway calling
+//! the HTTP `GET /auth/check` presents the bare credential in `X-Sessiond-Credential` instead,
+//! as its `Authorization` header carries the end user's token); the credential is
 //! hashed (SHA-256) and compared in constant time with every configured caller's stored hash,
 //! so neither the credential nor how close a guess came leaks through timing. The caller's name
 //! travels on in the request's extensions (for audit); its roles decide which RPCs it may call.
@@ -40,7 +42,8 @@ pub const OPEN_MAX_IN_FLIGHT: usize = 64;
 /// Which in-flight budget a request draws from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Budget {
-    /// Requests that need a role (every RPC of the service, Envoy `Check`, introspection),
+    /// Requests that need a role (every RPC of the service, Envoy `Check`, the HTTP routes
+    /// for callers),
     /// admitted first: `--max-in-flight`.
     Callers,
     /// Requests to the open services: [`OPEN_MAX_IN_FLIGHT`].
@@ -52,7 +55,8 @@ pub enum Budget {
 pub enum Role {
     /// `Issue`, `Refresh`.
     Issuer,
-    /// `Validate`, `List`, `Revoke`, `RevokeAll`, Envoy `Check`, token introspection.
+    /// `Validate`, `List`, `Revoke`, `RevokeAll`, Envoy `Check`, `/auth/check`, token
+    /// introspection and revocation.
     Validator,
     /// Every `Admin*` RPC.
     Admin,
@@ -224,6 +228,32 @@ impl Authenticator {
             return Ok(Caller::anonymous());
         }
         let known = self.identify(authorization, cert_subject)?;
+        Self::authorize(known, role)
+    }
+
+    /// Identifies a caller that needs `role` by its bare credential, for surfaces where the
+    /// `Authorization` header carries someone else's token (`GET /auth/check`, whose gateway
+    /// sends its own credential in `X-Sessiond-Credential`), and checks its rate limit.
+    pub fn admit_credential(
+        &self,
+        role: Role,
+        credential: Option<&[u8]>,
+    ) -> Result<Caller, Status> {
+        if self.is_open() {
+            return Ok(Caller::anonymous());
+        }
+        let credential = credential.ok_or_else(|| {
+            reject(
+                Code::Unauthenticated,
+                "CREDENTIAL_MISSING",
+                "missing caller credential".into(),
+            )
+        })?;
+        Self::authorize(self.by_credential(credential)?, role)
+    }
+
+    /// Checks an identified caller's role and rate limit.
+    fn authorize(known: &Known, role: Role) -> Result<Caller, Status> {
         if !known.spec.roles.contains(&role) {
             return Err(reject(
                 Code::PermissionDenied,
@@ -259,23 +289,7 @@ impl Authenticator {
                         "authorization must be `Bearer <credential>`".into(),
                     )
                 })?;
-            let presented: [u8; 32] = Sha256::digest(credential).into();
-            // Compare against every caller, so the time taken does not depend on which matched.
-            let mut found = None;
-            for (i, known) in self.callers.iter().enumerate() {
-                if let Some(stored) = &known.spec.credential_sha256
-                    && bool::from(stored.ct_eq(&presented))
-                {
-                    found = Some(i);
-                }
-            }
-            return found.and_then(|i| self.callers.get(i)).ok_or_else(|| {
-                reject(
-                    Code::Unauthenticated,
-                    "CREDENTIAL_UNKNOWN",
-                    "unknown caller credential".into(),
-                )
-            });
+            return self.by_credential(credential);
         }
         if let Some(subject) = cert_subject {
             return self
@@ -299,6 +313,27 @@ impl Authenticator {
             "CREDENTIAL_MISSING",
             "missing caller credential".into(),
         ))
+    }
+
+    /// The caller whose credential this is.
+    fn by_credential(&self, credential: &[u8]) -> Result<&Known, Status> {
+        let presented: [u8; 32] = Sha256::digest(credential).into();
+        // Compare against every caller, so the time taken does not depend on which matched.
+        let mut found = None;
+        for (i, known) in self.callers.iter().enumerate() {
+            if let Some(stored) = &known.spec.credential_sha256
+                && bool::from(stored.ct_eq(&presented))
+            {
+                found = Some(i);
+            }
+        }
+        found.and_then(|i| self.callers.get(i)).ok_or_else(|| {
+            reject(
+                Code::Unauthenticated,
+                "CREDENTIAL_UNKNOWN",
+                "unknown caller credential".into(),
+            )
+        })
     }
 
     /// Takes a slot of `budget` for one in-flight request, or refuses when all are taken.
@@ -598,6 +633,42 @@ mod tests {
             auth.admit("/grpc.health.v1.Health/Check", None, None)
                 .expect("open")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn bare_credentials_for_the_gateway_header() {
+        let auth = Authenticator::new(
+            vec![
+                spec("gateway", "g4te", &[Role::Validator]),
+                spec("login", "s3cret", &[Role::Issuer]),
+            ],
+            10,
+        );
+        let ok = auth
+            .admit_credential(Role::Validator, Some(b"g4te"))
+            .expect("admitted");
+        assert_eq!(ok.name(), "gateway");
+        let code = |r: Result<Caller, Status>| r.map_err(|s| s.code()).err();
+        assert_eq!(
+            code(auth.admit_credential(Role::Validator, None)),
+            Some(Code::Unauthenticated)
+        );
+        // The header holds the credential itself, not an authorization value.
+        assert_eq!(
+            code(auth.admit_credential(Role::Validator, Some(b"Bearer g4te"))),
+            Some(Code::Unauthenticated)
+        );
+        assert_eq!(
+            code(auth.admit_credential(Role::Validator, Some(b"s3cret"))),
+            Some(Code::PermissionDenied)
+        );
+        let open = Authenticator::new(Vec::new(), 10);
+        assert_eq!(
+            open.admit_credential(Role::Validator, None)
+                .expect("open")
+                .name(),
+            "anonymous"
         );
     }
 }

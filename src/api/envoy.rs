@@ -104,8 +104,9 @@ fn bearer_token(request: &CheckRequest) -> Option<&str> {
 }
 
 /// The credentials of a `Bearer` authorization value; the scheme is case-insensitive
-/// (RFC 7235). An empty credential is still a (malformed) token.
-fn bearer(value: &str) -> Option<&str> {
+/// (RFC 7235). An empty credential is still a (malformed) token. Shared with the HTTP
+/// surface's `/auth/check`, so both read a user's token alike.
+pub fn bearer(value: &str) -> Option<&str> {
     let value = value.trim();
     let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
     scheme

@@ -1,8 +1,17 @@
-//! Access tokens: short-lived JWTs signed with the keyring's signing key.
+//! Access tokens: short-lived JWTs signed with the keyring's signing key, in the profile of
+//! RFC 9068 (JWT access tokens).
 //!
-//! Besides the registered claims (`sub`, `iat`, `exp`, `iss`) a token carries `sid` (its
-//! session), `tid` (its tenant, when set) and `iat_us`, the issue instant in microseconds,
-//! so "not before" revocations compare at sub-second precision.
+//! Besides the registered claims (`sub`, `iat`, `exp`, `iss`, `aud`, `jti`) a token carries
+//! `client_id` (the calling service that obtained it), `sid` (its session), `tid` (its tenant,
+//! when set) and `iat_us`, the issue instant in microseconds, so "not before" revocations
+//! compare at sub-second precision. Its header says `typ` `at+jwt`, so that no other JWT signed
+//! with the same key (an ID token, say) can pass for an access token (RFC 9068 §4).
+//!
+//! An earlier version signed tokens with `typ` `JWT` and without `aud`, `jti` and `client_id`.
+//! [`verify`] still accepts those ([`AccessClaims::grant`] is then `None`) so that an upgrade
+//! does not sign anyone out: they are short-lived and stop mattering once they expire. Any
+//! other `typ` is refused. A token whose `aud` is not this service's audience is refused too,
+//! whatever its `typ`.
 //!
 //! An ECDSA signature `(r, s)` has a twin `(r, n − s)` that verifies as well, so an `ES256`
 //! token would have two valid strings (a cache keyed by the string, a deny-list of token
@@ -15,12 +24,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::error::{DomainError, TokenProblem};
 use super::ids::{SessionId, TenantId, UserId};
-use super::limits::MAX_TOKEN_BYTES;
+use super::limits::{MAX_ID_BYTES, MAX_TOKEN_BYTES};
 use super::secrets::Keyring;
 use super::time::Timestamp;
+
+/// The `typ` of the tokens this version signs (RFC 9068 §2.1).
+pub const TYP: &str = "at+jwt";
+/// The `typ` of the tokens an earlier version signed, still accepted until they expire.
+pub const LEGACY_TYP: &str = "JWT";
 
 #[derive(Serialize, Deserialize)]
 struct Claims {
@@ -32,6 +47,12 @@ struct Claims {
     exp: i64,
     iss: String,
     iat_us: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
 }
 
 /// What a verified access token says.
@@ -47,12 +68,44 @@ pub struct AccessClaims {
     pub issued_at: Timestamp,
     /// When it expires (whole seconds, as in the token).
     pub expires_at: Timestamp,
+    /// Its RFC 9068 claims. Every token this version signs has them; `None` marks a token an
+    /// earlier version signed (`typ` `JWT`).
+    pub grant: Option<Grant>,
 }
 
-/// Signs a token for `claims`; `expires_at` is rounded down to whole seconds, so the token
-/// never outlives the instant it was given.
+/// The RFC 9068 claims that say which token this is, who obtained it and for whom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// `jti`: unique per token (a random UUID), so two tokens minted in the same microsecond
+    /// for the same session are still told apart.
+    pub token_id: Uuid,
+    /// `client_id`: the name of the calling service that obtained the token through `Issue` or
+    /// `Refresh` (`anonymous` when no callers are configured).
+    pub client_id: String,
+    /// `aud`: the audience the token is for (`--audience`).
+    pub audience: String,
+}
+
+impl Grant {
+    /// The claims of a new token obtained by `client_id` for `audience`, with a fresh `jti`.
+    pub fn new(client_id: &str, audience: &str) -> Self {
+        Self {
+            token_id: Uuid::new_v4(),
+            client_id: client_id.to_owned(),
+            audience: audience.to_owned(),
+        }
+    }
+}
+
+/// Signs an RFC 9068 token for `claims`; `expires_at` is rounded down to whole seconds, so the
+/// token never outlives the instant it was given. Claims without a [`Grant`] are refused: this
+/// version only ever signs `at+jwt` tokens.
 pub fn sign(keys: &Keyring, issuer: &str, claims: &AccessClaims) -> Result<String, DomainError> {
+    let grant = claims.grant.as_ref().ok_or_else(|| {
+        DomainError::Internal("refusing to sign an access token without its grant".into())
+    })?;
     let mut header = Header::new(keys.signing.algorithm);
+    header.typ = Some(TYP.to_owned());
     header.kid = Some(keys.signing.kid.clone());
     let body = Claims {
         sub: claims.user_id.as_str().to_owned(),
@@ -62,6 +115,9 @@ pub fn sign(keys: &Keyring, issuer: &str, claims: &AccessClaims) -> Result<Strin
         exp: claims.expires_at.as_secs(),
         iss: issuer.to_owned(),
         iat_us: claims.issued_at.as_micros(),
+        aud: Some(grant.audience.clone()),
+        jti: Some(grant.token_id.to_string()),
+        client_id: Some(grant.client_id.clone()),
     };
     let token = jsonwebtoken::encode(&header, &body, &keys.signing.encoding)
         .map_err(|e| DomainError::Internal(format!("cannot sign access token: {e}")))?;
@@ -71,13 +127,40 @@ pub fn sign(keys: &Keyring, issuer: &str, claims: &AccessClaims) -> Result<Strin
     }
 }
 
-/// Verifies a token's signature and issuer and decodes its claims. Expiry is not checked
-/// here: callers compare `expires_at` with the clock, so a cached result stays correct.
-pub fn verify(keys: &Keyring, issuer: &str, token: &str) -> Result<AccessClaims, TokenProblem> {
+/// Which profile a token's `typ` header says it follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Profile {
+    /// `at+jwt` (or its full media type `application/at+jwt`): `aud`, `jti` and `client_id`
+    /// are required.
+    Rfc9068,
+    /// `JWT`, from an earlier version: none of them is.
+    Legacy,
+}
+
+fn profile(typ: Option<&str>) -> Result<Profile, TokenProblem> {
+    match typ {
+        Some(t) if t.eq_ignore_ascii_case(TYP) || t.eq_ignore_ascii_case("application/at+jwt") => {
+            Ok(Profile::Rfc9068)
+        }
+        Some(t) if t.eq_ignore_ascii_case(LEGACY_TYP) => Ok(Profile::Legacy),
+        _ => Err(TokenProblem::Malformed),
+    }
+}
+
+/// Verifies a token's signature, `typ`, issuer and audience and decodes its claims. Expiry is
+/// not checked here: callers compare `expires_at` with the clock, so a cached result stays
+/// correct. A token signed for another audience is `Malformed`: it is not a token for us.
+pub fn verify(
+    keys: &Keyring,
+    issuer: &str,
+    audience: &str,
+    token: &str,
+) -> Result<AccessClaims, TokenProblem> {
     if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
         return Err(TokenProblem::Malformed);
     }
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenProblem::Malformed)?;
+    let profile = profile(header.typ.as_deref())?;
     let kid = header.kid.ok_or(TokenProblem::Malformed)?;
     // A kid we do not hold is a signature we cannot check: the token is not ours.
     let key = keys.verifying.get(&kid).ok_or(TokenProblem::BadSignature)?;
@@ -91,7 +174,15 @@ pub fn verify(keys: &Keyring, issuer: &str, token: &str) -> Result<AccessClaims,
     validation.validate_exp = false;
     validation.leeway = 0;
     validation.set_issuer(&[issuer]);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+    // Checked whenever the claim is present, so a legacy token that names another audience
+    // is refused as well.
+    validation.set_audience(&[audience]);
+    match profile {
+        Profile::Rfc9068 => {
+            validation.set_required_spec_claims(&["exp", "iat", "iss", "sub", "aud"])
+        }
+        Profile::Legacy => validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]),
+    }
     let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation).map_err(|e| {
         match e.kind() {
             ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenProblem::BadSignature,
@@ -105,12 +196,37 @@ pub fn verify(keys: &Keyring, issuer: &str, token: &str) -> Result<AccessClaims,
         .map_err(|_| TokenProblem::Malformed)?;
     let user_id = UserId::parse("sub", &c.sub).map_err(|_| TokenProblem::Malformed)?;
     let tenant_id = TenantId::parse("tid", &c.tid).map_err(|_| TokenProblem::Malformed)?;
+    let grant = match profile {
+        Profile::Rfc9068 => Some(grant(c.jti, c.client_id, c.aud)?),
+        Profile::Legacy => None,
+    };
     Ok(AccessClaims {
         session_id,
         user_id,
         tenant_id,
         issued_at: Timestamp::from_micros(c.iat_us),
         expires_at: Timestamp::from_micros(c.exp.saturating_mul(1_000_000)),
+        grant,
+    })
+}
+
+/// The grant of an `at+jwt` token: all three claims are required and well-formed.
+fn grant(
+    jti: Option<String>,
+    client_id: Option<String>,
+    aud: Option<String>,
+) -> Result<Grant, TokenProblem> {
+    let token_id = jti
+        .and_then(|j| Uuid::parse_str(&j).ok())
+        .ok_or(TokenProblem::Malformed)?;
+    let client_id = client_id
+        .filter(|c| !c.is_empty() && c.len() <= MAX_ID_BYTES)
+        .ok_or(TokenProblem::Malformed)?;
+    let audience = aud.ok_or(TokenProblem::Malformed)?;
+    Ok(Grant {
+        token_id,
+        client_id,
+        audience,
     })
 }
 
@@ -141,5 +257,134 @@ fn check_low_s(token: &str) -> Result<(), TokenProblem> {
     match signature.normalize_s() {
         Some(_) => Err(TokenProblem::BadSignature),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keyring {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::keystore::load_or_create(dir.path()).expect("keys")
+    }
+
+    fn claims(grant: Option<Grant>) -> AccessClaims {
+        let now = Timestamp::now();
+        AccessClaims {
+            session_id: SessionId::new(),
+            user_id: UserId::parse("sub", "user-1").expect("user"),
+            tenant_id: TenantId::parse("tid", "tenant-1").expect("tenant"),
+            issued_at: now,
+            // Whole seconds, as a token carries them.
+            expires_at: Timestamp::from_micros((now.as_secs() + 60) * 1_000_000),
+            grant,
+        }
+    }
+
+    /// Signs `body` under the keyring's signing key with the header `typ` given, as an
+    /// earlier version (or a confused signer) would have.
+    fn hand_signed(keys: &Keyring, typ: Option<&str>, body: &serde_json::Value) -> String {
+        let mut header = Header::new(keys.signing.algorithm);
+        header.typ = typ.map(str::to_owned);
+        header.kid = Some(keys.signing.kid.clone());
+        jsonwebtoken::encode(&header, body, &keys.signing.encoding).expect("sign")
+    }
+
+    fn legacy_body(c: &AccessClaims) -> serde_json::Value {
+        serde_json::json!({
+            "sub": c.user_id.as_str(),
+            "sid": c.session_id.to_string(),
+            "tid": c.tenant_id.as_str(),
+            "iat": c.issued_at.as_secs(),
+            "exp": c.expires_at.as_secs(),
+            "iss": "sessiond",
+            "iat_us": c.issued_at.as_micros(),
+        })
+    }
+
+    #[test]
+    fn tokens_follow_rfc_9068() {
+        let keys = keys();
+        let grant = Grant::new("login", "sessiond");
+        let token = sign(&keys, "sessiond", &claims(Some(grant.clone()))).expect("sign");
+        let header = jsonwebtoken::decode_header(&token).expect("header");
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        let verified = verify(&keys, "sessiond", "sessiond", &token).expect("verifies");
+        assert_eq!(verified.grant, Some(grant));
+
+        // Each token has its own jti.
+        let a = Grant::new("login", "sessiond");
+        let b = Grant::new("login", "sessiond");
+        assert_ne!(a.token_id, b.token_id);
+        // Another audience does not accept it.
+        assert_eq!(
+            verify(&keys, "sessiond", "billing", &token).err(),
+            Some(TokenProblem::Malformed)
+        );
+        // Nothing without a grant is signed.
+        assert!(sign(&keys, "sessiond", &claims(None)).is_err());
+    }
+
+    #[test]
+    fn legacy_tokens_still_verify() {
+        let keys = keys();
+        let c = claims(None);
+        let token = hand_signed(&keys, Some("JWT"), &legacy_body(&c));
+        let verified = verify(&keys, "sessiond", "sessiond", &token).expect("verifies");
+        assert_eq!(verified, c);
+
+        // A legacy token naming another audience is refused all the same.
+        let mut body = legacy_body(&c);
+        body["aud"] = "billing".into();
+        let token = hand_signed(&keys, Some("JWT"), &body);
+        assert_eq!(
+            verify(&keys, "sessiond", "sessiond", &token).err(),
+            Some(TokenProblem::Malformed)
+        );
+    }
+
+    #[test]
+    fn other_types_and_incomplete_grants_are_refused() {
+        let keys = keys();
+        let c = claims(None);
+        let mut full = legacy_body(&c);
+        full["aud"] = "sessiond".into();
+        full["jti"] = Uuid::new_v4().to_string().into();
+        full["client_id"] = "login".into();
+        for typ in [None, Some("id_token+jwt"), Some("JOSE")] {
+            let token = hand_signed(&keys, typ, &full);
+            assert_eq!(
+                verify(&keys, "sessiond", "sessiond", &token).err(),
+                Some(TokenProblem::Malformed),
+                "{typ:?}"
+            );
+        }
+        assert!(
+            verify(
+                &keys,
+                "sessiond",
+                "sessiond",
+                &hand_signed(&keys, Some("application/AT+JWT"), &full)
+            )
+            .is_ok()
+        );
+        for missing in ["aud", "jti", "client_id"] {
+            let mut body = full.clone();
+            body.as_object_mut().expect("object").remove(missing);
+            let token = hand_signed(&keys, Some("at+jwt"), &body);
+            assert_eq!(
+                verify(&keys, "sessiond", "sessiond", &token).err(),
+                Some(TokenProblem::Malformed),
+                "{missing}"
+            );
+        }
+        let mut body = full.clone();
+        body["jti"] = "not-a-uuid".into();
+        let token = hand_signed(&keys, Some("at+jwt"), &body);
+        assert_eq!(
+            verify(&keys, "sessiond", "sessiond", &token).err(),
+            Some(TokenProblem::Malformed)
+        );
     }
 }

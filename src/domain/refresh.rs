@@ -143,7 +143,7 @@ mod tests {
         fn arbitrary_text_never_panics(s in ".{0,200}") {
             let keys = keys();
             prop_assert!(RefreshToken::parse(&keys, &s).is_err());
-            prop_assert!(crate::domain::access::verify(&keys, "sessiond", &s).is_err());
+            prop_assert!(crate::domain::access::verify(&keys, "sessiond", "sessiond", &s).is_err());
         }
     }
 }

@@ -1,11 +1,12 @@
-//! Listing and ending sessions: the user's own (through their access token) and anyone's
-//! (operators).
+//! Listing and ending sessions: the user's own (through their access token or, as RFC 7009
+//! token revocation, through any token of the session) and anyone's (operators).
 
 use super::audit::{AuditEntry, AuditKind, Caller, Role};
 use super::error::DomainError;
 use super::ids::{SessionId, TenantId, UserId};
 use super::limits::{MAX_REASON_BYTES, check_text, page_size, session_page_size};
 use super::page_token;
+use super::refresh::RefreshToken;
 use super::sessions::Sessions;
 use super::time::Timestamp;
 use super::validate::{Ended, standing};
@@ -22,6 +23,44 @@ pub struct Listing<T> {
 
 /// The reason recorded when a user ends their own session.
 const USER_REASON: &str = "user_revoked";
+
+/// The reason recorded when a session ends by RFC 7009 token revocation.
+pub const OAUTH2_REVOKE_REASON: &str = "oauth2_revoke";
+
+/// Which kind of token a client says it presents (RFC 7009 `token_type_hint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// `access_token`.
+    Access,
+    /// `refresh_token`.
+    Refresh,
+}
+
+impl TokenKind {
+    /// The kind a `token_type_hint` value names; `None` for a value this service does not
+    /// know, which RFC 7009 §2.1 lets it ignore.
+    pub fn from_hint(hint: &str) -> Option<Self> {
+        match hint {
+            "access_token" => Some(TokenKind::Access),
+            "refresh_token" => Some(TokenKind::Refresh),
+            _ => None,
+        }
+    }
+
+    fn other(self) -> Self {
+        match self {
+            TokenKind::Access => TokenKind::Refresh,
+            TokenKind::Refresh => TokenKind::Access,
+        }
+    }
+}
+
+/// The session an authentic token speaks for.
+struct Presented {
+    session_id: SessionId,
+    /// The user an access token names; a refresh token names none.
+    user: Option<(UserId, TenantId)>,
+}
 
 fn check_reason(reason: &str) -> Result<(), DomainError> {
     check_text("reason", reason, MAX_REASON_BYTES)
@@ -72,6 +111,77 @@ impl Sessions {
             self.revoke_ids(&[target], USER_REASON, vec![audit]).await?;
         }
         Ok(target == claims.session_id)
+    }
+
+    /// RFC 7009 token revocation: ends the session behind `token`, an access or a refresh
+    /// token of this service, on behalf of whoever holds it. `hint` says which kind to try
+    /// first; the other is tried too (RFC 7009 §2.1). Returns whether this call ended a
+    /// session.
+    ///
+    /// Only an authentic token ends anything: an access token must verify (signature, `typ`,
+    /// issuer, audience) and not have expired, a refresh token must carry a valid tag, of any
+    /// generation (a rotated-away one would end the session through reuse detection anyway).
+    /// Anything else, and a session that is unknown or already over, is `Ok(false)`, and a
+    /// forged or expired token is turned away without touching the store. An expired access
+    /// token ends nothing on purpose: its authority ended at `exp`, and a token that leaked
+    /// after it (logs, caches, history) must not remain a lever over the session for the rest
+    /// of its life; a client that signs out late presents its refresh token instead.
+    pub async fn revoke_token(
+        &self,
+        caller: &Caller,
+        token: &str,
+        hint: Option<TokenKind>,
+    ) -> Result<bool, DomainError> {
+        let first = hint.unwrap_or(TokenKind::Access);
+        let Some(presented) = self
+            .authentic(token, first)
+            .or_else(|| self.authentic(token, first.other()))
+        else {
+            return Ok(false);
+        };
+        let Some(record) = self.store.get_session(presented.session_id).await? else {
+            return Ok(false);
+        };
+        if let Some((user, tenant)) = &presented.user
+            && (record.user_id != *user || record.tenant_id != *tenant)
+        {
+            // A token signed by us never names someone else's session; treat it as foreign.
+            return Ok(false);
+        }
+        if self.still_stands(&record).await?.is_err() {
+            return Ok(false);
+        }
+        let audit = AuditEntry::new(AuditKind::SessionRevoked, caller, Role::User)
+            .session(record.user_id.as_str(), Some(record.id))
+            .client(&record.ip, &record.user_agent)
+            .reason(OAUTH2_REVOKE_REASON)
+            .finish();
+        self.revoke_ids(&[record.id], OAUTH2_REVOKE_REASON, vec![audit])
+            .await?;
+        Ok(true)
+    }
+
+    /// The session `token` speaks for, if it is an authentic, usable token of `kind`. No I/O.
+    fn authentic(&self, token: &str, kind: TokenKind) -> Option<Presented> {
+        match kind {
+            TokenKind::Access => {
+                let claims = self.verified(token).ok()?;
+                if claims.expires_at <= Timestamp::now() {
+                    return None;
+                }
+                Some(Presented {
+                    session_id: claims.session_id,
+                    user: Some((claims.user_id.clone(), claims.tenant_id.clone())),
+                })
+            }
+            TokenKind::Refresh => {
+                let refresh = RefreshToken::parse(&self.keys, token).ok()?;
+                Some(Presented {
+                    session_id: refresh.session_id,
+                    user: None,
+                })
+            }
+        }
     }
 
     /// Signs the token's user out everywhere (in the token's tenant), keeping the token's own

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::access::{self, AccessClaims};
+use super::access::{self, AccessClaims, Grant};
 use super::audit::{AuditEntry, AuditKind, Caller, Role};
 use super::cache::{CacheLimits, Caches};
 use super::client::Client;
@@ -29,6 +29,8 @@ const SESSION_LIMIT_REASON: &str = "session_limit";
 pub struct Policy {
     /// The `iss` of every access token.
     pub issuer: String,
+    /// The `aud` of every access token, and the only one `Validate` accepts.
+    pub audience: String,
     /// Lifetime of an access token (cut short by its session's end).
     pub access_token_ttl: Duration,
     /// Session lifetime when `Issue` gives none.
@@ -182,7 +184,7 @@ impl Sessions {
         let evicted = created?;
         audited?;
         self.evicted(caller, &record, &evicted).await?;
-        let tokens = self.token_pair(&record, &refresh, now)?;
+        let tokens = self.token_pair(caller, &record, &refresh, now)?;
         Ok(Issued {
             session: record,
             tokens,
@@ -248,7 +250,7 @@ impl Sessions {
         let mut session = record;
         session.refresh_generation = next_generation;
         session.refresh_hash = next_hash;
-        let tokens = self.token_pair(&session, &next, Timestamp::now())?;
+        let tokens = self.token_pair(caller, &session, &next, Timestamp::now())?;
         Ok(Issued { session, tokens })
     }
 
@@ -274,8 +276,10 @@ impl Sessions {
         }
     }
 
+    /// A new pair for `session`, the access token naming `caller` as its `client_id`.
     fn token_pair(
         &self,
+        caller: &Caller,
         session: &SessionRecord,
         refresh: &RefreshToken,
         now: Timestamp,
@@ -289,6 +293,7 @@ impl Sessions {
             tenant_id: session.tenant_id.clone(),
             issued_at: now,
             expires_at: expires,
+            grant: Some(Grant::new(caller.name(), &self.policy.audience)),
         };
         let access_token = access::sign(&self.keys, &self.policy.issuer, &claims)?;
         Ok(TokenPair {

@@ -166,13 +166,18 @@ impl Sessions {
     }
 
     /// Signature and claims, from the cache or by verifying once.
-    fn verified(&self, token: &str) -> Result<Arc<AccessClaims>, TokenProblem> {
+    pub(super) fn verified(&self, token: &str) -> Result<Arc<AccessClaims>, TokenProblem> {
         if let Some(claims) = self.caches.tokens.get(token) {
             self.caches.meters.tokens.hit.increment(1);
             return Ok(claims);
         }
         self.caches.meters.tokens.miss.increment(1);
-        let claims = Arc::new(access::verify(&self.keys, &self.policy.issuer, token)?);
+        let claims = Arc::new(access::verify(
+            &self.keys,
+            &self.policy.issuer,
+            &self.policy.audience,
+            token,
+        )?);
         self.caches.tokens.insert(Arc::from(token), claims.clone());
         Ok(claims)
     }

@@ -55,8 +55,8 @@ impl From<DomainError> for HttpError {
             DomainError::InvalidArgument { field, message } => {
                 HttpError::InvalidRequest(format!("invalid {field}: {message}").into())
             }
-            // The HTTP surface only checks tokens through `validate`, which answers an
-            // unusable token as a verdict, never as one of these errors.
+            // The HTTP surface only checks tokens through `validate` and `revoke_token`,
+            // which answer an unusable token as a verdict or `false`, never as one of these.
             DomainError::AccessToken(_)
             | DomainError::RefreshToken(_)
             | DomainError::RefreshTokenReuse

@@ -1,25 +1,33 @@
-//! The HTTP edge on `--http-addr`: RFC 7662 token introspection, the JWKS, Prometheus metrics
-//! and health probes (axum).
+//! The HTTP edge on `--http-addr`: forward authentication for gateways, RFC 7662 token
+//! introspection, RFC 7009 token revocation, the JWKS, Prometheus metrics and health probes
+//! (axum).
 //!
 //! Routes:
-//! - `POST /oauth2/introspect` ([`introspect`]): the caller authenticates like a gRPC caller.
+//! - `GET /auth/check` ([`check`]): the gateway authenticates with `X-Sessiond-Credential`.
+//! - `POST /oauth2/introspect` ([`introspect`]) and `POST /oauth2/revoke` ([`revoke`]): the
+//!   caller authenticates like a gRPC caller.
 //! - `GET /.well-known/jwks.json` ([`keys`]): every verification key, so a gateway can check
 //!   signatures itself.
 //! - `GET /metrics`, `GET /healthz`, `GET /readyz` ([`ops`]).
 //!
 //! Every error is JSON ([`error`]), bodies are capped at [`MAX_BODY_BYTES`], and nothing here
 //! panics on input. [`serve`] bounds what one client can hold ([`HttpLimits`]): the time to
-//! send headers, the time of a request, and the number of open connections. Like `api`, this layer decodes, calls the domain and encodes; it decides
-//! nothing itself.
+//! send headers, the time of a request, and the number of open connections. Like `api`, this
+//! layer decodes, calls the domain and encodes; it decides nothing itself. Callers are
+//! admitted by the gRPC surface's `Authenticator`, so credentials, roles, rate limits and the
+//! in-flight budget are the same on both.
 //!
 //! The router holds the authority weakly: once `serve` lets go of it to flush write-behind
 //! state and close the store, a straggling HTTP connection cannot keep either alive; its
 //! requests are answered 503 instead.
 
+pub mod check;
 pub mod error;
+pub mod form;
 pub mod introspect;
 pub mod keys;
 pub mod ops;
+pub mod revoke;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -28,18 +36,19 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::serve::{Listener, ListenerExt};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceBuilder;
 
-use crate::api::auth::Authenticator;
+use crate::api::auth::{Authenticator, Budget, Role};
 use crate::domain::Sessions;
+use crate::domain::audit::Caller;
 use crate::telemetry::prometheus::HTTP_CONNECTIONS_REFUSED;
 use error::HttpError;
 
@@ -54,6 +63,15 @@ pub struct HttpState {
     auth: Arc<Authenticator>,
     jwks: Bytes,
     metrics: Option<&'static PrometheusHandle>,
+    auth_cookie: Option<Arc<str>>,
+}
+
+/// A caller admitted to a route that needs the `validator` role, holding one of the callers'
+/// in-flight slots until it is dropped.
+pub struct Admitted {
+    /// Who called (for audit).
+    pub caller: Caller,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl HttpState {
@@ -70,7 +88,50 @@ impl HttpState {
             sessions: Arc::downgrade(sessions),
             auth,
             metrics,
+            auth_cookie: None,
         }
+    }
+
+    /// The same state, with `GET /auth/check` also reading the access token from the cookie
+    /// `name` (`--auth-cookie`).
+    pub fn with_auth_cookie(self, name: Option<&str>) -> Self {
+        Self {
+            auth_cookie: name.map(Arc::from),
+            ..self
+        }
+    }
+
+    /// Admits a `validator` caller by its `Authorization: Bearer <credential>` header, as a
+    /// gRPC caller is admitted.
+    fn admit_bearer(&self, headers: &axum::http::HeaderMap) -> Result<Admitted, HttpError> {
+        let authorization = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        let caller = self
+            .auth
+            .admit_role(Role::Validator, authorization, None)
+            .map_err(HttpError::Caller)?;
+        self.admitted(caller)
+    }
+
+    /// Admits a `validator` caller by its bare `credential` (a header other than
+    /// `Authorization`, which then carries the end user's token).
+    fn admit_credential(&self, credential: Option<&[u8]>) -> Result<Admitted, HttpError> {
+        let caller = self
+            .auth
+            .admit_credential(Role::Validator, credential)
+            .map_err(HttpError::Caller)?;
+        self.admitted(caller)
+    }
+
+    /// Takes the slot after authentication, as on gRPC: a request without credentials holds
+    /// none.
+    fn admitted(&self, caller: Caller) -> Result<Admitted, HttpError> {
+        let slot = self.auth.slot(Budget::Callers).map_err(HttpError::Caller)?;
+        Ok(Admitted {
+            caller,
+            _slot: slot,
+        })
     }
 
     /// The authority, unless the service is shutting down.
@@ -82,7 +143,10 @@ impl HttpState {
 /// Every route of the HTTP surface.
 pub fn router(state: HttpState) -> Router {
     Router::new()
+        .route("/auth/check", any(check::check))
+        .route("/auth/check/{*path}", any(check::check))
         .route("/oauth2/introspect", post(introspect::introspect))
+        .route("/oauth2/revoke", post(revoke::revoke))
         .route("/.well-known/jwks.json", get(keys::serve_jwks))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
