@@ -3,10 +3,13 @@
 // Starts `sessiond serve` (SESSIOND_BIN, default target/debug/sessiond of the repository) on
 // loopback ports the kernel picks with a fresh data directory, waits (bounded) for its /readyz,
 // starts `node server.js` on a free port, and plays several "devices": each is a cookie jar with
-// its own User-Agent header. Both processes are stopped by PID when the file's tests end.
+// its own User-Agent header. Both processes are stopped by PID when the file's tests end; with
+// TEST_PID_FILE set, their PIDs are also appended to that file, so that a caller can stop them
+// when this process is killed before its `after` hook runs.
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { appendFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -43,6 +46,9 @@ let base;
 function start(command, args, options, match) {
   const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
   children.push(child);
+  if (process.env.TEST_PID_FILE && child.pid) {
+    appendFileSync(process.env.TEST_PID_FILE, `${child.pid}\n`);
+  }
   const output = [];
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
