@@ -52,7 +52,8 @@ function start(command, args, options, match) {
   const output = [];
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
-      reject(new Error(`${command}: not ready within ${START_TIMEOUT_MS} ms:\n${output.join("\n")}`));
+      const seen = output.join("\n");
+      reject(new Error(`${command}: not ready within ${START_TIMEOUT_MS} ms:\n${seen}`));
     }, START_TIMEOUT_MS);
     const onLine = (line) => {
       output.push(line);
