@@ -101,7 +101,8 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new session and, in the same atomic step, revokes (with `reason`, at the new
     /// session's creation instant) the oldest active sessions of its user, every tenant, beyond
     /// `cap - 1`, so that however many of these calls race, at most `cap` sessions of a user
-    /// stay active (`cap` 0: no limit). Returns the evicted ids.
+    /// stay active (`cap` 0: no limit). Returns the evicted ids; a session that two racing
+    /// calls both evicted may be reported by both.
     async fn create_session_capped(
         &self,
         record: &SessionRecord,
