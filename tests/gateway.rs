@@ -8,6 +8,8 @@
 //! generated gRPC clients (sessiond's and Envoy's) and a plain HTTP client. Waits are polls
 //! with a deadline, never sleeps as synchronisation.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -436,15 +438,11 @@ async fn ext_authz_denies_an_expired_token() {
         .issue("user-1", "", Some(Duration::from_secs(1)))
         .await;
     let bearer = format!("Bearer {}", access_token(&issued));
-    let started = Instant::now();
-    let body = loop {
+    let body = support::poll_until("the token to expire", DEADLINE, || async {
         let answer = check(&gateway, check_request(&[("authorization", &bearer)])).await;
-        if answer.status.as_ref().map(|s| s.code) != Some(0) {
-            break denial(&answer).0;
-        }
-        assert!(started.elapsed() < DEADLINE, "the token never expired");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        (answer.status.as_ref().map(|s| s.code) != Some(0)).then(|| denial(&answer).0)
+    })
+    .await;
     assert!(body.contains("expired"), "{body}");
 }
 
@@ -889,6 +887,20 @@ async fn shutdown_stops_both_surfaces_and_releases_the_store() {
     gateway.stop().await;
 }
 
+/// The audit events of `user`, newest first (one page).
+async fn audit_of(gateway: &Gateway, user: &str) -> Vec<pb::AuditEvent> {
+    gateway
+        .sessions()
+        .admin_list_audit_events(pb::AdminListAuditEventsRequest {
+            user_id: user.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_inner()
+        .events
+}
+
 fn refresh_token(issued: &pb::IssueResponse) -> String {
     issued
         .tokens
@@ -1063,15 +1075,11 @@ async fn auth_check_refuses_missing_unusable_revoked_and_expired_tokens() {
         .issue("user-1", "", Some(Duration::from_secs(1)))
         .await;
     let bearer = format!("Bearer {}", access_token(&short));
-    let started = Instant::now();
-    let response = loop {
+    let response = support::poll_until("the token to expire", DEADLINE, || async {
         let response = gateway.auth_check(&[("authorization", &bearer)]).await;
-        if response.status() != StatusCode::OK {
-            break response;
-        }
-        assert!(started.elapsed() < DEADLINE, "the token never expired");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        (response.status() != StatusCode::OK).then_some(response)
+    })
+    .await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         header(&response, "x-session-invalid-reason"),
@@ -1199,16 +1207,7 @@ async fn oauth2_revoke_ends_the_session_behind_an_access_or_a_refresh_token() {
     assert_eq!(refused.code(), Code::Unauthenticated);
 
     // Both are audited as oauth2 revocations.
-    let events = gateway
-        .sessions()
-        .admin_list_audit_events(pb::AdminListAuditEventsRequest {
-            user_id: "user-1".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .into_inner()
-        .events;
+    let events = audit_of(&gateway, "user-1").await;
     for issued in [&by_access, &by_refresh] {
         let revoked: Vec<_> = events
             .iter()
@@ -1254,11 +1253,10 @@ async fn oauth2_revoke_answers_200_for_unusable_tokens_and_ends_nothing() {
     }
 
     // An expired access token ends nothing either: its authority ended with it.
-    let started = Instant::now();
-    while validate(&gateway, &token).await.0 {
-        assert!(started.elapsed() < DEADLINE, "the token never expired");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::poll_until("the token to expire", DEADLINE, || async {
+        (!validate(&gateway, &token).await.0).then_some(())
+    })
+    .await;
     assert_eq!(
         validate(&gateway, &token).await,
         (false, pb::InvalidReason::Expired)
@@ -1333,16 +1331,7 @@ async fn oauth2_revoke_refuses_bad_requests_and_unauthenticated_callers() {
         validate(&gateway, &token).await,
         (false, pb::InvalidReason::Revoked)
     );
-    let events = gateway
-        .sessions()
-        .admin_list_audit_events(pb::AdminListAuditEventsRequest {
-            user_id: "user-1".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("audit")
-        .into_inner()
-        .events;
+    let events = audit_of(&gateway, "user-1").await;
     assert!(
         events
             .iter()

@@ -1620,25 +1620,7 @@ async fn audit_events_name_the_acting_caller_and_hold_no_secret() {
         .expect_err("reuse");
     let b2 = issue_as(&mut login, "bob").await;
     keep(&b2);
-    ops.admin_revoke_session(pb::AdminRevokeSessionRequest {
-        session_id: b2.session_id.clone(),
-        reason: "support ticket".into(),
-    })
-    .await
-    .expect("admin revoke session");
-    ops.admin_revoke_user(pb::AdminRevokeUserRequest {
-        user_id: "bob".into(),
-        tenant_id: String::new(),
-        reason: "offboarded".into(),
-    })
-    .await
-    .expect("admin revoke user");
-    ops.admin_revoke_all_sessions(pb::AdminRevokeAllSessionsRequest {
-        reason: "incident".into(),
-        confirm: true,
-    })
-    .await
-    .expect("global revoke");
+    operator_revokes(&mut ops, &b2.session_id).await;
     ops.admin_list(pb::AdminListRequest::default())
         .await
         .expect("admin list");
@@ -2031,25 +2013,7 @@ async fn admin_audit_events_record_the_callers_address_and_user_events_the_clien
         })
         .await
         .expect("issue");
-    ops.admin_revoke_session(pb::AdminRevokeSessionRequest {
-        session_id: alice.session_id.clone(),
-        reason: "support ticket".into(),
-    })
-    .await
-    .expect("admin revoke session");
-    ops.admin_revoke_user(pb::AdminRevokeUserRequest {
-        user_id: "bob".into(),
-        tenant_id: String::new(),
-        reason: "offboarded".into(),
-    })
-    .await
-    .expect("admin revoke user");
-    ops.admin_revoke_all_sessions(pb::AdminRevokeAllSessionsRequest {
-        reason: "incident".into(),
-        confirm: true,
-    })
-    .await
-    .expect("global revoke");
+    operator_revokes(&mut ops, &alice.session_id).await;
 
     let mut events = audit_as(&mut ops).await;
     events.reverse();
@@ -2167,4 +2131,28 @@ async fn requests_that_are_not_protobuf_are_invalid_argument() {
         .await
         .expect_err("oversize");
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+}
+
+/// The three admin revocations the audit tests record: one session (`session_id`), every
+/// session of bob, and the emergency switch.
+async fn operator_revokes(ops: &mut CallerClient, session_id: &str) {
+    ops.admin_revoke_session(pb::AdminRevokeSessionRequest {
+        session_id: session_id.to_owned(),
+        reason: "support ticket".into(),
+    })
+    .await
+    .expect("admin revoke session");
+    ops.admin_revoke_user(pb::AdminRevokeUserRequest {
+        user_id: "bob".into(),
+        tenant_id: String::new(),
+        reason: "offboarded".into(),
+    })
+    .await
+    .expect("admin revoke user");
+    ops.admin_revoke_all_sessions(pb::AdminRevokeAllSessionsRequest {
+        reason: "incident".into(),
+        confirm: true,
+    })
+    .await
+    .expect("global revoke");
 }
