@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::domain::ids::SessionId;
+use crate::model::ids::SessionId;
 pub use crate::store::metered::Op;
 
 /// A point between two steps of a request at which a test may pause it.

@@ -413,8 +413,8 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
 mod tests {
     use super::*;
     use crate::domain::access::{self, AccessClaims};
-    use crate::domain::ids::{SessionId, TenantId, UserId};
-    use crate::domain::time::Timestamp;
+    use crate::model::ids::{SessionId, TenantId, UserId};
+    use crate::model::time::Timestamp;
 
     fn claims() -> AccessClaims {
         let now = Timestamp::now();

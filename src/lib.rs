@@ -18,6 +18,7 @@ pub mod domain;
 pub mod hooks;
 pub mod http;
 pub mod keystore;
+pub mod model;
 pub mod permissions;
 pub mod server;
 pub mod store;

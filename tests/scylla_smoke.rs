@@ -12,13 +12,11 @@ use std::time::{Duration, Instant};
 
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use sessiond::domain::ids::{SessionId, TenantId, UserId};
-use sessiond::domain::time::Timestamp;
+use sessiond::model::ids::{SessionId, TenantId, UserId};
+use sessiond::model::records::{AuditRecord, RefreshHash, RevocationEvent, SessionRecord};
+use sessiond::model::time::Timestamp;
 use sessiond::store::scylla::{ScyllaConfig, ScyllaStore};
-use sessiond::store::{
-    AuditRecord, RefreshHash, Revocation, RevocationEvent, Rotation, SessionFilter, SessionRecord,
-    Store, StoreError,
-};
+use sessiond::store::{Revocation, Rotation, SessionFilter, Store, StoreError};
 
 const HOUR: Duration = Duration::from_secs(3600);
 

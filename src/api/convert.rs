@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use crate::domain::audit::Caller;
 use crate::domain::client::{Client, parse_metadata};
-use crate::domain::ids::{SessionId, TenantId, UserId};
-use crate::domain::time::Timestamp;
 use crate::domain::{DomainError, IssueRequest, TokenPair, TokenProblem};
+use crate::model::FieldError;
+use crate::model::ids::{SessionId, TenantId, UserId};
+use crate::model::records::{AuditRecord, SessionRecord};
+use crate::model::time::Timestamp;
 use crate::pb;
-use crate::store::{AuditRecord, SessionRecord};
 
 /// A domain instant as a protobuf timestamp.
 pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
@@ -109,7 +110,7 @@ pub fn issue_request(r: pb::IssueRequest) -> Result<IssueRequest, DomainError> {
 }
 
 /// An optional user id: empty means "every user".
-pub fn optional_user(field: &'static str, s: &str) -> Result<Option<UserId>, DomainError> {
+pub fn optional_user(field: &'static str, s: &str) -> Result<Option<UserId>, FieldError> {
     if s.is_empty() {
         Ok(None)
     } else {
@@ -118,7 +119,7 @@ pub fn optional_user(field: &'static str, s: &str) -> Result<Option<UserId>, Dom
 }
 
 /// An optional tenant id: empty means "every tenant".
-pub fn optional_tenant(s: &str) -> Result<Option<TenantId>, DomainError> {
+pub fn optional_tenant(s: &str) -> Result<Option<TenantId>, FieldError> {
     if s.is_empty() {
         Ok(None)
     } else {
@@ -127,7 +128,7 @@ pub fn optional_tenant(s: &str) -> Result<Option<TenantId>, DomainError> {
 }
 
 /// A required session id.
-pub fn session_id(s: &str) -> Result<SessionId, DomainError> {
+pub fn session_id(s: &str) -> Result<SessionId, FieldError> {
     s.parse()
 }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, caller};
-use crate::domain::ids::{TenantId, UserId};
 use crate::domain::{Sessions, Verdict};
+use crate::model::ids::{TenantId, UserId};
 use crate::pb;
 use crate::pb::session_service_server::SessionService;
 

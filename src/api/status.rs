@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::DomainError;
+use crate::model::FieldError;
 
 /// The `ErrorInfo.domain` of every error.
 pub const ERROR_DOMAIN: &str = "sessiond";
@@ -15,7 +16,7 @@ pub const ERROR_DOMAIN: &str = "sessiond";
 impl From<DomainError> for Status {
     fn from(err: DomainError) -> Status {
         let code = match &err {
-            DomainError::InvalidArgument { .. } => Code::InvalidArgument,
+            DomainError::InvalidArgument(_) => Code::InvalidArgument,
             DomainError::AccessToken(_) => Code::Unauthenticated,
             DomainError::RefreshToken(_) => Code::Unauthenticated,
             DomainError::RefreshTokenReuse => Code::Unauthenticated,
@@ -29,11 +30,17 @@ impl From<DomainError> for Status {
             _ => {}
         }
         let mut metadata = HashMap::new();
-        if let DomainError::InvalidArgument { field, .. } = &err {
-            metadata.insert("field".to_owned(), (*field).to_owned());
+        if let DomainError::InvalidArgument(invalid) = &err {
+            metadata.insert("field".to_owned(), invalid.field.to_owned());
         }
         let details = ErrorDetails::with_error_info(err.reason(), ERROR_DOMAIN, metadata);
         Status::with_error_details(code, err.to_string(), details)
+    }
+}
+
+impl From<FieldError> for Status {
+    fn from(err: FieldError) -> Status {
+        DomainError::from(err).into()
     }
 }
 

@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::error::{DomainError, TokenProblem};
-use super::ids::{SessionId, TenantId, UserId};
-use super::limits::{MAX_ID_BYTES, MAX_TOKEN_BYTES};
 use super::secrets::Keyring;
-use super::time::Timestamp;
+use crate::model::ids::{SessionId, TenantId, UserId};
+use crate::model::limits::{MAX_ID_BYTES, MAX_TOKEN_BYTES};
+use crate::model::time::Timestamp;
 
 /// The `typ` of the tokens this version signs (RFC 9068 §2.1).
 pub const TYP: &str = "at+jwt";

@@ -9,9 +9,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::ids::SessionId;
-use super::time::Timestamp;
-use crate::store::AuditRecord;
+use crate::model::ids::SessionId;
+use crate::model::records::AuditRecord;
+use crate::model::time::Timestamp;
 
 /// The calling service, as authenticated at the edge ("anonymous" when no callers are set up),
 /// and the network address it called from, when the transport knows it.

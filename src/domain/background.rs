@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::sessions::Sessions;
-use super::time::Timestamp;
-use crate::store::RevocationEvent;
+use crate::model::records::RevocationEvent;
+use crate::model::time::Timestamp;
 
 /// Where following the revocation feed starts; see [`Sessions::warm_up`].
 #[derive(Debug)]

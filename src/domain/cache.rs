@@ -25,9 +25,10 @@ use metrics::Counter;
 use moka::Expiry;
 
 use super::access::AccessClaims;
-use super::ids::{SessionId, UserId};
-use super::time::Timestamp;
-use crate::store::{SessionRecord, UserNotBefore};
+use crate::model::ids::{SessionId, UserId};
+use crate::model::records::SessionRecord;
+use crate::model::time::Timestamp;
+use crate::store::UserNotBefore;
 use crate::telemetry::prometheus::{CACHE_REQUESTS, VALIDATE};
 
 /// A session as the hot path sees it, with the instant of its last written-behind touch.

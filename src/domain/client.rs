@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::device;
 use super::error::DomainError;
-use super::limits::{
+use crate::model::limits::{
     MAX_DEVICE_NAME_BYTES, MAX_IP_BYTES, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES,
     MAX_METADATA_TOTAL_BYTES, MAX_METADATA_VALUE_BYTES, MAX_USER_AGENT_BYTES, check_text,
 };

@@ -1,7 +1,6 @@
 //! The domain's one error type. `api::status` maps each variant to a gRPC status in one place.
 
-use std::borrow::Cow;
-
+use crate::model::FieldError;
 use crate::store::StoreError;
 
 /// Why a token cannot be used. Shared by `Validate` (as a reason) and by the RPCs that
@@ -47,13 +46,8 @@ impl TokenProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
     /// A request field is missing or out of bounds.
-    #[error("invalid {field}: {message}")]
-    InvalidArgument {
-        /// The proto field name.
-        field: &'static str,
-        /// What is wrong with it, lowercase.
-        message: Cow<'static, str>,
-    },
+    #[error(transparent)]
+    InvalidArgument(#[from] FieldError),
     /// The access token presented is unusable.
     #[error("access {}", .0.describe())]
     AccessToken(TokenProblem),
@@ -77,24 +71,18 @@ pub enum DomainError {
 impl DomainError {
     /// An `InvalidArgument` with a fixed message.
     pub fn invalid(field: &'static str, message: &'static str) -> Self {
-        DomainError::InvalidArgument {
-            field,
-            message: Cow::Borrowed(message),
-        }
+        DomainError::InvalidArgument(FieldError::new(field, message))
     }
 
     /// An `InvalidArgument` with a formatted message.
     pub fn invalid_owned(field: &'static str, message: String) -> Self {
-        DomainError::InvalidArgument {
-            field,
-            message: Cow::Owned(message),
-        }
+        DomainError::InvalidArgument(FieldError::owned(field, message))
     }
 
     /// A stable, machine-readable reason, carried in the `ErrorInfo` detail.
     pub fn reason(&self) -> &'static str {
         match self {
-            DomainError::InvalidArgument { .. } => "INVALID_ARGUMENT",
+            DomainError::InvalidArgument(_) => "INVALID_ARGUMENT",
             DomainError::AccessToken(p) => p.reason(),
             DomainError::RefreshToken(TokenProblem::Malformed) => "REFRESH_TOKEN_MALFORMED",
             DomainError::RefreshToken(TokenProblem::BadSignature) => "REFRESH_TOKEN_INVALID",

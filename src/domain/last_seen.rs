@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::cache::CachedSession;
-use super::ids::SessionId;
-use super::time::Timestamp;
+use crate::model::ids::SessionId;
+use crate::model::time::Timestamp;
 use crate::store::Store;
 
 const QUEUE: usize = 65_536;

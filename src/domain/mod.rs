@@ -10,15 +10,12 @@ pub mod cache;
 pub mod client;
 pub mod device;
 pub mod error;
-pub mod ids;
 pub mod last_seen;
-pub mod limits;
 pub mod page_token;
 pub mod refresh;
 pub mod revoke;
 pub mod secrets;
 pub mod sessions;
-pub mod time;
 pub mod validate;
 
 pub use error::{DomainError, TokenProblem};

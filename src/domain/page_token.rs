@@ -9,8 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::Mac;
 
 use super::error::DomainError;
-use super::limits::MAX_PAGE_TOKEN_BYTES;
 use super::secrets::Keyring;
+use crate::model::limits::MAX_PAGE_TOKEN_BYTES;
 
 const VERSION: u8 = 1;
 const TAG_LEN: usize = 16;

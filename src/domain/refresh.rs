@@ -11,10 +11,10 @@ use hmac::Mac;
 use rand::RngCore;
 
 use super::error::TokenProblem;
-use super::ids::SessionId;
-use super::limits::MAX_TOKEN_BYTES;
 use super::secrets::Keyring;
-use crate::store::RefreshHash;
+use crate::model::ids::SessionId;
+use crate::model::limits::MAX_TOKEN_BYTES;
+use crate::model::records::RefreshHash;
 
 const VERSION: u8 = 1;
 const BODY_LEN: usize = 1 + 16 + 4 + 32;

@@ -3,14 +3,15 @@
 
 use super::audit::{AuditEntry, AuditKind, Caller, Role};
 use super::error::DomainError;
-use super::ids::{SessionId, TenantId, UserId};
-use super::limits::{MAX_REASON_BYTES, check_text, page_size, session_page_size};
 use super::page_token;
 use super::refresh::RefreshToken;
 use super::sessions::Sessions;
-use super::time::Timestamp;
 use super::validate::{Ended, standing};
-use crate::store::{AuditRecord, Revocation, SessionFilter, SessionRecord};
+use crate::model::ids::{SessionId, TenantId, UserId};
+use crate::model::limits::{MAX_REASON_BYTES, check_text, page_size, session_page_size};
+use crate::model::records::{AuditRecord, SessionRecord};
+use crate::model::time::Timestamp;
+use crate::store::{Revocation, SessionFilter};
 
 /// A page of an admin listing.
 #[derive(Debug)]
@@ -63,7 +64,7 @@ struct Presented {
 }
 
 fn check_reason(reason: &str) -> Result<(), DomainError> {
-    check_text("reason", reason, MAX_REASON_BYTES)
+    Ok(check_text("reason", reason, MAX_REASON_BYTES)?)
 }
 
 impl Sessions {

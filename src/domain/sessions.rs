@@ -13,13 +13,14 @@ use super::audit::{AuditEntry, AuditKind, Caller, Role};
 use super::cache::{CacheLimits, Caches};
 use super::client::Client;
 use super::error::{DomainError, TokenProblem};
-use super::ids::{SessionId, TenantId, UserId};
 use super::last_seen::Touches;
 use super::refresh::RefreshToken;
 use super::secrets::Keyring;
-use super::time::Timestamp;
 use crate::hooks::{Hooks, Step};
-use crate::store::{AuditRecord, Rotation, SessionRecord, Store};
+use crate::model::ids::{SessionId, TenantId, UserId};
+use crate::model::records::{AuditRecord, SessionRecord};
+use crate::model::time::Timestamp;
+use crate::store::{Rotation, Store};
 
 /// The revocation reason of sessions the per-user limit evicts.
 const SESSION_LIMIT_REASON: &str = "session_limit";

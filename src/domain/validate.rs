@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use super::access::{self, AccessClaims};
 use super::cache::{CachedMarks, CachedSession, Outcomes};
 use super::error::{DomainError, TokenProblem};
-use super::ids::{SessionId, TenantId, UserId};
 use super::sessions::Sessions;
-use super::time::Timestamp;
 use crate::hooks::Step;
-use crate::store::{SessionRecord, StoreError, UserNotBefore};
+use crate::model::ids::{SessionId, TenantId, UserId};
+use crate::model::records::SessionRecord;
+use crate::model::time::Timestamp;
+use crate::store::{StoreError, UserNotBefore};
 
 /// The outcome of checking an access token.
 #[derive(Clone, Debug)]

@@ -52,8 +52,8 @@ impl From<DomainError> for HttpError {
                 tracing::warn!(%error, "store error");
                 HttpError::Unavailable
             }
-            DomainError::InvalidArgument { field, message } => {
-                HttpError::InvalidRequest(format!("invalid {field}: {message}").into())
+            DomainError::InvalidArgument(invalid) => {
+                HttpError::InvalidRequest(invalid.to_string().into())
             }
             // The HTTP surface only checks tokens through `validate` and `revoke_token`,
             // which answer an unusable token as a verdict or `false`, never as one of these.

@@ -21,9 +21,9 @@ use super::{
     AuditRecord, FeedBatch, Page, RefreshHash, Revocation, Rotation, SessionFilter, SessionRecord,
     Store, StoreError, UserNotBefore,
 };
-use crate::domain::ids::{SessionId, TenantId, UserId};
-use crate::domain::time::Timestamp;
 use crate::hooks::{Fault, Hooks};
+use crate::model::ids::{SessionId, TenantId, UserId};
+use crate::model::time::Timestamp;
 use crate::telemetry::prometheus::{STORE_DURATION, STORE_ERRORS};
 
 /// Every operation of the `Store` trait, as named in metrics and spans.

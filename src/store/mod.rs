@@ -7,17 +7,16 @@
 pub mod backend;
 pub mod embedded;
 pub mod metered;
-mod record;
 pub mod scylla;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::domain::ids::{SessionId, TenantId, UserId};
-use crate::domain::time::Timestamp;
+use crate::model::ids::{SessionId, TenantId, UserId};
+use crate::model::time::Timestamp;
 
-pub use record::{AuditRecord, RefreshHash, RevocationEvent, SessionRecord};
+use crate::model::records::{AuditRecord, RefreshHash, RevocationEvent, SessionRecord};
 
 /// What a store can fail with. Details are for logs; callers see `UNAVAILABLE`.
 #[derive(Clone, Debug, thiserror::Error)]

@@ -5,12 +5,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sessiond::domain::ids::{SessionId, TenantId, UserId};
-use sessiond::domain::time::Timestamp;
+use sessiond::model::ids::{SessionId, TenantId, UserId};
+use sessiond::model::records::{AuditRecord, RefreshHash, SessionRecord};
+use sessiond::model::time::Timestamp;
 use sessiond::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use sessiond::store::{
-    AuditRecord, RefreshHash, Revocation, Rotation, SessionFilter, SessionRecord, Store, StoreError,
-};
+use sessiond::store::{Revocation, Rotation, SessionFilter, Store, StoreError};
 
 /// A store under test and the name printed for it.
 pub struct Backend {

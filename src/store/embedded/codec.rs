@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ids::{SessionId, TenantId, UserId};
-use crate::domain::time::Timestamp;
-use crate::store::{AuditRecord, RefreshHash, SessionRecord, StoreError};
+use crate::model::ids::{SessionId, TenantId, UserId};
+use crate::model::records::{AuditRecord, RefreshHash, SessionRecord};
+use crate::model::time::Timestamp;
+use crate::store::StoreError;
 
 const VERSION: u8 = 1;
 

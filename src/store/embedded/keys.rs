@@ -4,8 +4,8 @@
 //! and a `user 0x00` prefix selects exactly one user's rows. Integers are big-endian with the
 //! sign bit flipped, so byte order is numeric order.
 
-use crate::domain::ids::{SessionId, TenantId, UserId};
-use crate::domain::time::Timestamp;
+use crate::model::ids::{SessionId, TenantId, UserId};
+use crate::model::time::Timestamp;
 
 /// Order-preserving encoding of a signed instant.
 pub fn time_bytes(t: Timestamp) -> [u8; 8] {

@@ -24,8 +24,8 @@ use super::{
     AuditRecord, FeedBatch, Page, RefreshHash, Revocation, Rotation, SessionFilter, SessionRecord,
     Store, StoreError, UserNotBefore,
 };
-use crate::domain::ids::{SessionId, TenantId, UserId};
-use crate::domain::time::Timestamp;
+use crate::model::ids::{SessionId, TenantId, UserId};
+use crate::model::time::Timestamp;
 use keys::Standing;
 use writer::Writer;
 

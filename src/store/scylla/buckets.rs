@@ -7,7 +7,7 @@
 use rand::Rng;
 use uuid::Uuid;
 
-use crate::domain::time::Timestamp;
+use crate::model::time::Timestamp;
 
 const MICROS_PER_SEC: i64 = 1_000_000;
 const MICROS_PER_MINUTE: i64 = 60 * MICROS_PER_SEC;

@@ -9,7 +9,7 @@
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::domain::time::Timestamp;
+use crate::model::time::Timestamp;
 
 const VERSION: u8 = 1;
 const FEED_VERSION: u8 = 1;

@@ -62,8 +62,8 @@ use super::{
     AuditRecord, FeedBatch, Page, RefreshHash, Revocation, RevocationEvent, Rotation,
     SessionFilter, SessionRecord, Store, StoreError, UserNotBefore,
 };
-use crate::domain::ids::{SessionId, TenantId, UserId};
-use crate::domain::time::Timestamp;
+use crate::model::ids::{SessionId, TenantId, UserId};
+use crate::model::time::Timestamp;
 use cursor::{CursorKind, FeedCursor, Keyset};
 use rows::{
     AuditRow, FeedRow, NotBeforeRow, RefreshState, RotateValues, SessionRow, SessionValues,

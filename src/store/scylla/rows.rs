@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::buckets;
-use crate::domain::ids::{SessionId, TenantId, UserId};
-use crate::domain::time::Timestamp;
-use crate::store::{AuditRecord, RefreshHash, RevocationEvent, SessionRecord};
+use crate::model::ids::{SessionId, TenantId, UserId};
+use crate::model::records::{AuditRecord, RefreshHash, RevocationEvent, SessionRecord};
+use crate::model::time::Timestamp;
 
 /// A row of `sessions` or `sessions_by_user` (same columns, see `cql::SESSION_COLUMNS`).
 #[derive(Debug, DeserializeRow)]

@@ -17,9 +17,10 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::{ScyllaStore, Statements, buckets, errors};
-use crate::domain::ids::SessionId;
-use crate::domain::time::Timestamp;
-use crate::store::{SessionRecord, StoreError};
+use crate::model::ids::SessionId;
+use crate::model::records::SessionRecord;
+use crate::model::time::Timestamp;
+use crate::store::StoreError;
 
 /// How many compare-and-set rounds one `Issue` may lose before it gives up (`UNAVAILABLE`):
 /// enough for dozens of simultaneous logins of one user, each round won by one of them.

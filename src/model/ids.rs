@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-use super::error::DomainError;
+use super::error::FieldError;
 use super::limits::{MAX_ID_BYTES, check_text};
 
 /// A session's identity: a random (v4) or time-ordered (v7) UUID.
@@ -44,16 +44,16 @@ impl Default for SessionId {
 }
 
 impl FromStr for SessionId {
-    type Err = DomainError;
+    type Err = FieldError;
 
     /// Parses UUID text; anything else is `InvalidArgument` naming the field.
-    fn from_str(s: &str) -> Result<Self, DomainError> {
+    fn from_str(s: &str) -> Result<Self, FieldError> {
         if s.is_empty() {
-            return Err(DomainError::invalid("session_id", "must not be empty"));
+            return Err(FieldError::new("session_id", "must not be empty"));
         }
         Uuid::parse_str(s)
             .map(Self)
-            .map_err(|_| DomainError::invalid("session_id", "must be a UUID"))
+            .map_err(|_| FieldError::new("session_id", "must be a UUID"))
     }
 }
 
@@ -69,9 +69,9 @@ pub struct UserId(String);
 
 impl UserId {
     /// Checks the text: required, at most `MAX_ID_BYTES`, no control characters.
-    pub fn parse(field: &'static str, s: &str) -> Result<Self, DomainError> {
+    pub fn parse(field: &'static str, s: &str) -> Result<Self, FieldError> {
         if s.is_empty() {
-            return Err(DomainError::invalid(field, "is required"));
+            return Err(FieldError::new(field, "is required"));
         }
         check_text(field, s, MAX_ID_BYTES)?;
         Ok(Self(s.to_owned()))
@@ -95,7 +95,7 @@ pub struct TenantId(String);
 
 impl TenantId {
     /// Checks the text: optional (empty is allowed), at most `MAX_ID_BYTES`, no control characters.
-    pub fn parse(field: &'static str, s: &str) -> Result<Self, DomainError> {
+    pub fn parse(field: &'static str, s: &str) -> Result<Self, FieldError> {
         check_text(field, s, MAX_ID_BYTES)?;
         Ok(Self(s.to_owned()))
     }

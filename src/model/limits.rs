@@ -1,7 +1,7 @@
 //! The bounds on every input. Each is enforced before anything is written, so an oversize
 //! request is rejected whole with `INVALID_ARGUMENT` and leaves no partial write.
 
-use super::error::DomainError;
+use super::error::FieldError;
 
 /// Longest user id, tenant id or session id text, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
@@ -36,15 +36,15 @@ pub const MAX_SESSION_PAGE_SIZE: u32 = 300;
 
 /// Checks a free-text field: at most `max` bytes and no control characters, so the text is
 /// safe to log and to use inside the stores' composite keys.
-pub fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), DomainError> {
+pub fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), FieldError> {
     if s.len() > max {
-        return Err(DomainError::invalid_owned(
+        return Err(FieldError::owned(
             field,
             format!("is {} bytes, at most {max} are allowed", s.len()),
         ));
     }
     if s.chars().any(char::is_control) {
-        return Err(DomainError::invalid(
+        return Err(FieldError::new(
             field,
             "must not contain control characters",
         ));
