@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::api::auth::{CallerSpec, Role, hash_credential};
+use crate::auth::{CallerSpec, Role, hash_credential};
 use crate::keystore::{KeyAlgorithm, KeySources};
 
 /// A setting that could not be used.

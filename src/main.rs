@@ -80,7 +80,7 @@ fn credential(args: &sessiond::config::CredentialArgs) -> ExitCode {
     if let Some(bad) = args
         .roles
         .iter()
-        .find(|r| sessiond::api::auth::Role::parse(r).is_none())
+        .find(|r| sessiond::auth::Role::parse(r).is_none())
     {
         eprintln!("sessiond: unknown role {bad:?} (issuer, validator, admin)");
         return ExitCode::from(2);

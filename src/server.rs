@@ -16,9 +16,10 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::api::SessionApi;
-use crate::api::auth::{AuthLayer, Authenticator};
+use crate::api::admission::AuthLayer;
 use crate::api::envoy::ExtAuthz;
 use crate::api::observe::ObserveLayer;
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::config::TlsFiles;
 use crate::domain::cache::CacheLimits;

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sessiond::Config;
-use sessiond::api::auth::{OPEN_MAX_IN_FLIGHT, Role};
+use sessiond::auth::{OPEN_MAX_IN_FLIGHT, Role};
 use sessiond::pb;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -22,7 +22,7 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_client::Authorizati
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
 use reqwest::StatusCode;
-use sessiond::api::auth::{CallerSpec, Role, hash_credential};
+use sessiond::auth::{CallerSpec, Role, hash_credential};
 use sessiond::pb;
 use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::{Config, ServeError};

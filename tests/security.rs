@@ -19,7 +19,7 @@ use futures::StreamExt;
 use pki::{Ca, Leaf};
 use prost::Message;
 use rcgen::DnType;
-use sessiond::api::auth::{CallerSpec, Role};
+use sessiond::auth::{CallerSpec, Role};
 use sessiond::config::TlsFiles;
 use sessiond::pb;
 use sessiond::pb::InvalidReason;

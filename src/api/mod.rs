@@ -1,7 +1,7 @@
 //! The gRPC edge: decodes and checks requests, calls the domain, encodes answers, and maps
 //! domain errors to statuses (in `status`, and nowhere else).
 
-pub mod auth;
+pub mod admission;
 pub mod codec;
 pub mod convert;
 pub mod envoy;

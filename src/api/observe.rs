@@ -27,34 +27,8 @@ use opentelemetry::propagation::Extractor;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::auth::Rpc;
 use crate::telemetry::prometheus::{GRPC_DURATION, GRPC_REQUESTS};
-
-/// Every (service, method) served on the gRPC port.
-const METHODS: &[(&str, &str)] = &[
-    ("sessiond.v1.SessionService", "Issue"),
-    ("sessiond.v1.SessionService", "Refresh"),
-    ("sessiond.v1.SessionService", "Validate"),
-    ("sessiond.v1.SessionService", "List"),
-    ("sessiond.v1.SessionService", "Revoke"),
-    ("sessiond.v1.SessionService", "RevokeAll"),
-    ("sessiond.v1.SessionService", "AdminList"),
-    ("sessiond.v1.SessionService", "AdminRevokeUser"),
-    ("sessiond.v1.SessionService", "AdminRevokeSession"),
-    ("sessiond.v1.SessionService", "AdminRevokeAllSessions"),
-    ("sessiond.v1.SessionService", "AdminListAuditEvents"),
-    ("envoy.service.auth.v3.Authorization", "Check"),
-    ("grpc.health.v1.Health", "Check"),
-    ("grpc.health.v1.Health", "Watch"),
-    ("grpc.health.v1.Health", "List"),
-    (
-        "grpc.reflection.v1.ServerReflection",
-        "ServerReflectionInfo",
-    ),
-    (
-        "grpc.reflection.v1alpha.ServerReflection",
-        "ServerReflectionInfo",
-    ),
-];
 
 /// The label of anything else.
 const OTHER: &str = "other";
@@ -132,7 +106,10 @@ struct Methods {
 
 impl Methods {
     fn new() -> Self {
-        let all: Vec<Method> = METHODS.iter().map(|&(s, m)| Method::new(s, m)).collect();
+        let all: Vec<Method> = Rpc::ALL
+            .iter()
+            .map(|rpc| Method::new(rpc.service(), rpc.method()))
+            .collect();
         let by_path = all
             .iter()
             .enumerate()

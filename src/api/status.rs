@@ -1,4 +1,5 @@
-//! The one place a `tonic::Status` is made from a domain error or an undecodable request.
+//! The one place a `tonic::Status` is made from a domain error, a refused caller or an
+//! undecodable request.
 //! Every status carries a `google.rpc.ErrorInfo` with a stable reason; store details are
 //! logged, never returned.
 
@@ -7,6 +8,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::auth::{Refusal, RefusalKind};
 use crate::domain::DomainError;
 use crate::model::FieldError;
 
@@ -35,6 +37,18 @@ impl From<DomainError> for Status {
         }
         let details = ErrorDetails::with_error_info(err.reason(), ERROR_DOMAIN, metadata);
         Status::with_error_details(code, err.to_string(), details)
+    }
+}
+
+impl From<Refusal> for Status {
+    fn from(refusal: Refusal) -> Status {
+        let code = match refusal.kind() {
+            RefusalKind::Unauthenticated => Code::Unauthenticated,
+            RefusalKind::Forbidden => Code::PermissionDenied,
+            RefusalKind::Exhausted => Code::ResourceExhausted,
+        };
+        let details = ErrorDetails::with_error_info(refusal.reason(), ERROR_DOMAIN, HashMap::new());
+        Status::with_error_details(code, refusal.to_string(), details)
     }
 }
 

@@ -4,12 +4,11 @@
 
 use std::borrow::Cow;
 
+use crate::auth::{Refusal, RefusalKind};
+use crate::domain::DomainError;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tonic::Code;
-
-use crate::domain::DomainError;
 
 /// Why an HTTP request was not answered as asked.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +22,8 @@ pub enum HttpError {
     TooLarge,
     /// The caller was refused by the authenticator (missing or unknown credential, missing
     /// role, rate limit, overload).
-    #[error("{}", .0.message())]
-    Caller(tonic::Status),
+    #[error(transparent)]
+    Caller(#[from] Refusal),
     /// The store could not answer.
     #[error("store unavailable")]
     Unavailable,
@@ -74,13 +73,12 @@ impl IntoResponse for HttpError {
         let (status, error) = match &self {
             HttpError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             HttpError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
-            HttpError::Caller(status) => match status.code() {
-                Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "invalid_client"),
-                Code::PermissionDenied => (StatusCode::FORBIDDEN, "unauthorized_client"),
-                Code::ResourceExhausted => {
+            HttpError::Caller(refusal) => match refusal.kind() {
+                RefusalKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "invalid_client"),
+                RefusalKind::Forbidden => (StatusCode::FORBIDDEN, "unauthorized_client"),
+                RefusalKind::Exhausted => {
                     (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable")
                 }
-                _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
             },
             HttpError::Unavailable | HttpError::ShuttingDown => {
                 (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")

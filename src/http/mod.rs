@@ -13,8 +13,8 @@
 //! Every error is JSON ([`error`]), bodies are capped at [`MAX_BODY_BYTES`], and nothing here
 //! panics on input. [`serve`] bounds what one client can hold ([`HttpLimits`]): the time to
 //! send headers, the time of a request, and the number of open connections. Like `api`, this
-//! layer decodes, calls the domain and encodes; it decides nothing itself. Callers are
-//! admitted by the gRPC surface's `Authenticator`, so credentials, roles, rate limits and the
+//! layer decodes, calls the domain and encodes; it decides nothing itself. Callers are admitted
+//! by the same `auth::Authenticator` as gRPC callers, so credentials, roles, rate limits and the
 //! in-flight budget are the same on both.
 //!
 //! The router holds the authority weakly: once `serve` lets go of it to flush write-behind
@@ -46,7 +46,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceBuilder;
 
-use crate::api::auth::{Authenticator, Budget, Role};
+use crate::auth::{Authenticator, Budget, Role};
 use crate::domain::Sessions;
 use crate::domain::audit::Caller;
 use crate::telemetry::prometheus::HTTP_CONNECTIONS_REFUSED;
@@ -110,7 +110,7 @@ impl HttpState {
         let caller = self
             .auth
             .admit_role(Role::Validator, authorization, None)
-            .map_err(HttpError::Caller)?;
+            .map_err(HttpError::from)?;
         self.admitted(caller)
     }
 
@@ -120,14 +120,14 @@ impl HttpState {
         let caller = self
             .auth
             .admit_credential(Role::Validator, credential)
-            .map_err(HttpError::Caller)?;
+            .map_err(HttpError::from)?;
         self.admitted(caller)
     }
 
     /// Takes the slot after authentication, as on gRPC: a request without credentials holds
     /// none.
     fn admitted(&self, caller: Caller) -> Result<Admitted, HttpError> {
-        let slot = self.auth.slot(Budget::Callers).map_err(HttpError::Caller)?;
+        let slot = self.auth.slot(Budget::Callers).map_err(HttpError::from)?;
         Ok(Admitted {
             caller,
             _slot: slot,

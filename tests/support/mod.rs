@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sessiond::api::auth::{CallerSpec, Role, hash_credential};
+use sessiond::auth::{CallerSpec, Role, hash_credential};
 use sessiond::pb;
 use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::{Config, ServeError};
