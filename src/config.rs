@@ -102,6 +102,9 @@ pub struct Config {
     pub max_sessions_per_user: usize,
     /// A test's pauses and injected store failures; none from the command line.
     pub hooks: crate::hooks::Hooks,
+    /// Where every instant the service decides by comes from: the system clock, or a test's
+    /// manual clock.
+    pub clock: crate::model::SharedClock,
     /// The `iss` claim of access tokens.
     pub issuer: String,
     /// The `aud` claim of access tokens; a token for another audience is not valid here.
@@ -200,6 +203,7 @@ impl Config {
             last_seen_interval: Duration::from_secs(60),
             max_sessions_per_user: 100,
             hooks: crate::hooks::Hooks::default(),
+            clock: crate::model::SystemClock::shared(),
             issuer: "sessiond".to_owned(),
             audience: "sessiond".to_owned(),
             auth_cookie: None,
@@ -650,6 +654,7 @@ impl Settings {
         };
         let config = Config {
             hooks: crate::hooks::Hooks::default(),
+            clock: crate::model::SystemClock::shared(),
             otlp_endpoint,
             otlp_sample_ratio,
             signing_key_file: s.signing_key_file,

@@ -160,6 +160,7 @@ pub async fn serve_with_http(
         policy(&config),
         touches,
         config.hooks.clone(),
+        config.clock.clone(),
     ));
     let feed_start = sessions.warm_up().await?;
 

@@ -16,7 +16,7 @@ use sessiond::model::ids::{SessionId, TenantId, UserId};
 use sessiond::model::records::{AuditRecord, RefreshHash, RevocationEvent, SessionRecord};
 use sessiond::model::time::Timestamp;
 use sessiond::store::scylla::{ScyllaConfig, ScyllaStore};
-use sessiond::store::{Revocation, Rotation, SessionFilter, Store, StoreError};
+use sessiond::store::{Revocation, Rotation, SessionFilter, SessionScope, Store, StoreError};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -414,8 +414,7 @@ async fn paging_and_cursors(store: &Arc<ScyllaStore>) {
 
     // One user, revoked included, pages of 10.
     let filter = SessionFilter {
-        user: Some(user(&u)),
-        tenant: None,
+        scope: SessionScope::User(user(&u)),
         include_revoked: true,
     };
     let (got, pages) = collect_pages(store, &filter, 10).await;
@@ -424,16 +423,14 @@ async fn paging_and_cursors(store: &Arc<ScyllaStore>) {
     assert!(pages >= 3, "pages: {pages}");
     // Revoked excluded; tenant filter.
     let filter = SessionFilter {
-        user: Some(user(&u)),
-        tenant: None,
+        scope: SessionScope::User(user(&u)),
         include_revoked: false,
     };
     let (got, _) = collect_pages(store, &filter, 7).await;
     assert_eq!(got.len(), 24);
     assert!(!got.contains(&revoked));
     let filter = SessionFilter {
-        user: Some(user(&u)),
-        tenant: Some(tenant("even")),
+        scope: SessionScope::UserInTenant(user(&u), tenant("even")),
         include_revoked: true,
     };
     let (got, _) = collect_pages(store, &filter, 4).await;
@@ -459,8 +456,7 @@ async fn paging_and_cursors(store: &Arc<ScyllaStore>) {
 
     // Cursors of another listing, or junk, are BadCursor.
     let user_filter = SessionFilter {
-        user: Some(user(&u)),
-        tenant: None,
+        scope: SessionScope::User(user(&u)),
         include_revoked: true,
     };
     let page = store

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use crate::domain::audit::Caller;
 use crate::domain::client::{Client, parse_metadata};
-use crate::domain::{DomainError, IssueRequest, TokenPair, TokenProblem};
+use crate::domain::{DomainError, IssueRequest, Session, TokenPair, TokenProblem};
 use crate::model::FieldError;
 use crate::model::ids::{SessionId, TenantId, UserId};
-use crate::model::records::{AuditRecord, SessionRecord};
+use crate::model::records::AuditRecord;
 use crate::model::time::Timestamp;
 use crate::pb;
 
@@ -20,8 +20,8 @@ pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
     }
 }
 
-/// A stored session as the API shows it (never its refresh state).
-pub fn session(r: &SessionRecord, current: bool) -> pb::Session {
+/// A session as the API shows it.
+pub fn session(r: Session, current: bool) -> pb::Session {
     pb::Session {
         session_id: r.id.to_string(),
         user_id: r.user_id.as_str().to_owned(),
@@ -29,17 +29,13 @@ pub fn session(r: &SessionRecord, current: bool) -> pb::Session {
         created_at: Some(timestamp(r.created_at)),
         last_seen_at: Some(timestamp(r.last_seen_at)),
         expires_at: Some(timestamp(r.expires_at)),
-        ip: r.ip.clone(),
-        user_agent: r.user_agent.clone(),
-        device_name: r.device_name.clone(),
-        metadata: r
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        ip: r.ip,
+        user_agent: r.user_agent,
+        device_name: r.device_name,
+        metadata: r.metadata.into_iter().collect(),
         current,
         revoked_at: r.revoked_at.map(timestamp),
-        revoke_reason: r.revoke_reason.clone(),
+        revoke_reason: r.revoke_reason,
     }
 }
 

@@ -53,10 +53,10 @@ impl Authorization for ExtAuthz {
         };
         // A store failure maps to UNAVAILABLE through the one `DomainError -> Status` mapping.
         let answer = match self.sessions.validate(token).await? {
-            Verdict::Valid(claims, _) => allowed(
-                &claims.session_id.to_string(),
-                claims.user_id.as_str(),
-                claims.tenant_id.as_str(),
+            Verdict::Valid(valid) => allowed(
+                &valid.claims.session_id.to_string(),
+                valid.claims.user_id.as_str(),
+                valid.claims.tenant_id.as_str(),
             ),
             Verdict::Invalid(problem) => {
                 tracing::debug!(reason = problem.reason(), "ext_authz denied");

@@ -9,6 +9,7 @@ use crate::domain::{Sessions, Verdict};
 use crate::model::ids::{TenantId, UserId};
 use crate::pb;
 use crate::pb::session_service_server::SessionService;
+use crate::store::SessionScope;
 
 /// The gRPC face of the session authority.
 pub struct SessionApi {
@@ -32,7 +33,7 @@ impl SessionService for SessionApi {
         let input = convert::issue_request(req.into_inner())?;
         let issued = self.sessions.issue(&caller, input).await?;
         Ok(Response::new(pb::IssueResponse {
-            session: Some(convert::session(&issued.session, true)),
+            session: Some(convert::session(issued.session, true)),
             tokens: Some(convert::tokens(issued.tokens)),
         }))
     }
@@ -49,7 +50,7 @@ impl SessionService for SessionApi {
             .refresh(&caller, &r.refresh_token, &client)
             .await?;
         Ok(Response::new(pb::RefreshResponse {
-            session: Some(convert::session(&issued.session, true)),
+            session: Some(convert::session(issued.session, true)),
             tokens: Some(convert::tokens(issued.tokens)),
         }))
     }
@@ -60,10 +61,10 @@ impl SessionService for SessionApi {
     ) -> Result<Response<pb::ValidateResponse>, Status> {
         let token = req.into_inner().access_token;
         let reply = match self.sessions.validate(&token).await? {
-            Verdict::Valid(_, session) => pb::ValidateResponse {
+            Verdict::Valid(valid) => pb::ValidateResponse {
                 valid: true,
                 reason: pb::InvalidReason::Unspecified as i32,
-                session: Some(convert::session(&session.record, true)),
+                session: Some(convert::session(valid.session(), true)),
             },
             Verdict::Invalid(problem) => pb::ValidateResponse {
                 valid: false,
@@ -81,8 +82,11 @@ impl SessionService for SessionApi {
         let token = req.into_inner().access_token;
         let (current, sessions) = self.sessions.list(&token).await?;
         let sessions = sessions
-            .iter()
-            .map(|s| convert::session(s, s.id == current))
+            .into_iter()
+            .map(|s| {
+                let is_current = s.id == current;
+                convert::session(s, is_current)
+            })
             .collect();
         Ok(Response::new(pb::ListResponse { sessions }))
     }
@@ -121,14 +125,15 @@ impl SessionService for SessionApi {
         let r = req.into_inner();
         let user = convert::optional_user("user_id", &r.user_id)?;
         let tenant = convert::optional_tenant(&r.tenant_id)?;
+        let scope = SessionScope::of(user, tenant)?;
         let page = self
             .sessions
-            .admin_list(user, tenant, r.include_revoked, r.page_size, &r.page_token)
+            .admin_list(scope, r.include_revoked, r.page_size, &r.page_token)
             .await?;
         Ok(Response::new(pb::AdminListResponse {
             sessions: page
                 .items
-                .iter()
+                .into_iter()
                 .map(|s| convert::session(s, false))
                 .collect(),
             next_page_token: page.next_page_token,

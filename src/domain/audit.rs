@@ -128,7 +128,7 @@ impl AuditEntry {
         Self {
             record: AuditRecord {
                 event_id: uuid::Uuid::now_v7(),
-                at: Timestamp::now(),
+                at: Timestamp::from_micros(0),
                 kind: kind.as_str().to_owned(),
                 actor,
                 user_id: String::new(),
@@ -160,8 +160,9 @@ impl AuditEntry {
         self
     }
 
-    /// Logs the event and returns the record to store.
-    pub fn finish(self) -> AuditRecord {
+    /// Stamps the event with the instant it happened, logs it and returns the record to store.
+    pub fn finish(mut self, at: Timestamp) -> AuditRecord {
+        self.record.at = at;
         let r = &self.record;
         tracing::info!(
             target: "sessiond::audit",

@@ -8,7 +8,6 @@ use tokio::sync::watch;
 
 use super::sessions::Sessions;
 use crate::model::records::RevocationEvent;
-use crate::model::time::Timestamp;
 
 /// Where following the revocation feed starts; see [`Sessions::warm_up`].
 #[derive(Debug)]
@@ -46,7 +45,7 @@ impl Sessions {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            let now = Timestamp::now();
+            let now = self.clock.now();
             let polled = async {
                 let batch = self.store.poll_revocations(cursor.as_deref()).await?;
                 let global = self.store.global_not_before().await?;
@@ -78,7 +77,7 @@ impl Sessions {
     /// `sessiond_revocation_feed_lag_seconds` gauge): about one poll interval while the feed
     /// works, growing while it fails.
     pub fn revocation_feed_lag(&self) -> Duration {
-        self.caches.feed_age(Timestamp::now())
+        self.caches.feed_age(self.clock.now())
     }
 
     async fn apply(&self, events: &[RevocationEvent]) {
@@ -101,7 +100,7 @@ impl Sessions {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            match self.store.sweep(Timestamp::now()).await {
+            match self.store.sweep(self.clock.now()).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::debug!(removed, "swept expired rows"),
                 Err(error) => tracing::warn!(%error, "sweep failed"),

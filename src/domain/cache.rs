@@ -25,6 +25,7 @@ use metrics::Counter;
 use moka::Expiry;
 
 use super::access::AccessClaims;
+use crate::model::clock::SharedClock;
 use crate::model::ids::{SessionId, UserId};
 use crate::model::records::SessionRecord;
 use crate::model::time::Timestamp;
@@ -133,7 +134,9 @@ fn marks_weight(user: &UserId, marks: &Arc<CachedMarks>) -> u32 {
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
-struct TokenExpiry;
+struct TokenExpiry {
+    clock: SharedClock,
+}
 
 impl Expiry<Arc<str>, Arc<AccessClaims>> for TokenExpiry {
     fn expire_after_create(
@@ -142,7 +145,7 @@ impl Expiry<Arc<str>, Arc<AccessClaims>> for TokenExpiry {
         value: &Arc<AccessClaims>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(Timestamp::now().until(value.expires_at))
+        Some(self.clock.now().until(value.expires_at))
     }
 }
 
@@ -278,13 +281,14 @@ pub struct Caches {
 }
 
 impl Caches {
-    /// Empty caches of the given sizes.
-    pub fn new(limits: CacheLimits) -> Self {
+    /// Empty caches of the given sizes; token entries expire with their tokens by `clock`.
+    pub fn new(limits: CacheLimits, clock: SharedClock) -> Self {
+        let started = clock.now();
         Self {
             tokens: moka::sync::Cache::builder()
                 .max_capacity(limits.tokens)
                 .weigher(token_weight)
-                .expire_after(TokenExpiry)
+                .expire_after(TokenExpiry { clock })
                 .build(),
             sessions: moka::future::Cache::builder()
                 .max_capacity(limits.sessions)
@@ -299,7 +303,7 @@ impl Caches {
             session_epochs: Epochs::new(),
             user_epochs: Epochs::new(),
             global_not_before: AtomicI64::new(i64::MIN),
-            feed_ok_at: AtomicI64::new(Timestamp::now().as_micros()),
+            feed_ok_at: AtomicI64::new(started.as_micros()),
             feed_stale: AtomicBool::new(false),
             meters: Meters::new(),
         }

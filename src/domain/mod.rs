@@ -17,7 +17,9 @@ pub mod revoke;
 pub mod secrets;
 pub mod sessions;
 pub mod validate;
+pub mod view;
 
 pub use error::{DomainError, TokenProblem};
 pub use sessions::{IssueRequest, Issued, Policy, Sessions, TokenPair};
 pub use validate::Verdict;
+pub use view::{Session, ValidToken};

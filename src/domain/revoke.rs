@@ -7,11 +7,12 @@ use super::page_token;
 use super::refresh::RefreshToken;
 use super::sessions::Sessions;
 use super::validate::{Ended, standing};
+use super::view::Session;
 use crate::model::ids::{SessionId, TenantId, UserId};
 use crate::model::limits::{MAX_REASON_BYTES, check_text, page_size, session_page_size};
 use crate::model::records::{AuditRecord, SessionRecord};
 use crate::model::time::Timestamp;
-use crate::store::{Revocation, SessionFilter};
+use crate::store::{Revocation, SessionFilter, SessionScope};
 
 /// A page of an admin listing.
 #[derive(Debug)]
@@ -70,19 +71,20 @@ fn check_reason(reason: &str) -> Result<(), DomainError> {
 impl Sessions {
     /// The active sessions of the token's user in the token's tenant, newest first, and the id
     /// of the token's own session.
-    pub async fn list(&self, token: &str) -> Result<(SessionId, Vec<SessionRecord>), DomainError> {
+    pub async fn list(&self, token: &str) -> Result<(SessionId, Vec<Session>), DomainError> {
         let (claims, _) = self.authenticate(token).await?;
         let sessions = self
             .store
             .list_user_sessions(&claims.user_id, Some(&claims.tenant_id))
             .await?;
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
         let global = self.global_not_before(fresh).await?;
         let marks = self.user_marks(&claims.user_id, fresh).await?;
         let active = sessions
             .into_iter()
             .filter(|s| standing(s, global, &marks.marks, now).is_ok())
+            .map(Session::from)
             .collect();
         Ok((claims.session_id, active))
     }
@@ -108,7 +110,7 @@ impl Sessions {
                 .session(record.user_id.as_str(), Some(target))
                 .client(&current.record.ip, &current.record.user_agent)
                 .reason(USER_REASON)
-                .finish();
+                .finish(self.clock.now());
             self.revoke_ids(&[target], USER_REASON, vec![audit]).await?;
         }
         Ok(target == claims.session_id)
@@ -156,7 +158,7 @@ impl Sessions {
             .session(record.user_id.as_str(), Some(record.id))
             .client(&record.ip, &record.user_agent)
             .reason(OAUTH2_REVOKE_REASON)
-            .finish();
+            .finish(self.clock.now());
         self.revoke_ids(&[record.id], OAUTH2_REVOKE_REASON, vec![audit])
             .await?;
         Ok(true)
@@ -167,7 +169,7 @@ impl Sessions {
         match kind {
             TokenKind::Access => {
                 let claims = self.verified(token).ok()?;
-                if claims.expires_at <= Timestamp::now() {
+                if claims.expires_at <= self.clock.now() {
                     return None;
                 }
                 Some(Presented {
@@ -212,7 +214,7 @@ impl Sessions {
             } else {
                 "keep_current"
             })
-            .finish();
+            .finish(self.clock.now());
         let revoked = self
             .revoke_ids(&ids, "sessions_revoked_all", vec![audit])
             .await?;
@@ -222,27 +224,22 @@ impl Sessions {
     /// A page of sessions of one user (optionally one tenant) or of everyone.
     pub async fn admin_list(
         &self,
-        user: Option<UserId>,
-        tenant: Option<TenantId>,
+        scope: SessionScope,
         include_revoked: bool,
         requested_page_size: u32,
         page_token: &str,
-    ) -> Result<Listing<SessionRecord>, DomainError> {
-        if user.is_none() && tenant.is_some() {
-            return Err(DomainError::invalid("tenant_id", "requires user_id"));
-        }
-        let scope = format!(
+    ) -> Result<Listing<Session>, DomainError> {
+        let bound = format!(
             "sessions\0{}\0{}\0{include_revoked}",
-            user.as_ref().map(UserId::as_str).unwrap_or_default(),
-            tenant.as_ref().map(TenantId::as_str).unwrap_or_default()
+            scope.user().map(UserId::as_str).unwrap_or_default(),
+            scope.tenant().map(TenantId::as_str).unwrap_or_default()
         );
-        let cursor = page_token::decode(&self.keys, &scope, page_token)?;
+        let cursor = page_token::decode(&self.keys, &bound, page_token)?;
         let filter = SessionFilter {
-            user,
-            tenant,
+            scope,
             include_revoked,
         };
-        let user = filter.user.clone();
+        let user = filter.scope.user().cloned();
         let page = self
             .store
             .list_sessions(
@@ -257,7 +254,7 @@ impl Sessions {
             .await?;
         Ok(Listing {
             items,
-            next_page_token: page_token::encode(&self.keys, &scope, page.next.as_deref()),
+            next_page_token: page_token::encode(&self.keys, &bound, page.next.as_deref()),
         })
     }
 
@@ -271,8 +268,8 @@ impl Sessions {
         records: Vec<SessionRecord>,
         user: Option<&UserId>,
         include_revoked: bool,
-    ) -> Result<Vec<SessionRecord>, DomainError> {
-        let now = Timestamp::now();
+    ) -> Result<Vec<Session>, DomainError> {
+        let now = self.clock.now();
         let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
         let global = self.global_not_before(fresh).await?;
         let marks = match user {
@@ -293,7 +290,7 @@ impl Sessions {
                 Ok(()) | Err(Ended::Revoked) | Err(Ended::Expired) => {}
             }
             if include_revoked || !record.is_revoked() {
-                shown.push(record);
+                shown.push(Session::from(record));
             }
         }
         Ok(shown)
@@ -309,7 +306,7 @@ impl Sessions {
         reason: &str,
     ) -> Result<u32, DomainError> {
         check_reason(reason)?;
-        let now = Timestamp::now();
+        let now = self.clock.now();
         // The mark first: from here on no older token of the user is accepted anywhere.
         let keep_until = now.plus(self.policy.max_session_ttl);
         self.store
@@ -326,7 +323,7 @@ impl Sessions {
         let audit = AuditEntry::new(AuditKind::UserRevoked, caller, Role::Admin)
             .session(user.as_str(), None)
             .reason(reason)
-            .finish();
+            .finish(self.clock.now());
         let revoked = self
             .revoke_ids(&ids, reason_or(reason, "admin_revoked"), vec![audit])
             .await?;
@@ -344,7 +341,7 @@ impl Sessions {
         let reason = reason_or(reason, "admin_revoked");
         let outcome = self
             .store
-            .revoke_session(id, Timestamp::now(), reason)
+            .revoke_session(id, self.clock.now(), reason)
             .await;
         // Even on an error: the write may have landed with only its answer lost.
         self.caches.session_revoked(&id).await;
@@ -354,7 +351,7 @@ impl Sessions {
                 let audit = AuditEntry::new(AuditKind::SessionRevoked, caller, Role::Admin)
                     .session(record.user_id.as_str(), Some(id))
                     .reason(reason)
-                    .finish();
+                    .finish(self.clock.now());
                 self.store.append_audit(&[audit]).await?;
                 Ok(true)
             }
@@ -377,11 +374,11 @@ impl Sessions {
             ));
         }
         check_reason(reason)?;
-        let at = self.store.set_global_not_before(Timestamp::now()).await?;
+        let at = self.store.set_global_not_before(self.clock.now()).await?;
         self.caches.raise_global_not_before(at);
         let audit = AuditEntry::new(AuditKind::GlobalRevoke, caller, Role::Admin)
             .reason(reason)
-            .finish();
+            .finish(self.clock.now());
         self.store.append_audit(&[audit]).await?;
         tracing::warn!(
             not_before = at.as_micros(),

@@ -16,7 +16,9 @@ use super::error::{DomainError, TokenProblem};
 use super::last_seen::Touches;
 use super::refresh::RefreshToken;
 use super::secrets::Keyring;
+use super::view::Session;
 use crate::hooks::{Hooks, Step};
+use crate::model::clock::SharedClock;
 use crate::model::ids::{SessionId, TenantId, UserId};
 use crate::model::records::{AuditRecord, SessionRecord};
 use crate::model::time::Timestamp;
@@ -86,8 +88,8 @@ pub struct TokenPair {
 /// A session with a fresh token pair.
 #[derive(Clone, Debug)]
 pub struct Issued {
-    /// The session as stored.
-    pub session: SessionRecord,
+    /// The session.
+    pub session: Session,
     /// Its tokens.
     pub tokens: TokenPair,
 }
@@ -100,19 +102,22 @@ pub struct Sessions {
     pub(super) caches: Caches,
     pub(super) touches: Touches,
     pub(super) hooks: Hooks,
+    pub(super) clock: SharedClock,
 }
 
 impl Sessions {
-    /// Wires the authority to its store and keys. `touches` is the last-seen write-behind
-    /// queue; `hooks` are a test's pauses (none in production).
+    /// Wires the authority to its store, keys and clock. `touches` is the last-seen
+    /// write-behind queue; `hooks` are a test's pauses (none in production). Every instant
+    /// the authority decides by comes from `clock`.
     pub fn new(
         store: Arc<dyn Store>,
         keys: Arc<Keyring>,
         policy: Policy,
         touches: Touches,
         hooks: Hooks,
+        clock: SharedClock,
     ) -> Self {
-        let caches = Caches::new(policy.caches);
+        let caches = Caches::new(policy.caches, clock.clone());
         Self {
             store,
             keys,
@@ -120,6 +125,7 @@ impl Sessions {
             caches,
             touches,
             hooks,
+            clock,
         }
     }
 
@@ -149,7 +155,7 @@ impl Sessions {
             Some(ttl) => ttl.min(self.policy.max_session_ttl),
             None => self.policy.session_ttl.min(self.policy.max_session_ttl),
         };
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let id = SessionId::new();
         let refresh = RefreshToken::generate(id, 0);
         let record = SessionRecord {
@@ -171,7 +177,7 @@ impl Sessions {
         let audit = AuditEntry::new(AuditKind::SessionIssued, caller, Role::User)
             .session(record.user_id.as_str(), Some(id))
             .client(&record.ip, &record.user_agent)
-            .finish();
+            .finish(self.clock.now());
         // Both writes usually land in the same group commit.
         let audits = [audit];
         let (created, audited) = tokio::join!(
@@ -187,7 +193,7 @@ impl Sessions {
         self.evicted(caller, &record, &evicted).await?;
         let tokens = self.token_pair(caller, &record, &refresh, now)?;
         Ok(Issued {
-            session: record,
+            session: record.into(),
             tokens,
         })
     }
@@ -246,13 +252,16 @@ impl Sessions {
         let audit = AuditEntry::new(AuditKind::SessionRefreshed, caller, Role::User)
             .session(record.user_id.as_str(), Some(id))
             .client(&client.ip, &client.user_agent)
-            .finish();
+            .finish(self.clock.now());
         self.store.append_audit(&[audit]).await?;
         let mut session = record;
         session.refresh_generation = next_generation;
         session.refresh_hash = next_hash;
-        let tokens = self.token_pair(caller, &session, &next, Timestamp::now())?;
-        Ok(Issued { session, tokens })
+        let tokens = self.token_pair(caller, &session, &next, self.clock.now())?;
+        Ok(Issued {
+            session: session.into(),
+            tokens,
+        })
     }
 
     /// Revokes a session whose rotated-away refresh token came back, and says so.
@@ -267,7 +276,7 @@ impl Sessions {
             .session(record.user_id.as_str(), Some(record.id))
             .client(&client.ip, &client.user_agent)
             .reason("refresh_token_reuse")
-            .finish();
+            .finish(self.clock.now());
         match self
             .revoke_ids(&[record.id], "refresh_token_reuse", vec![audit])
             .await
@@ -326,7 +335,7 @@ impl Sessions {
                     .session(record.user_id.as_str(), Some(*id))
                     .client(&record.ip, &record.user_agent)
                     .reason(SESSION_LIMIT_REASON)
-                    .finish()
+                    .finish(self.clock.now())
             })
             .collect();
         self.store.append_audit(&audits).await?;
@@ -340,7 +349,7 @@ impl Sessions {
         reason: &str,
         audits: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, DomainError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let (revoked, audited) = tokio::join!(
             self.store.revoke_sessions(ids, now, reason),
             self.store.append_audit(&audits)

@@ -11,6 +11,7 @@ use super::access::{self, AccessClaims};
 use super::cache::{CachedMarks, CachedSession, Outcomes};
 use super::error::{DomainError, TokenProblem};
 use super::sessions::Sessions;
+use super::view::ValidToken;
 use crate::hooks::Step;
 use crate::model::ids::{SessionId, TenantId, UserId};
 use crate::model::records::SessionRecord;
@@ -20,8 +21,8 @@ use crate::store::{StoreError, UserNotBefore};
 /// The outcome of checking an access token.
 #[derive(Clone, Debug)]
 pub enum Verdict {
-    /// The token stands; its claims and its session.
-    Valid(Arc<AccessClaims>, Arc<CachedSession>),
+    /// The token stands.
+    Valid(ValidToken),
     /// The token cannot be used, and why.
     Invalid(TokenProblem),
 }
@@ -104,7 +105,7 @@ impl Sessions {
     }
 
     async fn check(&self, token: &str) -> Result<Verdict, DomainError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let claims = match self.verified(token) {
             Ok(claims) => claims,
             Err(problem) => return Ok(Verdict::Invalid(problem)),
@@ -130,7 +131,7 @@ impl Sessions {
             return Ok(Verdict::Invalid(ended.problem()));
         }
         self.touches.seen(&session, now);
-        Ok(Verdict::Valid(claims, session))
+        Ok(Verdict::Valid(ValidToken::new(claims, session)))
     }
 
     /// Like `validate`, for RPCs that require a usable token: an unusable one is an error.
@@ -139,7 +140,7 @@ impl Sessions {
         token: &str,
     ) -> Result<(Arc<AccessClaims>, Arc<CachedSession>), DomainError> {
         match self.validate(token).await? {
-            Verdict::Valid(claims, session) => Ok((claims, session)),
+            Verdict::Valid(valid) => Ok((valid.claims, valid.entry)),
             Verdict::Invalid(problem) => Err(DomainError::AccessToken(problem)),
         }
     }
@@ -150,7 +151,7 @@ impl Sessions {
         &self,
         record: &SessionRecord,
     ) -> Result<Result<(), Ended>, DomainError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
         let global = self.global_not_before(fresh).await?;
         let marks = self.user_marks(&record.user_id, fresh).await?;

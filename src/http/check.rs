@@ -57,7 +57,7 @@ pub async fn check(
     let token = user_token(headers, state.auth_cookie.as_deref()).unwrap_or("");
     let sessions = state.sessions()?;
     let answer = match sessions.validate(token).await? {
-        Verdict::Valid(claims, _) => allowed(&claims)?,
+        Verdict::Valid(valid) => allowed(&valid.claims)?,
         Verdict::Invalid(problem) => denied(problem),
     };
     Ok(answer)

@@ -57,7 +57,7 @@ pub async fn introspect(
 
     let sessions = state.sessions()?;
     let body = match sessions.validate(&form.token).await? {
-        Verdict::Valid(claims, _) => active(&claims, &sessions.policy().issuer),
+        Verdict::Valid(valid) => active(&valid.claims, &sessions.policy().issuer),
         Verdict::Invalid(_) => serde_json::json!({ "active": false }),
     };
     let mut response = Json(body).into_response();

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+use crate::model::FieldError;
 use crate::model::ids::{SessionId, TenantId, UserId};
 use crate::model::time::Timestamp;
 
@@ -56,13 +57,53 @@ pub enum Revocation {
     NotFound,
 }
 
+/// Whose sessions a paged listing walks. A tenant narrows one user's listing only: a listing
+/// of one tenant across users has no index on either backend, so it cannot be asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SessionScope {
+    /// Every user's sessions.
+    #[default]
+    Everyone,
+    /// One user's sessions, every tenant.
+    User(UserId),
+    /// One user's sessions in one tenant.
+    UserInTenant(UserId, TenantId),
+}
+
+impl SessionScope {
+    /// The scope of an optional user and tenant as a request gives them; a tenant without
+    /// a user is refused, naming `tenant_id`.
+    pub fn of(user: Option<UserId>, tenant: Option<TenantId>) -> Result<Self, FieldError> {
+        match (user, tenant) {
+            (None, None) => Ok(SessionScope::Everyone),
+            (Some(user), None) => Ok(SessionScope::User(user)),
+            (Some(user), Some(tenant)) => Ok(SessionScope::UserInTenant(user, tenant)),
+            (None, Some(_)) => Err(FieldError::new("tenant_id", "requires user_id")),
+        }
+    }
+
+    /// The one user it is limited to, if any.
+    pub fn user(&self) -> Option<&UserId> {
+        match self {
+            SessionScope::Everyone => None,
+            SessionScope::User(user) | SessionScope::UserInTenant(user, _) => Some(user),
+        }
+    }
+
+    /// The one tenant it is limited to, if any.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        match self {
+            SessionScope::Everyone | SessionScope::User(_) => None,
+            SessionScope::UserInTenant(_, tenant) => Some(tenant),
+        }
+    }
+}
+
 /// Which sessions a paged listing walks.
 #[derive(Debug, Clone, Default)]
 pub struct SessionFilter {
-    /// Only this user's sessions; every user's when `None`.
-    pub user: Option<UserId>,
-    /// Only this tenant's sessions; with `user` only.
-    pub tenant: Option<TenantId>,
+    /// Whose sessions.
+    pub scope: SessionScope,
     /// Whether revoked (but not yet expired) sessions are included.
     pub include_revoked: bool,
 }

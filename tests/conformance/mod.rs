@@ -9,7 +9,7 @@ use sessiond::model::ids::{SessionId, TenantId, UserId};
 use sessiond::model::records::{AuditRecord, RefreshHash, SessionRecord};
 use sessiond::model::time::Timestamp;
 use sessiond::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use sessiond::store::{Revocation, Rotation, SessionFilter, Store, StoreError};
+use sessiond::store::{Revocation, Rotation, SessionFilter, SessionScope, Store, StoreError};
 
 /// A store under test and the name printed for it.
 pub struct Backend {
@@ -410,15 +410,14 @@ pub async fn paging_one_user_and_filters(store: Arc<dyn Store>) {
     create(&store, &session(&other, &tenant("x"), Duration::ZERO, HOUR)).await;
     for size in [1, 2, 1000] {
         let f = SessionFilter {
-            user: Some(u.clone()),
+            scope: SessionScope::User(u.clone()),
             ..SessionFilter::default()
         };
         let got = collect_pages(&store, &f, size).await;
         assert_eq!(got.len(), 9, "page size {size}");
         assert_eq!(got.iter().copied().collect::<HashSet<_>>(), ids);
         let f = SessionFilter {
-            user: Some(u.clone()),
-            tenant: Some(tenant("x")),
+            scope: SessionScope::UserInTenant(u.clone(), tenant("x")),
             ..SessionFilter::default()
         };
         assert_eq!(
@@ -437,7 +436,7 @@ pub async fn bad_cursor_is_rejected(store: Arc<dyn Store>) {
     )
     .await;
     let f = SessionFilter {
-        user: Some(u),
+        scope: SessionScope::User(u),
         ..SessionFilter::default()
     };
     let err = store
@@ -600,8 +599,7 @@ pub async fn capped_creation_keeps_at_most_cap_active_under_races(store: Arc<dyn
     // Evicted sessions left the user's index at once: a listing with revoked sessions shows
     // the live ones and the one the user revoked, not the history of evictions.
     let filter = SessionFilter {
-        user: Some(u.clone()),
-        tenant: None,
+        scope: SessionScope::User(u.clone()),
         include_revoked: true,
     };
     let listed = store

@@ -509,7 +509,7 @@ impl Store for EmbeddedStore {
         let filter = filter.clone();
         let cursor = cursor.map(<[u8]>::to_vec);
         let now = Timestamp::now();
-        self.read(move |txn| match &filter.user {
+        self.read(move |txn| match filter.scope.user() {
             Some(user) => page_of_user(txn, user, &filter, cursor, limit, now),
             None => page_of_all(txn, &filter, cursor, limit, now),
         })
@@ -687,7 +687,7 @@ fn page_of_user(
     // The parts are disjoint and in byte order (active before revoked), so one key is a
     // position in the whole listing.
     for &standing in standings {
-        let prefix = match &filter.tenant {
+        let prefix = match filter.scope.tenant() {
             Some(t) => keys::user_standing_tenant_prefix(user, standing, t),
             None => keys::user_standing_prefix(user, standing),
         };

@@ -60,7 +60,7 @@ use uuid::Uuid;
 
 use super::{
     AuditRecord, FeedBatch, Page, RefreshHash, Revocation, RevocationEvent, Rotation,
-    SessionFilter, SessionRecord, Store, StoreError, UserNotBefore,
+    SessionFilter, SessionRecord, SessionScope, Store, StoreError, UserNotBefore,
 };
 use crate::model::ids::{SessionId, TenantId, UserId};
 use crate::model::time::Timestamp;
@@ -1209,14 +1209,14 @@ impl Store for ScyllaStore {
         let st = self.statements().await?;
         let include_revoked = filter.include_revoked;
         let live = |r: &SessionRecord| include_revoked || !r.is_revoked();
-        match (&filter.user, &filter.tenant) {
-            (Some(user), Some(tenant)) => {
+        match &filter.scope {
+            SessionScope::UserInTenant(user, tenant) => {
                 let values = (user.as_str(), tenant.as_str());
                 let ps = &st.select_user_tenant_sessions;
                 self.session_page(CursorKind::UserSessions, ps, values, live, cursor, limit)
                     .await
             }
-            (Some(user), None) => {
+            SessionScope::User(user) => {
                 let ps = &st.select_user_sessions;
                 self.session_page(
                     CursorKind::UserSessions,
@@ -1228,15 +1228,12 @@ impl Store for ScyllaStore {
                 )
                 .await
             }
-            (None, tenant) => {
-                let keep = |r: &SessionRecord| {
-                    live(r) && tenant.as_ref().is_none_or(|t| r.tenant_id == *t)
-                };
+            SessionScope::Everyone => {
                 self.session_page(
                     CursorKind::Sessions,
                     &st.scan_sessions,
                     (),
-                    keep,
+                    live,
                     cursor,
                     limit,
                 )
