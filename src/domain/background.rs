@@ -1,10 +1,10 @@
 //! The authority's background work: following the revocation feed and sweeping expired rows.
-//! Each loop ends when the shutdown signal fires.
+//! Each loop ends when its cancellation token fires.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::sessions::Sessions;
 use crate::model::records::RevocationEvent;
@@ -32,19 +32,11 @@ impl Sessions {
     /// caches, so revocations made through other replicas take effect here within that bound.
     /// The global instant is read again on every poll (one row), so no failed read, gap or
     /// lost event can make this replica miss an emergency switch for longer than that.
-    pub async fn follow_revocations(
-        self: Arc<Self>,
-        start: FeedStart,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn follow_revocations(self: Arc<Self>, start: FeedStart, stop: CancellationToken) {
         let mut cursor: Option<Vec<u8>> = Some(start.0);
         let mut tick = tokio::time::interval(self.policy.revocation_poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
+        while stop.run_until_cancelled(tick.tick()).await.is_some() {
             let now = self.clock.now();
             let polled = async {
                 let batch = self.store.poll_revocations(cursor.as_deref()).await?;
@@ -92,14 +84,10 @@ impl Sessions {
     }
 
     /// Removes expired sessions, revocation marks and old audit events every `SWEEP_EVERY`.
-    pub async fn sweep_expired(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn sweep_expired(self: Arc<Self>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
+        while stop.run_until_cancelled(tick.tick()).await.is_some() {
             match self.store.sweep(self.clock.now()).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::debug!(removed, "swept expired rows"),

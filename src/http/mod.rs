@@ -43,7 +43,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::auth::{Authenticator, Budget, Role};
@@ -178,7 +179,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
-    mut stop: watch::Receiver<bool>,
+    drain: CancellationToken,
 ) -> std::io::Result<()> {
     let mut listener = listener.tap_io(|tcp| {
         // Small answers go out at once rather than waiting on the peer's delayed ACK.
@@ -201,7 +202,7 @@ pub async fn serve(
         // of file descriptors.
         let tcp = tokio::select! {
             (tcp, _) = Listener::accept(&mut listener) => tcp,
-            _ = stop.wait_for(|stop| *stop) => break,
+            _ = drain.cancelled() => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Closed at once rather than left in the backlog: a flood of stalled clients then
