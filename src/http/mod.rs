@@ -162,6 +162,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/admin/", get(console::index))
         .route("/admin/console.js", get(console::script))
         .route("/admin/console.css", get(console::style))
+        .route("/admin/api", any(admin::not_found))
+        .route("/admin/api/", any(admin::not_found))
         .nest(
             "/admin/api",
             admin::router().layer(axum::middleware::map_response(

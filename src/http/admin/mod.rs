@@ -45,7 +45,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::transport::server::TcpConnectInfo;
 
-use super::HttpState;
+use super::{HttpState, console};
 use crate::api::auth::{Budget, Role};
 use crate::api::service::SessionApi;
 use crate::domain::DomainError;
@@ -56,6 +56,12 @@ use error::AdminError;
 
 /// How long `stats` waits for the store's count of live sessions before leaving it out.
 const LIVE_SESSIONS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Answers a path under `/admin/api` that names no endpoint (the nested router's fallback, and
+/// the prefix itself, which nesting does not route).
+pub async fn not_found() -> Response {
+    console::security_headers(AdminError::NotFound.into_response())
+}
 
 /// The routes, to be nested under `/admin/api`.
 pub fn router() -> Router<HttpState> {
@@ -396,8 +402,10 @@ async fn stats(
     State(state): State<HttpState>,
     peer: Peer,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, AdminError> {
     let _admin = admit(&state, &headers, peer)?;
+    query(raw, &[])?;
     let sessions = state.sessions.upgrade().ok_or(AdminError::ShuttingDown)?;
     let live = tokio::time::timeout(
         LIVE_SESSIONS_TIMEOUT,
