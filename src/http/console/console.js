@@ -128,6 +128,7 @@ const VIEWS = ["sessions", "audit", "live", "emergency"];
 let current = "sessions";
 
 function show(view) {
+  if (view !== current) $("status").hidden = true; // a message belongs to the view it came from
   current = view;
   for (const name of VIEWS) $(`${name}-view`).hidden = name !== view;
   for (const tab of document.querySelectorAll(".tab")) {
@@ -214,10 +215,10 @@ function sessionRow(s) {
   tr.dataset.userId = s.userId ?? "";
   if (s.revokedAt) tr.className = "revoked";
   tr.append(
-    cell(s.userId, s.sessionId, "user"),
+    cell(s.userId, s.sessionId, "id"),
     cell(s.tenantId ?? ""),
     cell(s.deviceName ?? "", s.userAgent ?? "", "device"),
-    cell(s.ip ?? "", undefined, "mono"),
+    cell(s.ip ?? "", undefined, "mono nowrap"),
     timeCell(s.createdAt),
     timeCell(s.lastSeenAt),
     timeCell(s.expiresAt),
@@ -305,11 +306,11 @@ function auditRow(e) {
   const at = timeCell(e.at);
   tr.append(
     at,
-    cell(e.kind ?? ""),
-    cell(e.actor ?? ""),
+    cell(e.kind ?? "", undefined, "nowrap"),
+    cell(e.actor ?? "", undefined, "nowrap"),
     cell(e.userId ?? ""),
-    cell(e.sessionId ?? "", undefined, "mono"),
-    cell(e.ip ?? "", undefined, "mono"),
+    cell(e.sessionId ?? "", undefined, "mono id"),
+    cell(e.ip ?? "", undefined, "mono nowrap"),
     cell(e.userAgent ?? ""),
     cell(e.reason ?? ""),
   );
@@ -459,6 +460,14 @@ function draw() {
       started = true;
     });
     ctx.stroke();
+    const last = history.length - 1;
+    const v = last >= 0 ? value(history[last]) : null;
+    if (v !== null) {
+      ctx.fillStyle = color;
+      ctx.beginPath();
+      ctx.arc(x(last), pad.top + plotH - (plotH * Math.min(v, max)) / max, 3, 0, 2 * Math.PI);
+      ctx.fill();
+    }
   };
   series((p) => p.calls, callsMax, "#1f5fbf");
   series((p) => p.live, liveMax, "#1b7a3d");
