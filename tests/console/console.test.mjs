@@ -457,16 +457,25 @@ test("the live view charts calls per second and live sessions", async () => {
     .waitFor({ timeout: UI_TIMEOUT_MS });
   const calls = Number(await page.textContent("#stat-calls"));
   assert.ok(calls >= 0, `calls per second shown: ${calls}`);
-  await pause(2_500); // one more poll, so the chart has a line: a bounded wait, not a sync
-  const drawn = await page.evaluate(() => {
-    const canvas = document.getElementById("chart");
-    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-    let blue = 0;
-    for (let i = 0; i < data.length; i += 4) {
-      if (data[i + 2] > 150 && data[i] < 80 && data[i + 3] > 0) blue++;
-    }
-    return blue;
+  // A line needs two polls (2 s apart): wait, bounded, until the chart has two points.
+  await page.waitForFunction(() => Number(document.getElementById("chart").dataset.points) >= 2, undefined, {
+    timeout: UI_TIMEOUT_MS,
   });
+  const drawn = await page
+    .waitForFunction(
+      () => {
+        const canvas = document.getElementById("chart");
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        let blue = 0;
+        for (let i = 0; i < data.length; i += 4) {
+          if (data[i + 2] > 150 && data[i] < 80 && data[i + 3] > 0) blue++;
+        }
+        return blue > 20 ? blue : false;
+      },
+      undefined,
+      { timeout: UI_TIMEOUT_MS, polling: 200 },
+    )
+    .then((handle) => handle.jsonValue());
   assert.ok(drawn > 20, `the calls line is drawn (${drawn} pixels)`);
   await shot("live");
 });

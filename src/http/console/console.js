@@ -417,6 +417,7 @@ function draw() {
   const canvas = $("chart");
   const ctx = canvas.getContext("2d");
   if (!ctx) return;
+  canvas.dataset.points = String(history.length); // how many polls the chart shows
   const w = canvas.width;
   const h = canvas.height;
   const pad = { left: 54, right: 54, top: 14, bottom: 26 };
