@@ -9,6 +9,8 @@
 //! - `GET /.well-known/jwks.json` ([`keys`]): every verification key, so a gateway can check
 //!   signatures itself.
 //! - `GET /metrics`, `GET /healthz`, `GET /readyz` ([`ops`]).
+//! - `/admin/api/...` ([`admin`]): the admin RPCs as JSON, for the `admin` role; `GET /admin/`
+//!   ([`console`]): the admin console, built into the binary.
 //!
 //! Every error is JSON ([`error`]), bodies are capped at [`MAX_BODY_BYTES`], and nothing here
 //! panics on input. [`serve`] bounds what one client can hold ([`HttpLimits`]): the time to
@@ -21,7 +23,9 @@
 //! state and close the store, a straggling HTTP connection cannot keep either alive; its
 //! requests are answered 503 instead.
 
+pub mod admin;
 pub mod check;
+pub mod console;
 pub mod error;
 pub mod form;
 pub mod introspect;
@@ -35,6 +39,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
+use axum::extract::ConnectInfo;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post};
 use axum::serve::{Listener, ListenerExt};
@@ -45,7 +50,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 
 use crate::auth::{Authenticator, Budget, Role};
 use crate::domain::Sessions;
@@ -65,6 +70,7 @@ pub struct HttpState {
     jwks: Bytes,
     metrics: Option<&'static PrometheusHandle>,
     auth_cookie: Option<Arc<str>>,
+    stats: Arc<admin::stats::Sampler>,
 }
 
 /// A caller admitted to a route that needs the `validator` role, holding one of the callers'
@@ -90,6 +96,7 @@ impl HttpState {
             auth,
             metrics,
             auth_cookie: None,
+            stats: Arc::new(admin::stats::Sampler::new(metrics)),
         }
     }
 
@@ -152,6 +159,18 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/admin", get(console::to_index))
+        .route("/admin/", get(console::index))
+        .route("/admin/console.js", get(console::script))
+        .route("/admin/console.css", get(console::style))
+        .route("/admin/api", any(admin::not_found))
+        .route("/admin/api/", any(admin::not_found))
+        .nest(
+            "/admin/api",
+            admin::router().layer(axum::middleware::map_response(
+                console::add_security_headers,
+            )),
+        )
         .fallback(|| async { HttpError::NotFound })
         .method_not_allowed_fallback(|| async { HttpError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -200,8 +219,8 @@ pub async fn serve(
     loop {
         // axum's `Listener::accept` retries failed accepts, pausing when the process is out
         // of file descriptors.
-        let tcp = tokio::select! {
-            (tcp, _) = Listener::accept(&mut listener) => tcp,
+        let (tcp, peer) = tokio::select! {
+            accepted = Listener::accept(&mut listener) => accepted,
             _ = drain.cancelled() => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -212,8 +231,15 @@ pub async fn serve(
             refused.increment(1);
             continue;
         };
+        // The peer's address, for the admin API's audit events (as gRPC records it).
+        let service = router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        );
         let connection =
-            http1.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
+            http1.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
