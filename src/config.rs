@@ -26,7 +26,7 @@ use crate::api::auth::{CallerSpec, Role, hash_credential};
 use crate::keystore::{KeyAlgorithm, KeySources};
 use crate::store::backend::{Backend, StoreSettings};
 use crate::store::embedded::EmbeddedOptions;
-use crate::store::scylla::ScyllaConfig;
+use crate::store::scylla::{ScyllaConfig, ScyllaConfigError};
 
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -70,11 +70,10 @@ impl FromStr for StoreKind {
         if value == "embedded" {
             return Ok(Self::Embedded);
         }
-        if value.starts_with("scylla://") {
-            return match value.parse::<ScyllaConfig>() {
-                Ok(scylla) => Ok(Self::Scylla(Box::new(scylla))),
-                Err(e) => Err(bad(e.to_string())),
-            };
+        match value.parse::<ScyllaConfig>() {
+            Ok(scylla) => return Ok(Self::Scylla(Box::new(scylla))),
+            Err(ScyllaConfigError::Scheme) => {}
+            Err(e) => return Err(bad(e.to_string())),
         }
         let shown = if value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             format!("{value:?}")
@@ -487,6 +486,8 @@ impl Settings {
         let signing_key_pem = self.signing_key.take().filter(|pem| !pem.0.is_empty());
         let s = match self.config.take() {
             None => self,
+            // Merged last, the flags and variables win; unset ones are not serialized, so
+            // they leave the file's values.
             Some(path) => Figment::from(Toml::file_exact(&path))
                 .merge(Serialized::defaults(self))
                 .extract()
