@@ -1,16 +1,32 @@
 //! The one typed configuration: command-line flags, `SESSIOND_*` environment variables and an
 //! optional TOML file (`--config`), in that order of precedence, over built-in defaults.
-//! Everything is validated here, at start; a bad value names its flag and variable.
+//!
+//! clap reads flags and variables into typed values; figment lays them over the file; one
+//! parser per value type ([`SettingValue`]) reads a value whichever layer gave it, so a bad
+//! value names its flag and its variable wherever it was written. Everything is validated here,
+//! at start, once: the store URI is parsed into the backend's own configuration, and nothing
+//! else in the crate reads the environment.
 
+use std::ffi::OsStr;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
-use serde::Deserialize;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{CallerSpec, Role, hash_credential};
 use crate::keystore::{KeyAlgorithm, KeySources};
+use crate::store::backend::{Backend, StoreSettings};
+use crate::store::embedded::EmbeddedOptions;
+use crate::store::scylla::{ScyllaConfig, ScyllaConfigError};
 
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +35,9 @@ pub enum ConfigError {
     #[error("invalid {flag} ({env}): {message}")]
     Invalid {
         /// The flag, e.g. `--grpc-addr`.
-        flag: &'static str,
+        flag: String,
         /// The environment variable, e.g. `SESSIOND_GRPC_ADDR`.
-        env: &'static str,
+        env: String,
         /// What is wrong.
         message: String,
     },
@@ -40,20 +56,43 @@ pub enum ConfigError {
 pub enum StoreKind {
     /// The embedded store under the data directory.
     Embedded,
-    /// A ScyllaDB (or Cassandra) cluster, given as a `scylla://` URI.
-    Scylla(String),
+    /// A ScyllaDB (or Cassandra) cluster, as parsed from its `scylla://` URI.
+    Scylla(Box<ScyllaConfig>),
+}
+
+impl FromStr for StoreKind {
+    type Err = ConfigError;
+
+    /// `embedded` or a `scylla://` URI. Only a plain word is ever echoed in the error: anything
+    /// else may be a URI with a password.
+    fn from_str(value: &str) -> Result<Self, ConfigError> {
+        let bad = |message: String| invalid("--store", "SESSIOND_STORE", message);
+        if value == "embedded" {
+            return Ok(Self::Embedded);
+        }
+        match value.parse::<ScyllaConfig>() {
+            Ok(scylla) => return Ok(Self::Scylla(Box::new(scylla))),
+            Err(ScyllaConfigError::Scheme) => {}
+            Err(e) => return Err(bad(e.to_string())),
+        }
+        let shown = if value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            format!("{value:?}")
+        } else {
+            "the value".to_owned()
+        };
+        Err(bad(format!(
+            "{shown} is not a store: expected `embedded` or a scylla:// URI"
+        )))
+    }
 }
 
 impl std::fmt::Debug for StoreKind {
-    /// Never prints a URI's user info or options, which may hold a password: a ScyllaDB URI
-    /// is shown as its parser understood it, hosts and keyspace only.
+    /// Never prints a URI's user info or options, which may hold a password: a ScyllaDB store
+    /// is shown as its parsed form, hosts and keyspace only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreKind::Embedded => f.write_str("embedded"),
-            StoreKind::Scylla(uri) => match crate::store::scylla::ScyllaConfig::from_uri(uri) {
-                Ok(scylla) => write!(f, "{scylla}"),
-                Err(_) => f.write_str("scylla://<invalid uri>"),
-            },
+            StoreKind::Scylla(scylla) => write!(f, "{scylla}"),
         }
     }
 }
@@ -67,6 +106,21 @@ pub enum LogFormat {
     Json,
 }
 
+/// A PEM private key given as text (`SESSIOND_SIGNING_KEY`); `Debug` never shows it.
+#[derive(Clone)]
+pub struct SigningKeyPem(String);
+
+impl From<String> for SigningKeyPem {
+    fn from(pem: String) -> Self {
+        Self(pem)
+    }
+}
+
+impl std::fmt::Debug for SigningKeyPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 /// The validated configuration of one sessiond process.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -80,11 +134,13 @@ pub struct Config {
     pub key_dir: PathBuf,
     /// A PEM private key to sign with instead of a generated one.
     pub signing_key_file: Option<PathBuf>,
+    /// A PEM private key given as text (`SESSIOND_SIGNING_KEY`); wins over every file.
+    pub signing_key_pem: Option<SigningKeyPem>,
     /// PEM public keys of retired signing keys, still accepted.
     pub verification_key_files: Vec<PathBuf>,
     /// The algorithm of a generated signing key.
     pub key_algorithm: KeyAlgorithm,
-    /// The store backend.
+    /// The store backend, its URI already parsed.
     pub store: StoreKind,
     /// Create or upgrade the ScyllaDB schema at start-up.
     pub migrate: bool,
@@ -191,6 +247,7 @@ impl Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             key_dir: data_dir.join("keys"),
             signing_key_file: None,
+            signing_key_pem: None,
             verification_key_files: Vec::new(),
             key_algorithm: KeyAlgorithm::EdDsa,
             data_dir,
@@ -284,21 +341,24 @@ pub struct CredentialArgs {
     pub roles: Vec<String>,
 }
 
-/// Every setting as given on the command line or in the environment (unparsed, so errors can
-/// name the setting).
-#[derive(Debug, Default, Args, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Every setting as given on the command line or in the environment, typed; the same struct
+/// reads the TOML file, so its keys are these fields' names. `None` is "not given here".
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// TOML file with any of these settings (snake_case names).
     #[arg(long, env = "SESSIOND_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// gRPC listen address [default: 127.0.0.1:50051]
-    #[arg(long, env = "SESSIOND_GRPC_ADDR")]
-    pub grpc_addr: Option<String>,
+    #[arg(long, env = "SESSIOND_GRPC_ADDR", value_parser = parsed::<SocketAddr>())]
+    #[serde(with = "text")]
+    pub grpc_addr: Option<SocketAddr>,
     /// HTTP listen address [default: 127.0.0.1:8080]
-    #[arg(long, env = "SESSIOND_HTTP_ADDR")]
-    pub http_addr: Option<String>,
+    #[arg(long, env = "SESSIOND_HTTP_ADDR", value_parser = parsed::<SocketAddr>())]
+    #[serde(with = "text")]
+    pub http_addr: Option<SocketAddr>,
     /// Data directory [default: ./data]
     #[arg(long, env = "SESSIOND_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -308,38 +368,57 @@ pub struct Settings {
     /// PEM (PKCS#8) private key to sign with: Ed25519, P-256 or RSA [default: generated]
     #[arg(long, env = "SESSIOND_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
+    /// The PEM text of the key to sign with, which wins over every file. Read from the
+    /// environment: a flag would show the key to every user of `ps`, so it is hidden.
+    #[arg(
+        long,
+        env = "SESSIOND_SIGNING_KEY",
+        hide = true,
+        hide_env_values = true,
+        value_parser = |pem: &str| Ok::<_, std::convert::Infallible>(SigningKeyPem::from(pem.to_owned()))
+    )]
+    #[serde(skip)]
+    pub signing_key: Option<SigningKeyPem>,
     /// PEM public keys of retired signing keys, still accepted (comma-separated or repeated)
     #[arg(long, env = "SESSIOND_VERIFICATION_KEY_FILES", value_delimiter = ',')]
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub verification_key_files: Vec<PathBuf>,
     /// Algorithm of a generated signing key: eddsa, es256, rs256 [default: eddsa]
-    #[arg(long, env = "SESSIOND_KEY_ALGORITHM")]
-    pub key_algorithm: Option<String>,
+    #[arg(long, env = "SESSIOND_KEY_ALGORITHM", value_parser = parsed::<KeyAlgorithm>())]
+    #[serde(with = "text")]
+    pub key_algorithm: Option<KeyAlgorithm>,
     /// `embedded` or `scylla://host1:9042,host2:9042/keyspace` [default: embedded]
-    #[arg(long, env = "SESSIOND_STORE")]
+    // Text until `resolve`: clap's errors echo the value, and a URI may hold a password.
+    #[arg(long, env = "SESSIOND_STORE", hide_env_values = true)]
     pub store: Option<String>,
     /// Create or upgrade the ScyllaDB schema at start-up
-    #[arg(long, env = "SESSIOND_MIGRATE")]
+    #[arg(long, env = "SESSIOND_MIGRATE", value_parser = parsed::<bool>())]
+    #[serde(with = "text")]
     pub migrate: Option<bool>,
     /// Access token lifetime [default: 15m]
-    #[arg(long, env = "SESSIOND_ACCESS_TOKEN_TTL")]
-    pub access_token_ttl: Option<String>,
+    #[arg(long, env = "SESSIOND_ACCESS_TOKEN_TTL", value_parser = parsed::<Duration>())]
+    #[serde(with = "text")]
+    pub access_token_ttl: Option<Duration>,
     /// Session lifetime when Issue gives none [default: 30d]
-    #[arg(long, env = "SESSIOND_SESSION_TTL")]
-    pub session_ttl: Option<String>,
+    #[arg(long, env = "SESSIOND_SESSION_TTL", value_parser = parsed::<Duration>())]
+    #[serde(with = "text")]
+    pub session_ttl: Option<Duration>,
     /// Longest session lifetime [default: 90d]
-    #[arg(long, env = "SESSIOND_MAX_SESSION_TTL")]
-    pub max_session_ttl: Option<String>,
+    #[arg(long, env = "SESSIOND_MAX_SESSION_TTL", value_parser = parsed::<Duration>())]
+    #[serde(with = "text")]
+    pub max_session_ttl: Option<Duration>,
     /// How stale another replica's revocations may be [default: 1s]
-    #[arg(long, env = "SESSIOND_REVOCATION_POLL")]
-    pub revocation_poll: Option<String>,
+    #[arg(long, env = "SESSIOND_REVOCATION_POLL", value_parser = parsed::<Duration>())]
+    #[serde(with = "text")]
+    pub revocation_poll: Option<Duration>,
     /// Least time between two last-seen writes of a session [default: 60s]
-    #[arg(long, env = "SESSIOND_LAST_SEEN_INTERVAL")]
-    pub last_seen_interval: Option<String>,
+    #[arg(long, env = "SESSIOND_LAST_SEEN_INTERVAL", value_parser = parsed::<Duration>())]
+    #[serde(with = "text")]
+    pub last_seen_interval: Option<Duration>,
     /// Most live sessions per user, 0 for no limit [default: 100]
-    #[arg(long, env = "SESSIOND_MAX_SESSIONS_PER_USER")]
-    #[serde(default, deserialize_with = "number_or_string")]
-    pub max_sessions_per_user: Option<String>,
+    #[arg(long, env = "SESSIOND_MAX_SESSIONS_PER_USER", value_parser = parsed::<usize>())]
+    #[serde(with = "text")]
+    pub max_sessions_per_user: Option<usize>,
     /// The `iss` claim of access tokens [default: sessiond]
     #[arg(long, env = "SESSIOND_ISSUER")]
     pub issuer: Option<String>,
@@ -351,33 +430,37 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_AUTH_COOKIE")]
     pub auth_cookie: Option<String>,
     /// How long audit events are kept [default: 90d]
-    #[arg(long, env = "SESSIOND_AUDIT_RETENTION")]
-    pub audit_retention: Option<String>,
+    #[arg(long, env = "SESSIOND_AUDIT_RETENTION", value_parser = parsed::<Duration>())]
+    #[serde(with = "text")]
+    pub audit_retention: Option<Duration>,
     /// `text` or `json` [default: text]
-    #[arg(long, env = "SESSIOND_LOG_FORMAT")]
-    pub log_format: Option<String>,
+    #[arg(long, env = "SESSIOND_LOG_FORMAT", value_parser = parsed::<LogFormat>())]
+    #[serde(with = "text")]
+    pub log_format: Option<LogFormat>,
     /// TOML file with `[[callers]]` entries, kept apart from the main configuration
     #[arg(long, env = "SESSIOND_CALLERS_FILE")]
     pub callers_file: Option<PathBuf>,
     /// Most requests of callers in flight at once [default: 10000]
-    #[arg(long, env = "SESSIOND_MAX_IN_FLIGHT")]
-    #[serde(default, deserialize_with = "number_or_string")]
-    pub max_in_flight: Option<String>,
+    #[arg(long, env = "SESSIOND_MAX_IN_FLIGHT", value_parser = parsed::<NonZeroUsize>())]
+    #[serde(with = "text")]
+    pub max_in_flight: Option<NonZeroUsize>,
     /// Longest time one gRPC or HTTP request may take, 100ms to 5m [default: 10s]
-    #[arg(long, env = "SESSIOND_REQUEST_TIMEOUT")]
-    pub request_timeout: Option<String>,
+    #[arg(long, env = "SESSIOND_REQUEST_TIMEOUT", value_parser = parsed::<Duration>())]
+    #[serde(with = "text")]
+    pub request_timeout: Option<Duration>,
     /// Most concurrent HTTP/2 streams per gRPC connection [default: 256]
-    #[arg(long, env = "SESSIOND_MAX_CONCURRENT_STREAMS")]
-    #[serde(default, deserialize_with = "number_or_string")]
-    pub max_concurrent_streams: Option<String>,
+    #[arg(long, env = "SESSIOND_MAX_CONCURRENT_STREAMS", value_parser = parsed::<NonZeroU32>())]
+    #[serde(with = "text")]
+    pub max_concurrent_streams: Option<NonZeroU32>,
     /// How long an HTTP client may take to send its request headers, or stay idle between
     /// requests, 100ms to 5m [default: 10s]
-    #[arg(long, env = "SESSIOND_HTTP_HEADER_READ_TIMEOUT")]
-    pub http_header_read_timeout: Option<String>,
+    #[arg(long, env = "SESSIOND_HTTP_HEADER_READ_TIMEOUT", value_parser = parsed::<Duration>())]
+    #[serde(with = "text")]
+    pub http_header_read_timeout: Option<Duration>,
     /// Most HTTP connections open at once; more are closed at once [default: 512]
-    #[arg(long, env = "SESSIOND_HTTP_MAX_CONNECTIONS")]
-    #[serde(default, deserialize_with = "number_or_string")]
-    pub http_max_connections: Option<String>,
+    #[arg(long, env = "SESSIOND_HTTP_MAX_CONNECTIONS", value_parser = parsed::<NonZeroUsize>())]
+    #[serde(with = "text")]
+    pub http_max_connections: Option<NonZeroUsize>,
     /// PEM certificate chain to serve gRPC over TLS
     #[arg(long, env = "SESSIOND_TLS_CERT_FILE")]
     pub tls_cert_file: Option<PathBuf>,
@@ -391,224 +474,41 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     /// Share of traces started here that are exported, 0.0 to 1.0 [default: 1.0]
-    #[arg(long, env = "SESSIOND_OTLP_SAMPLE_RATIO")]
-    pub otlp_sample_ratio: Option<String>,
+    #[arg(long, env = "SESSIOND_OTLP_SAMPLE_RATIO", value_parser = parsed::<f64>())]
+    #[serde(with = "text")]
+    pub otlp_sample_ratio: Option<f64>,
     /// Callers, from the TOML file only
     #[arg(skip)]
-    #[serde(default)]
+    #[serde(skip_serializing)]
     pub callers: Vec<CallerEntry>,
 }
 
-/// Accepts `100` as well as `"100"` in the TOML file; the value is checked with the flag's.
-fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Value {
-        Number(i64),
-        Text(String),
-    }
-    Ok(Option::<Value>::deserialize(d)?.map(|v| match v {
-        Value::Number(n) => n.to_string(),
-        Value::Text(t) => t,
-    }))
-}
-
-fn invalid(flag: &'static str, env: &'static str, message: impl ToString) -> ConfigError {
-    ConfigError::Invalid {
-        flag,
-        env,
-        message: message.to_string(),
-    }
-}
-
-fn duration(
-    value: Option<String>,
-    default: Duration,
-    flag: &'static str,
-    env: &'static str,
-) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(v) => {
-            humantime::parse_duration(&v).map_err(|e| invalid(flag, env, format!("{v:?}: {e}")))
-        }
-    }
-}
-
-/// A count that must be at least 1.
-fn positive<T>(
-    value: Option<String>,
-    default: T,
-    flag: &'static str,
-    env: &'static str,
-) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + Default + PartialEq,
-{
-    match value {
-        None => Ok(default),
-        Some(v) => match v.parse::<T>() {
-            Ok(n) if n != T::default() => Ok(n),
-            _ => Err(invalid(
-                flag,
-                env,
-                format!("{v:?}: expected a positive number"),
-            )),
-        },
-    }
-}
-
-fn addr(
-    value: Option<String>,
-    default: SocketAddr,
-    flag: &'static str,
-    env: &'static str,
-) -> Result<SocketAddr, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|e| invalid(flag, env, format!("{v:?}: {e}"))),
-    }
-}
-
 impl Settings {
-    /// Fills what flags and environment left unset from `file`.
-    fn or_file(self, file: Settings) -> Settings {
-        Settings {
-            config: self.config,
-            grpc_addr: self.grpc_addr.or(file.grpc_addr),
-            http_addr: self.http_addr.or(file.http_addr),
-            data_dir: self.data_dir.or(file.data_dir),
-            key_dir: self.key_dir.or(file.key_dir),
-            signing_key_file: self.signing_key_file.or(file.signing_key_file),
-            verification_key_files: if self.verification_key_files.is_empty() {
-                file.verification_key_files
-            } else {
-                self.verification_key_files
-            },
-            key_algorithm: self.key_algorithm.or(file.key_algorithm),
-            store: self.store.or(file.store),
-            migrate: self.migrate.or(file.migrate),
-            access_token_ttl: self.access_token_ttl.or(file.access_token_ttl),
-            session_ttl: self.session_ttl.or(file.session_ttl),
-            max_session_ttl: self.max_session_ttl.or(file.max_session_ttl),
-            revocation_poll: self.revocation_poll.or(file.revocation_poll),
-            last_seen_interval: self.last_seen_interval.or(file.last_seen_interval),
-            max_sessions_per_user: self.max_sessions_per_user.or(file.max_sessions_per_user),
-            issuer: self.issuer.or(file.issuer),
-            audience: self.audience.or(file.audience),
-            auth_cookie: self.auth_cookie.or(file.auth_cookie),
-            audit_retention: self.audit_retention.or(file.audit_retention),
-            log_format: self.log_format.or(file.log_format),
-            callers_file: self.callers_file.or(file.callers_file),
-            max_in_flight: self.max_in_flight.or(file.max_in_flight),
-            request_timeout: self.request_timeout.or(file.request_timeout),
-            max_concurrent_streams: self.max_concurrent_streams.or(file.max_concurrent_streams),
-            http_header_read_timeout: self
-                .http_header_read_timeout
-                .or(file.http_header_read_timeout),
-            http_max_connections: self.http_max_connections.or(file.http_max_connections),
-            tls_cert_file: self.tls_cert_file.or(file.tls_cert_file),
-            tls_key_file: self.tls_key_file.or(file.tls_key_file),
-            tls_client_ca_file: self.tls_client_ca_file.or(file.tls_client_ca_file),
-            otlp_endpoint: self.otlp_endpoint.or(file.otlp_endpoint),
-            otlp_sample_ratio: self.otlp_sample_ratio.or(file.otlp_sample_ratio),
-            callers: file.callers,
-        }
-    }
-
-    /// Reads the TOML file (if any), applies defaults and validates everything.
-    pub fn resolve(self) -> Result<Config, ConfigError> {
-        let s = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-                let file: Settings = toml::from_str(&text).map_err(|e| ConfigError::File {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-                self.or_file(file)
-            }
+    /// Lays these settings over the TOML file (if any) and the defaults, and validates
+    /// everything: the one place a `Config` is made from outside input.
+    pub fn resolve(mut self) -> Result<Config, ConfigError> {
+        let signing_key_pem = self.signing_key.take().filter(|pem| !pem.0.is_empty());
+        let s = match self.config.take() {
             None => self,
+            // Merged last, the flags and variables win; unset ones are not serialized, so
+            // they leave the file's values.
+            Some(path) => Figment::from(Toml::file_exact(&path))
+                .merge(Serialized::defaults(self))
+                .extract()
+                .map_err(|e| file_error(&path, e))?,
         };
         let data_dir = s.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
-        let d = Config::new(&data_dir);
         let store = match s.store.as_deref() {
-            None | Some("embedded") => StoreKind::Embedded,
-            Some(uri) if uri.starts_with("scylla://") => {
-                crate::store::scylla::ScyllaConfig::from_uri(uri)
-                    .map_err(|e| invalid("--store", "SESSIOND_STORE", e))?;
-                StoreKind::Scylla(uri.to_owned())
-            }
-            Some(other) => {
-                // Only a plain word is echoed: anything else may be a URI with a password.
-                let shown = if other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    format!("{other:?}")
-                } else {
-                    "the value".to_owned()
-                };
-                return Err(invalid(
-                    "--store",
-                    "SESSIOND_STORE",
-                    format!("{shown} is not a store: expected `embedded` or a scylla:// URI"),
-                ));
-            }
-        };
-        let max_sessions_per_user = match s.max_sessions_per_user {
-            None => d.max_sessions_per_user,
-            Some(v) => v.parse().map_err(|e| {
-                invalid(
-                    "--max-sessions-per-user",
-                    "SESSIOND_MAX_SESSIONS_PER_USER",
-                    format!("{v:?}: {e}"),
-                )
-            })?,
-        };
-        let log_format = match s.log_format.as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(invalid(
-                    "--log-format",
-                    "SESSIOND_LOG_FORMAT",
-                    format!("{other:?}: expected text or json"),
-                ));
-            }
+            None => StoreKind::Embedded,
+            Some(value) => value.parse()?,
         };
         let mut entries = s.callers;
         if let Some(path) = &s.callers_file {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            let file: CallersFile = toml::from_str(&text).map_err(|e| ConfigError::File {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            let file: CallersFile = Figment::from(Toml::file_exact(path))
+                .extract()
+                .map_err(|e| file_problem(path, &e))?;
             entries.extend(file.callers);
         }
-        let callers = callers(entries)?;
-        let max_in_flight = positive(
-            s.max_in_flight,
-            d.max_in_flight,
-            "--max-in-flight",
-            "SESSIOND_MAX_IN_FLIGHT",
-        )?;
-        let max_concurrent_streams = positive(
-            s.max_concurrent_streams,
-            d.max_concurrent_streams,
-            "--max-concurrent-streams",
-            "SESSIOND_MAX_CONCURRENT_STREAMS",
-        )?;
-        let http_max_connections = positive(
-            s.http_max_connections,
-            d.http_max_connections,
-            "--http-max-connections",
-            "SESSIOND_HTTP_MAX_CONNECTIONS",
-        )?;
         let tls = match (s.tls_cert_file, s.tls_key_file) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert,
@@ -624,119 +524,249 @@ impl Settings {
                 ));
             }
         };
-        let key_algorithm = match s.key_algorithm.as_deref() {
-            None => KeyAlgorithm::EdDsa,
-            Some(a) => KeyAlgorithm::parse(a).ok_or_else(|| {
-                invalid(
-                    "--key-algorithm",
-                    "SESSIOND_KEY_ALGORITHM",
-                    format!("{a:?}: expected eddsa, es256 or rs256"),
-                )
-            })?,
-        };
         let otlp_endpoint = match s.otlp_endpoint {
             None => None,
             Some(v) if v.is_empty() => None,
             Some(v) => Some(otlp_endpoint(v)?),
         };
-        let otlp_sample_ratio = match s.otlp_sample_ratio {
-            None => d.otlp_sample_ratio,
-            Some(v) => match v.parse::<f64>() {
-                Ok(r) if (0.0..=1.0).contains(&r) => r,
-                _ => {
-                    return Err(invalid(
-                        "--otlp-sample-ratio",
-                        "SESSIOND_OTLP_SAMPLE_RATIO",
-                        format!("{v:?}: expected a number from 0.0 to 1.0"),
-                    ));
-                }
-            },
-        };
+        let d = Config::new(&data_dir);
         let config = Config {
-            hooks: crate::hooks::Hooks::default(),
-            clock: crate::model::SystemClock::shared(),
-            otlp_endpoint,
-            otlp_sample_ratio,
+            grpc_addr: s.grpc_addr.unwrap_or(d.grpc_addr),
+            http_addr: s.http_addr.unwrap_or(d.http_addr),
+            key_dir: s.key_dir.unwrap_or(d.key_dir),
             signing_key_file: s.signing_key_file,
+            signing_key_pem,
             verification_key_files: s.verification_key_files,
-            key_algorithm,
-            callers,
-            max_in_flight,
-            request_timeout: duration(
-                s.request_timeout,
-                d.request_timeout,
-                "--request-timeout",
-                "SESSIOND_REQUEST_TIMEOUT",
-            )?,
-            max_concurrent_streams,
-            http_header_read_timeout: duration(
-                s.http_header_read_timeout,
-                d.http_header_read_timeout,
-                "--http-header-read-timeout",
-                "SESSIOND_HTTP_HEADER_READ_TIMEOUT",
-            )?,
-            http_max_connections,
-            tls,
-            grpc_addr: addr(
-                s.grpc_addr,
-                d.grpc_addr,
-                "--grpc-addr",
-                "SESSIOND_GRPC_ADDR",
-            )?,
-            http_addr: addr(
-                s.http_addr,
-                d.http_addr,
-                "--http-addr",
-                "SESSIOND_HTTP_ADDR",
-            )?,
-            key_dir: s.key_dir.unwrap_or_else(|| data_dir.join("keys")),
-            data_dir,
+            key_algorithm: s.key_algorithm.unwrap_or(d.key_algorithm),
             store,
-            migrate: s.migrate.unwrap_or(false),
-            access_token_ttl: duration(
-                s.access_token_ttl,
-                d.access_token_ttl,
-                "--access-token-ttl",
-                "SESSIOND_ACCESS_TOKEN_TTL",
-            )?,
-            session_ttl: duration(
-                s.session_ttl,
-                d.session_ttl,
-                "--session-ttl",
-                "SESSIOND_SESSION_TTL",
-            )?,
-            max_session_ttl: duration(
-                s.max_session_ttl,
-                d.max_session_ttl,
-                "--max-session-ttl",
-                "SESSIOND_MAX_SESSION_TTL",
-            )?,
-            revocation_poll: duration(
-                s.revocation_poll,
-                d.revocation_poll,
-                "--revocation-poll",
-                "SESSIOND_REVOCATION_POLL",
-            )?,
-            last_seen_interval: duration(
-                s.last_seen_interval,
-                d.last_seen_interval,
-                "--last-seen-interval",
-                "SESSIOND_LAST_SEEN_INTERVAL",
-            )?,
-            max_sessions_per_user,
+            migrate: s.migrate.unwrap_or(d.migrate),
+            access_token_ttl: s.access_token_ttl.unwrap_or(d.access_token_ttl),
+            session_ttl: s.session_ttl.unwrap_or(d.session_ttl),
+            max_session_ttl: s.max_session_ttl.unwrap_or(d.max_session_ttl),
+            revocation_poll: s.revocation_poll.unwrap_or(d.revocation_poll),
+            last_seen_interval: s.last_seen_interval.unwrap_or(d.last_seen_interval),
+            max_sessions_per_user: s.max_sessions_per_user.unwrap_or(d.max_sessions_per_user),
             issuer: s.issuer.unwrap_or(d.issuer),
             audience: s.audience.unwrap_or(d.audience),
             auth_cookie: s.auth_cookie.filter(|name| !name.is_empty()),
-            audit_retention: duration(
-                s.audit_retention,
-                d.audit_retention,
-                "--audit-retention",
-                "SESSIOND_AUDIT_RETENTION",
-            )?,
-            log_format,
+            audit_retention: s.audit_retention.unwrap_or(d.audit_retention),
+            log_format: s.log_format.unwrap_or(d.log_format),
+            callers: callers(entries)?,
+            max_in_flight: s.max_in_flight.map_or(d.max_in_flight, NonZeroUsize::get),
+            request_timeout: s.request_timeout.unwrap_or(d.request_timeout),
+            max_concurrent_streams: s
+                .max_concurrent_streams
+                .map_or(d.max_concurrent_streams, NonZeroU32::get),
+            http_header_read_timeout: s
+                .http_header_read_timeout
+                .unwrap_or(d.http_header_read_timeout),
+            http_max_connections: s
+                .http_max_connections
+                .map_or(d.http_max_connections, NonZeroUsize::get),
+            tls,
+            otlp_endpoint,
+            otlp_sample_ratio: s.otlp_sample_ratio.unwrap_or(d.otlp_sample_ratio),
+            ..d
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// A file error as the setting it is about, when it is about one: the same message a bad flag
+/// or variable gets.
+fn file_error(path: &Path, error: figment::Error) -> ConfigError {
+    let settings = Settings::augment_args(clap::Command::new("sessiond"));
+    // An unknown key may share a name with a flag the file cannot set (`config`).
+    let unknown = matches!(error.kind, figment::error::Kind::UnknownField(..));
+    let arg = error
+        .path
+        .first()
+        .filter(|_| !unknown)
+        .and_then(|key| settings.get_arguments().find(|arg| arg.get_id() == key));
+    match arg {
+        Some(arg) => named(arg, error.kind.to_string()),
+        None => file_problem(path, &error),
+    }
+}
+
+/// A file error that is not about one setting's value (unreadable, not TOML, an unknown key,
+/// a bad caller entry): the key it is about, if any, and what is wrong.
+fn file_problem(path: &Path, error: &figment::Error) -> ConfigError {
+    let what = error.kind.to_string();
+    ConfigError::File {
+        path: path.to_owned(),
+        message: match error.path.is_empty() {
+            true => what.trim_end().to_owned(),
+            false => format!("{}: {}", error.path.join("."), what.trim_end()),
+        },
+    }
+}
+
+/// The error of a bad value for `arg`, naming its flag and its variable.
+fn named(arg: &clap::Arg, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        flag: format!("--{}", arg.get_long().unwrap_or(arg.get_id().as_str())),
+        env: arg
+            .get_env()
+            .map(|env| env.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        message,
+    }
+}
+
+fn invalid(flag: &str, env: &str, message: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        flag: flag.to_owned(),
+        env: env.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+/// A typed setting's value: one parser for the flag, the variable and the file.
+trait SettingValue: Sized + Clone + Send + Sync + 'static {
+    /// Parses `text`; the message says what is wrong, the caller adds which setting.
+    fn parse(text: &str) -> Result<Self, String>;
+    /// The text that parses back to this value (how a flag's value is laid over the file).
+    fn text(&self) -> String;
+}
+
+impl SettingValue for Duration {
+    fn parse(text: &str) -> Result<Self, String> {
+        humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))
+    }
+    fn text(&self) -> String {
+        humantime::format_duration(*self).to_string()
+    }
+}
+
+/// Values that are their `FromStr` and `Display`, with what a bad one is told.
+macro_rules! from_str {
+    ($($t:ty => $told:expr),* $(,)?) => {$(
+        impl SettingValue for $t {
+            fn parse(text: &str) -> Result<Self, String> {
+                let told: fn(<$t as FromStr>::Err) -> String = $told;
+                text.parse().map_err(|e| format!("{text:?}: {}", told(e)))
+            }
+            fn text(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+from_str!(
+    SocketAddr => |e| e.to_string(),
+    usize => |e| e.to_string(),
+    NonZeroUsize => |_| "expected a positive number".to_owned(),
+    NonZeroU32 => |_| "expected a positive number".to_owned(),
+    f64 => |_| "expected a number from 0.0 to 1.0".to_owned(),
+    bool => |_| "expected true or false".to_owned(),
+);
+
+impl SettingValue for LogFormat {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("{other:?}: expected text or json")),
+        }
+    }
+    fn text(&self) -> String {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+        .to_owned()
+    }
+}
+
+impl SettingValue for KeyAlgorithm {
+    fn parse(text: &str) -> Result<Self, String> {
+        KeyAlgorithm::parse(text).ok_or_else(|| format!("{text:?}: expected eddsa, es256 or rs256"))
+    }
+    fn text(&self) -> String {
+        match self {
+            Self::EdDsa => "eddsa",
+            Self::Es256 => "es256",
+            Self::Rs256 => "rs256",
+        }
+        .to_owned()
+    }
+}
+
+/// The clap side of a [`SettingValue`]. clap's own errors name the flag only; these name the
+/// variable too, as the file's do.
+struct Parsed<T>(PhantomData<fn() -> T>);
+
+impl<T> Clone for Parsed<T> {
+    fn clone(&self) -> Self {
+        Self(PhantomData)
+    }
+}
+
+fn parsed<T: SettingValue>() -> Parsed<T> {
+    Parsed(PhantomData)
+}
+
+impl<T: SettingValue> TypedValueParser for Parsed<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let parsed = match value.to_str() {
+            Some(text) => T::parse(text),
+            None => Err("not UTF-8".to_owned()),
+        };
+        parsed.map_err(|message| {
+            let message = match arg {
+                Some(arg) => named(arg, message).to_string(),
+                None => message,
+            };
+            clap::Error::raw(ErrorKind::ValueValidation, format!("{message}\n")).with_cmd(cmd)
+        })
+    }
+}
+
+/// Serde for an optional [`SettingValue`]: written as its text, read from text or from a TOML
+/// number or boolean (`max_in_flight = 100` and `max_in_flight = "100"` both work).
+mod text {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::SettingValue;
+
+    pub fn serialize<T: SettingValue, S: Serializer>(
+        value: &Option<T>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => serializer.serialize_str(&value.text()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T: SettingValue, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<T>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Bool(bool),
+            Integer(i64),
+            Float(f64),
+        }
+        let text = match Raw::deserialize(deserializer)? {
+            Raw::Text(text) => text,
+            Raw::Bool(b) => b.to_string(),
+            Raw::Integer(n) => n.to_string(),
+            Raw::Float(x) => x.to_string(),
+        };
+        T::parse(&text).map(Some).map_err(D::Error::custom)
     }
 }
 
@@ -911,6 +941,16 @@ impl Config {
                 format!("{name:?} is not a cookie name (RFC 6265: a token, no separators)"),
             ));
         }
+        if !(0.0..=1.0).contains(&self.otlp_sample_ratio) {
+            return Err(invalid(
+                "--otlp-sample-ratio",
+                "SESSIOND_OTLP_SAMPLE_RATIO",
+                format!(
+                    "{}: expected a number from 0.0 to 1.0",
+                    self.otlp_sample_ratio
+                ),
+            ));
+        }
         let timeouts = Duration::from_millis(100)..=Duration::from_secs(300);
         if !timeouts.contains(&self.request_timeout) {
             return Err(invalid(
@@ -929,28 +969,63 @@ impl Config {
         Ok(())
     }
 
-    /// Where the keys come from; `SESSIOND_SIGNING_KEY` (PEM text) wins over every file.
+    /// Where the keys come from; the PEM text (`SESSIOND_SIGNING_KEY`) wins over every file.
     pub fn key_sources(&self) -> KeySources {
         KeySources {
             dir: self.key_dir.clone(),
             signing_key_file: self.signing_key_file.clone(),
-            signing_key_pem: std::env::var("SESSIOND_SIGNING_KEY")
-                .ok()
-                .filter(|v| !v.is_empty()),
+            signing_key_pem: self.signing_key_pem.as_ref().map(|pem| pem.0.clone()),
             verification_key_files: self.verification_key_files.clone(),
             algorithm: self.key_algorithm,
         }
     }
 
-    /// The embedded store's directory.
-    pub fn store_dir(&self) -> &Path {
-        &self.data_dir
+    /// What opening the store needs, and no more of the configuration: the backend with its
+    /// directory or cluster, the audit retention, and whether to migrate first.
+    pub fn store_settings(&self) -> StoreSettings {
+        let backend = match &self.store {
+            StoreKind::Embedded => Backend::Embedded {
+                dir: self.data_dir.clone(),
+                options: EmbeddedOptions {
+                    audit_retention: self.audit_retention,
+                },
+            },
+            StoreKind::Scylla(scylla) => {
+                let mut scylla = scylla.clone();
+                scylla.audit_retention = self.audit_retention;
+                Backend::Scylla(scylla)
+            }
+        };
+        StoreSettings {
+            backend,
+            migrate: self.migrate,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `sessiond serve ARGS` resolved as `main` does: a clap error and a resolve error both
+    /// come back as their text.
+    fn serve(args: &[&str]) -> Result<Config, String> {
+        let argv = ["sessiond", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Serve(settings) => settings.resolve().map_err(|e| e.to_string()),
+            other => Err(format!("not serve: {other:?}")),
+        }
+    }
+
+    /// A TOML file holding `text`, and its path as an argument.
+    fn file(dir: &tempfile::TempDir, text: &str) -> String {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        path.to_str().expect("utf-8 tempdir").to_owned()
+    }
 
     #[test]
     fn defaults_match_the_contract() {
@@ -967,29 +1042,118 @@ mod tests {
 
     #[test]
     fn bad_value_names_the_setting() {
-        let s = Settings {
-            access_token_ttl: Some("soon".into()),
-            ..Settings::default()
-        };
-        let err = s.resolve().expect_err("must fail").to_string();
+        let err = serve(&["--access-token-ttl", "soon"]).expect_err("must fail");
         assert!(
             err.contains("--access-token-ttl") && err.contains("SESSIOND_ACCESS_TOKEN_TTL"),
             "{err}"
         );
     }
 
+    /// The error the parser of `id` gives for `value`, called as clap calls it for a flag's
+    /// or a variable's value, without touching this process's environment.
+    fn rejection<T: SettingValue + std::fmt::Debug>(id: &str, value: &str) -> (String, String) {
+        let cmd = Settings::augment_args(clap::Command::new("sessiond"));
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .expect("an argument");
+        let env = arg.get_env().expect("a variable").to_string_lossy();
+        let err = parsed::<T>()
+            .parse_ref(&cmd, Some(arg), OsStr::new(value))
+            .expect_err(id)
+            .to_string();
+        (err, env.into_owned())
+    }
+
+    #[test]
+    fn a_bad_value_from_the_environment_names_the_variable() {
+        for (id, (err, env)) in [
+            (
+                "access_token_ttl",
+                rejection::<Duration>("access_token_ttl", "soon"),
+            ),
+            ("grpc_addr", rejection::<SocketAddr>("grpc_addr", "nowhere")),
+            (
+                "max_in_flight",
+                rejection::<NonZeroUsize>("max_in_flight", "0"),
+            ),
+            ("log_format", rejection::<LogFormat>("log_format", "xml")),
+            (
+                "key_algorithm",
+                rejection::<KeyAlgorithm>("key_algorithm", "md5"),
+            ),
+            ("migrate", rejection::<bool>("migrate", "yes")),
+        ] {
+            let flag = format!("--{}", id.replace('_', "-"));
+            assert!(err.contains(&flag) && err.contains(&env), "{err}");
+            assert_eq!(env, format!("SESSIOND_{}", id.to_uppercase()));
+        }
+    }
+
+    #[test]
+    fn a_bad_value_in_the_file_names_the_flag_and_variable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (text, flag, env) in [
+            (
+                "session_ttl = \"soon\"\n",
+                "--session-ttl",
+                "SESSIOND_SESSION_TTL",
+            ),
+            (
+                "max_in_flight = 0\n",
+                "--max-in-flight",
+                "SESSIOND_MAX_IN_FLIGHT",
+            ),
+            ("issuer = 5\n", "--issuer", "SESSIOND_ISSUER"),
+            (
+                "log_format = \"xml\"\n",
+                "--log-format",
+                "SESSIOND_LOG_FORMAT",
+            ),
+        ] {
+            let err = serve(&["--config", &file(&dir, text)]).expect_err(text);
+            assert!(err.contains(flag) && err.contains(env), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn flag_values_survive_being_laid_over_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file(&dir, "issuer = \"from-file\"\n");
+        let c = serve(&[
+            "--config",
+            &path,
+            "--session-ttl",
+            "89d 3h 7ms",
+            "--otlp-sample-ratio",
+            "0.3",
+            "--migrate",
+            "true",
+            "--key-algorithm",
+            "es256",
+            "--log-format",
+            "json",
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.session_ttl,
+            Duration::from_secs(89 * 86400 + 3 * 3600) + Duration::from_millis(7)
+        );
+        assert_eq!(c.otlp_sample_ratio, 0.3);
+        assert!(c.migrate);
+        assert_eq!(c.key_algorithm, KeyAlgorithm::Es256);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.issuer, "from-file");
+    }
+
     #[test]
     fn flags_win_over_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.toml");
-        let file = "grpc_addr = \"127.0.0.1:1\"\nsession_ttl = \"1h\"\nmax_sessions_per_user = 7\n";
-        std::fs::write(&path, file).expect("write");
-        let s = Settings {
-            config: Some(path),
-            grpc_addr: Some("127.0.0.1:2".into()),
-            ..Settings::default()
-        };
-        let c = s.resolve().expect("valid");
+        let path = file(
+            &dir,
+            "grpc_addr = \"127.0.0.1:1\"\nsession_ttl = \"1h\"\nmax_sessions_per_user = 7\n",
+        );
+        let c = serve(&["--config", &path, "--grpc-addr", "127.0.0.1:2"]).expect("valid");
         assert_eq!(c.grpc_addr.port(), 2);
         assert_eq!(c.session_ttl, Duration::from_secs(3600));
         assert_eq!(c.max_sessions_per_user, 7);
@@ -1001,12 +1165,13 @@ mod tests {
         assert_eq!(c.otlp_endpoint, None);
         assert_eq!(c.otlp_sample_ratio, 1.0);
 
-        let s = Settings {
-            otlp_endpoint: Some("http://127.0.0.1:4317".into()),
-            otlp_sample_ratio: Some("0.25".into()),
-            ..Settings::default()
-        };
-        let c = s.resolve().expect("valid");
+        let c = serve(&[
+            "--otlp-endpoint",
+            "http://127.0.0.1:4317",
+            "--otlp-sample-ratio",
+            "0.25",
+        ])
+        .expect("valid");
         assert_eq!(c.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
         assert_eq!(c.otlp_sample_ratio, 0.25);
 
@@ -1016,22 +1181,14 @@ mod tests {
             "not a uri",
             "http://",
         ] {
-            let s = Settings {
-                otlp_endpoint: Some(endpoint.into()),
-                ..Settings::default()
-            };
-            let err = s.resolve().expect_err(endpoint).to_string();
+            let err = serve(&["--otlp-endpoint", endpoint]).expect_err(endpoint);
             assert!(
                 err.contains("--otlp-endpoint") && err.contains("SESSIOND_OTLP_ENDPOINT"),
                 "{err}"
             );
         }
         for ratio in ["1.5", "-0.1", "half", "NaN"] {
-            let s = Settings {
-                otlp_sample_ratio: Some(ratio.into()),
-                ..Settings::default()
-            };
-            let err = s.resolve().expect_err(ratio).to_string();
+            let err = serve(&[&format!("--otlp-sample-ratio={ratio}")]).expect_err(ratio);
             assert!(err.contains("--otlp-sample-ratio"), "{err}");
         }
     }
@@ -1039,17 +1196,11 @@ mod tests {
     #[test]
     fn otlp_settings_come_from_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
+        let path = file(
+            &dir,
             "otlp_endpoint = \"http://collector:4317\"\notlp_sample_ratio = \"0.5\"\nhttp_addr = \"127.0.0.1:9090\"\n",
-        )
-        .expect("write");
-        let s = Settings {
-            config: Some(path),
-            ..Settings::default()
-        };
-        let c = s.resolve().expect("valid");
+        );
+        let c = serve(&["--config", &path]).expect("valid");
         assert_eq!(c.otlp_endpoint.as_deref(), Some("http://collector:4317"));
         assert_eq!(c.otlp_sample_ratio, 0.5);
         assert_eq!(c.http_addr.port(), 9090);
@@ -1057,17 +1208,9 @@ mod tests {
 
     #[test]
     fn store_uri_is_checked_and_its_password_never_printed() {
-        let bad = Settings {
-            store: Some("scylla://".into()),
-            ..Settings::default()
-        };
-        assert!(bad.resolve().is_err());
+        assert!(serve(&["--store", "scylla://"]).is_err());
         let uri = "scylla://app:hunter2@10.0.0.1:9042/sessiond?dc=dc1";
-        let good = Settings {
-            store: Some(uri.into()),
-            ..Settings::default()
-        };
-        let config = good.resolve().expect("valid uri");
+        let config = serve(&["--store", uri]).expect("valid uri");
         let shown = format!("{:?}", config.store);
         assert_eq!(shown, "scylla://10.0.0.1:9042/sessiond");
         assert!(!format!("{config:?}").contains("hunter2"));
@@ -1088,24 +1231,53 @@ mod tests {
                 "scylla://h1:9042/ks",
             ),
         ] {
-            let config = Settings {
-                store: Some(uri.into()),
-                ..Settings::default()
-            }
-            .resolve()
-            .expect("valid uri");
+            let config = serve(&["--store", uri]).expect("valid uri");
             assert_eq!(format!("{:?}", config.store), want, "{uri}");
             assert!(!format!("{config:?}").contains("cret"), "{uri}");
         }
         // A value that is not a store is not echoed either: it may be a URI with a password.
-        let err = Settings {
-            store: Some("cassandra://app:s3cret@h1/ks".into()),
-            ..Settings::default()
-        }
-        .resolve()
-        .expect_err("not a store")
-        .to_string();
+        let err = serve(&["--store", "cassandra://app:s3cret@h1/ks"]).expect_err("not a store");
         assert!(err.contains("--store") && !err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn the_store_uri_is_parsed_once_into_the_backend_settings() {
+        let c = serve(&[
+            "--store",
+            "scylla://app:pw@h1:9042/ks?rf=1",
+            "--audit-retention",
+            "7d",
+            "--migrate",
+            "true",
+        ])
+        .expect("valid uri");
+        let settings = c.store_settings();
+        assert!(settings.migrate);
+        match settings.backend {
+            Backend::Scylla(scylla) => {
+                assert_eq!(scylla.hosts, ["h1:9042"]);
+                assert_eq!(scylla.keyspace, "ks");
+                assert_eq!(scylla.audit_retention, Duration::from_secs(7 * 86400));
+            }
+            other => panic!("not scylla: {other:?}"),
+        }
+        match serve(&[]).expect("defaults").store_settings().backend {
+            Backend::Embedded { dir, options } => {
+                assert_eq!(dir, PathBuf::from("./data"));
+                assert_eq!(options.audit_retention, Duration::from_secs(90 * 86400));
+            }
+            other => panic!("not embedded: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_signing_key_text_is_part_of_the_config_and_never_printed() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nsecretbytes\n-----END PRIVATE KEY-----\n";
+        let c = serve(&[&format!("--signing-key={pem}")]).expect("valid");
+        assert_eq!(c.key_sources().signing_key_pem.as_deref(), Some(pem));
+        assert!(!format!("{c:?}").contains("secretbytes"));
+        let c = serve(&["--signing-key", ""]).expect("valid");
+        assert_eq!(c.key_sources().signing_key_pem, None);
     }
 
     #[test]
@@ -1116,66 +1288,32 @@ mod tests {
         assert_eq!(c.http_header_read_timeout, Duration::from_secs(10));
         assert_eq!(c.http_max_connections, 512);
 
-        let c = Settings {
-            request_timeout: Some("2s".into()),
-            max_concurrent_streams: Some("64".into()),
-            http_header_read_timeout: Some("500ms".into()),
-            http_max_connections: Some("100".into()),
-            ..Settings::default()
-        }
-        .resolve()
+        let c = serve(&[
+            "--request-timeout",
+            "2s",
+            "--max-concurrent-streams",
+            "64",
+            "--http-header-read-timeout",
+            "500ms",
+            "--http-max-connections",
+            "100",
+        ])
         .expect("valid");
         assert_eq!(c.request_timeout, Duration::from_secs(2));
         assert_eq!(c.max_concurrent_streams, 64);
         assert_eq!(c.http_header_read_timeout, Duration::from_millis(500));
         assert_eq!(c.http_max_connections, 100);
 
-        let bad: [(Settings, &str); 6] = [
-            (
-                Settings {
-                    request_timeout: Some("10ms".into()),
-                    ..Settings::default()
-                },
-                "--request-timeout",
-            ),
-            (
-                Settings {
-                    request_timeout: Some("1h".into()),
-                    ..Settings::default()
-                },
-                "--request-timeout",
-            ),
-            (
-                Settings {
-                    max_concurrent_streams: Some("0".into()),
-                    ..Settings::default()
-                },
-                "--max-concurrent-streams",
-            ),
-            (
-                Settings {
-                    max_concurrent_streams: Some("5000000000".into()),
-                    ..Settings::default()
-                },
-                "--max-concurrent-streams",
-            ),
-            (
-                Settings {
-                    http_header_read_timeout: Some("0s".into()),
-                    ..Settings::default()
-                },
-                "--http-header-read-timeout",
-            ),
-            (
-                Settings {
-                    http_max_connections: Some("none".into()),
-                    ..Settings::default()
-                },
-                "--http-max-connections",
-            ),
+        let bad: [(&str, &str); 6] = [
+            ("--request-timeout", "10ms"),
+            ("--request-timeout", "1h"),
+            ("--max-concurrent-streams", "0"),
+            ("--max-concurrent-streams", "5000000000"),
+            ("--http-header-read-timeout", "0s"),
+            ("--http-max-connections", "none"),
         ];
-        for (settings, flag) in bad {
-            let err = settings.resolve().expect_err(flag).to_string();
+        for (flag, value) in bad {
+            let err = serve(&[flag, value]).expect_err(flag);
             assert!(err.contains(flag), "{err}");
         }
     }
@@ -1183,18 +1321,11 @@ mod tests {
     #[test]
     fn admission_settings_come_from_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
+        let path = file(
+            &dir,
             "request_timeout = \"3s\"\nmax_concurrent_streams = 32\nhttp_header_read_timeout = \"2s\"\nhttp_max_connections = 64\n",
-        )
-        .expect("write");
-        let c = Settings {
-            config: Some(path),
-            ..Settings::default()
-        }
-        .resolve()
-        .expect("valid");
+        );
+        let c = serve(&["--config", &path]).expect("valid");
         assert_eq!(c.request_timeout, Duration::from_secs(3));
         assert_eq!(c.max_concurrent_streams, 32);
         assert_eq!(c.http_header_read_timeout, Duration::from_secs(2));
@@ -1207,68 +1338,33 @@ mod tests {
         assert_eq!(c.audience, "sessiond");
         assert_eq!(c.auth_cookie, None);
 
-        let c = Settings {
-            audience: Some("api.example.com".into()),
-            auth_cookie: Some("__Host-session".into()),
-            ..Settings::default()
-        }
-        .resolve()
+        let c = serve(&[
+            "--audience",
+            "api.example.com",
+            "--auth-cookie",
+            "__Host-session",
+        ])
         .expect("valid");
         assert_eq!(c.audience, "api.example.com");
         assert_eq!(c.auth_cookie.as_deref(), Some("__Host-session"));
 
         // An empty value leaves the cookie off, as an unset variable does.
-        let c = Settings {
-            auth_cookie: Some(String::new()),
-            ..Settings::default()
-        }
-        .resolve()
-        .expect("valid");
+        let c = serve(&["--auth-cookie", ""]).expect("valid");
         assert_eq!(c.auth_cookie, None);
 
-        for (settings, flag) in [
-            (
-                Settings {
-                    audience: Some(String::new()),
-                    ..Settings::default()
-                },
-                "--audience",
-            ),
-            (
-                Settings {
-                    auth_cookie: Some("a=b".into()),
-                    ..Settings::default()
-                },
-                "--auth-cookie",
-            ),
-            (
-                Settings {
-                    auth_cookie: Some("two words".into()),
-                    ..Settings::default()
-                },
-                "--auth-cookie",
-            ),
-            (
-                Settings {
-                    auth_cookie: Some("semi;colon".into()),
-                    ..Settings::default()
-                },
-                "--auth-cookie",
-            ),
+        for (flag, value) in [
+            ("--audience", ""),
+            ("--auth-cookie", "a=b"),
+            ("--auth-cookie", "two words"),
+            ("--auth-cookie", "semi;colon"),
         ] {
-            let err = settings.resolve().expect_err(flag).to_string();
+            let err = serve(&[flag, value]).expect_err(flag);
             assert!(err.contains(flag), "{err}");
         }
 
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "audience = \"orders\"\nauth_cookie = \"sid\"\n").expect("write");
-        let c = Settings {
-            config: Some(path),
-            ..Settings::default()
-        }
-        .resolve()
-        .expect("valid");
+        let path = file(&dir, "audience = \"orders\"\nauth_cookie = \"sid\"\n");
+        let c = serve(&["--config", &path]).expect("valid");
         assert_eq!(c.audience, "orders");
         assert_eq!(c.auth_cookie.as_deref(), Some("sid"));
     }
@@ -1276,12 +1372,44 @@ mod tests {
     #[test]
     fn unknown_file_key_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "grpc_adr = \"x\"\n").expect("write");
-        let s = Settings {
-            config: Some(path),
-            ..Settings::default()
-        };
-        assert!(s.resolve().is_err());
+        let path = file(&dir, "grpc_adr = \"x\"\n");
+        assert!(serve(&["--config", &path]).is_err());
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("absent.toml");
+        let err = serve(&["--config", path.to_str().expect("utf-8")]).expect_err("absent");
+        assert!(err.contains("absent.toml"), "{err}");
+    }
+
+    #[test]
+    fn callers_come_from_the_file_and_the_callers_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hash = "ab".repeat(32);
+        let main = file(
+            &dir,
+            &format!(
+                "[[callers]]\nname = \"a\"\ncredential_sha256 = \"{hash}\"\nroles = [\"issuer\"]\n"
+            ),
+        );
+        let extra = dir.path().join("callers.toml");
+        std::fs::write(
+            &extra,
+            format!("[[callers]]\nname = \"b\"\ncredential_sha256 = \"{hash}\"\nroles = [\"admin\"]\nrate_limit = 5\n"),
+        )
+        .expect("write");
+        let extra = extra.to_str().expect("utf-8");
+        let c = serve(&["--config", &main, "--callers-file", extra]).expect("valid");
+        let names: Vec<&str> = c.callers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        std::fs::write(
+            dir.path().join("callers.toml"),
+            "[[callers]]\nnme = \"b\"\n",
+        )
+        .expect("write");
+        let err = serve(&["--callers-file", extra]).expect_err("unknown key");
+        assert!(err.contains("callers.toml"), "{err}");
     }
 }

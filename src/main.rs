@@ -68,7 +68,7 @@ async fn migrate(config: &sessiond::Config) -> Result<(), String> {
         println!("the embedded store needs no migration; its tables are created on start");
         return Ok(());
     }
-    sessiond::store::backend::migrate(config)
+    sessiond::store::backend::migrate(&config.store_settings())
         .await
         .map_err(|e| e.to_string())?;
     println!("schema is up to date");

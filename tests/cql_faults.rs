@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use sessiond::config::StoreKind;
 use sessiond::pb;
 use support::{Client, TestServer, issue, poll_until};
 use tonic::Code;
@@ -116,7 +115,7 @@ async fn the_service_fails_closed_while_the_cluster_is_down_and_recovers() {
         node.addr
     );
     let server = TestServer::start_with(|c| {
-        c.store = StoreKind::Scylla(uri.clone());
+        c.store = uri.parse().expect("store uri");
         c.migrate = true;
         c.revocation_poll = Duration::from_millis(200);
     })

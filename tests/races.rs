@@ -619,7 +619,7 @@ mod cql_replicas {
         let keyspace = format!("sessiond_race_{}", uuid::Uuid::new_v4().simple());
         let uri = format!("scylla://{}/{keyspace}?rf=1", cql_node());
         let setup = |c: &mut Config, fails: &Failures| {
-            c.store = sessiond::config::StoreKind::Scylla(uri.clone());
+            c.store = uri.parse().expect("store uri");
             c.migrate = true;
             c.key_dir = keys.path().to_owned();
             c.revocation_poll = POLL;

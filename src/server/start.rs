@@ -99,7 +99,7 @@ pub async fn start(
     // Installed before anything registers a metric handle (the store decorator, the caches).
     let metrics = crate::telemetry::prometheus::install();
     let store: Arc<dyn Store> = Arc::new(MeteredStore::new(
-        crate::store::backend::open(&config).await?,
+        crate::store::backend::open(&config.store_settings()).await?,
         config.hooks.clone(),
     ));
     let key_sources = config.key_sources();

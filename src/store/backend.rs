@@ -1,38 +1,58 @@
-//! Chooses and opens the backend the configuration names.
+//! Chooses and opens the backend the configuration names, from the store's own settings (never
+//! the whole configuration: the store sees no callers, TTLs or issuer).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::embedded::{EmbeddedOptions, EmbeddedStore};
 use super::scylla::{ScyllaConfig, ScyllaStore};
 use super::{Store, StoreError};
-use crate::config::{Config, StoreKind};
 
 /// How long start-up keeps retrying a cluster that does not answer.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(120);
 /// The longest pause between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Opens the configured store: the embedded store under the data directory, or a connection to
-/// the ScyllaDB cluster of the URI. With `--migrate` the schema is created or upgraded first;
-/// without it a missing schema stops start-up with a message saying how to create it.
-pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
-    match &config.store {
-        StoreKind::Embedded => {
-            let dir = config.store_dir().to_owned();
-            let options = EmbeddedOptions {
-                audit_retention: config.audit_retention,
-            };
+/// Everything opening the store needs (`Config::store_settings` makes it).
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    /// Which backend, with its own settings.
+    pub backend: Backend,
+    /// Create or upgrade the ScyllaDB schema before serving (`--migrate`).
+    pub migrate: bool,
+}
+
+/// A backend and the settings it is opened with.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// The embedded store in `dir`.
+    Embedded {
+        /// The data directory.
+        dir: PathBuf,
+        /// Its tunables (audit retention).
+        options: EmbeddedOptions,
+    },
+    /// A ScyllaDB (or Cassandra) cluster; `Debug` never prints its password.
+    Scylla(Box<ScyllaConfig>),
+}
+
+/// Opens the store: the embedded store under its directory, or a connection to the cluster.
+/// With `migrate` the schema is created or upgraded first; without it a missing schema stops
+/// start-up with a message saying how to create it.
+pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    match &settings.backend {
+        Backend::Embedded { dir, options } => {
+            let (dir, options) = (dir.clone(), options.clone());
             let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, options))
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))??;
             tracing::info!(path = %store.path().display(), "embedded store open");
             Ok(Arc::new(store))
         }
-        StoreKind::Scylla(uri) => {
-            let scylla = scylla_config(uri, config)?;
-            let store = connect(&scylla).await?;
-            if config.migrate {
+        Backend::Scylla(scylla) => {
+            let store = connect(scylla).await?;
+            if settings.migrate {
                 store.migrate().await?;
             } else {
                 store.check_schema().await.map_err(|e| {
@@ -48,11 +68,11 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
-/// Creates or upgrades the schema of the configured store; the embedded store needs none.
-pub async fn migrate(config: &Config) -> Result<(), StoreError> {
-    match &config.store {
-        StoreKind::Embedded => Ok(()),
-        StoreKind::Scylla(uri) => connect(&scylla_config(uri, config)?).await?.migrate().await,
+/// Creates or upgrades the schema of the store; the embedded store needs none.
+pub async fn migrate(settings: &StoreSettings) -> Result<(), StoreError> {
+    match &settings.backend {
+        Backend::Embedded { .. } => Ok(()),
+        Backend::Scylla(scylla) => connect(scylla).await?.migrate().await,
     }
 }
 
@@ -76,12 +96,4 @@ async fn connect(scylla: &ScyllaConfig) -> Result<ScyllaStore, StoreError> {
             Err(e) => return Err(e),
         }
     }
-}
-
-/// The cluster settings of a `scylla://` URI, with the service's audit retention.
-fn scylla_config(uri: &str, config: &Config) -> Result<ScyllaConfig, StoreError> {
-    let mut scylla =
-        ScyllaConfig::from_uri(uri).map_err(|e| StoreError::Backend(format!("store uri: {e}")))?;
-    scylla.audit_retention = config.audit_retention;
-    Ok(scylla)
 }

@@ -33,11 +33,11 @@ pub fn fresh_uri(addr: &str) -> String {
 async fn connect(addr: &str) -> Arc<dyn Store> {
     let uri = fresh_uri(addr);
     let mut config = sessiond::Config::new(std::env::temp_dir());
-    config.store = sessiond::config::StoreKind::Scylla(uri);
-    sessiond::store::backend::migrate(&config)
+    config.store = uri.parse().expect("store uri");
+    sessiond::store::backend::migrate(&config.store_settings())
         .await
         .expect("migrate");
-    sessiond::store::backend::open(&config)
+    sessiond::store::backend::open(&config.store_settings())
         .await
         .expect("connect")
 }

@@ -60,8 +60,9 @@ pub fn config(dir: &Path) -> Config {
             let addr = std::env::var("SESSIOND_TEST_CQL")
                 .expect("SESSIOND_TEST_BACKEND=cql needs SESSIOND_TEST_CQL=host:port");
             let keyspace = format!("sessiond_bb_{}", uuid::Uuid::new_v4().simple());
-            config.store =
-                sessiond::config::StoreKind::Scylla(format!("scylla://{addr}/{keyspace}?rf=1"));
+            config.store = format!("scylla://{addr}/{keyspace}?rf=1")
+                .parse()
+                .expect("store uri");
             config.migrate = true;
         }
         Ok(other) => panic!("SESSIOND_TEST_BACKEND={other:?}: expected embedded or cql"),
