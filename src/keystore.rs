@@ -256,7 +256,9 @@ fn generate(algorithm: KeyAlgorithm, path: &Path) -> Result<String, KeyError> {
 
 /// The key id: a digest of the public key (SPKI DER), so it is stable and needs no registry.
 fn kid_of(spki_der: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(&Sha256::digest(spki_der)[..9])
+    let digest = Sha256::digest(spki_der);
+    // 9 of SHA-256's 32 bytes: 12 characters of base64url, no padding.
+    URL_SAFE_NO_PAD.encode(digest.get(..9).unwrap_or_default())
 }
 
 /// A signing key and its own verifying half from a PKCS#8 PEM private key of any supported type.

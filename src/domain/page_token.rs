@@ -23,7 +23,10 @@ fn tag(keys: &Keyring, scope: &str, cursor: &[u8]) -> [u8; TAG_LEN] {
     mac.update(cursor);
     let full = mac.finalize().into_bytes();
     let mut out = [0u8; TAG_LEN];
-    out.copy_from_slice(&full[..TAG_LEN]);
+    // A SHA-256 MAC is 32 bytes, longer than the tag: the zip fills all of `out`.
+    for (o, b) in out.iter_mut().zip(full.iter()) {
+        *o = *b;
+    }
     out
 }
 

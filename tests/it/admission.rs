@@ -15,7 +15,7 @@
 //! it with the generated clients, a raw HTTP/2 client (`h2`) or raw TCP. Waits are bounded:
 //! reads and polls with a deadline, never a sleep to synchronise.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

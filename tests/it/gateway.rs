@@ -8,7 +8,7 @@
 //! generated gRPC clients (sessiond's and Envoy's) and a plain HTTP client. Waits are polls
 //! with a deadline, never sleeps as synchronisation.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! The RPC behaviour of `sessiond.v1.SessionService`, through the generated client against a
 //! real server on `127.0.0.1:0` over a real embedded store in a tempdir.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! Each test runs a real server on a bound listener over a real embedded store in a tempdir
 //! and talks to it through the generated clients. Waits are polls with a deadline.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::future::pending;

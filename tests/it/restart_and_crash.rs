@@ -1,7 +1,7 @@
 //! Durability across restarts: a clean in-process restart on the same data directory, a
 //! SIGKILL of the real binary under load, and SIGTERM draining an in-flight call.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

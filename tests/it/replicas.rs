@@ -2,7 +2,7 @@
 //! winner among racing refreshes. Needs a CQL node (`SESSIOND_TEST_CQL`); `scripts/test` runs
 //! it with `--include-ignored`.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -9,7 +9,7 @@
 //!
 //! Runs on the backend `SESSIOND_TEST_BACKEND` names (`scripts/test` runs it on both).
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

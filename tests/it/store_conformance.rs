@@ -6,7 +6,7 @@
 //! `cargo test` (the listing says so) and run by `scripts/test`, which starts the node and
 //! passes `--include-ignored`. With `--include-ignored` and no node named, they fail.
 
-mod conformance;
+use crate::conformance;
 
 macro_rules! conformance_tests {
     ($($case:ident),* $(,)?) => {

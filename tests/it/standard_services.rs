@@ -1,7 +1,7 @@
 //! The standard services on the gRPC port: health checking and server reflection (v1 and
 //! v1alpha), so `grpcurl -plaintext HOST:PORT list` works with no proto files.
 
-mod support;
+use crate::support;
 
 use prost::Message;
 use support::*;

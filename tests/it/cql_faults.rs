@@ -4,7 +4,7 @@
 //! `scripts/cql-node` (it must stop it, so it cannot borrow the shared one); `scripts/test`
 //! runs it with `--include-ignored`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -8,7 +8,7 @@
 //! `AdminList`, `AdminListAuditEvents`) and for its refusals as `{"error", "message"}` with
 //! 400/401/403/404/429.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -1,0 +1,32 @@
+//! sessiond's black-box suites, in one test binary (one link of the crate and the driver
+//! instead of one per suite). Each module is one suite: it starts real servers on loopback
+//! ports through `support` and calls them with the generated client, raw HTTP or raw HTTP/2.
+//!
+//! The CQL suites are ignored by a plain `cargo test`; `scripts/test` starts a node and runs
+//! them with `--include-ignored` (and without a node named, they fail). `tests/otlp.rs` stays a
+//! binary of its own: it installs the process-wide telemetry subscriber.
+
+// Test code fails by panicking, and indexes what it has just asserted the length of.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod conformance;
+mod support;
+
+mod admin_http;
+mod admission;
+mod cql_faults;
+mod gateway;
+mod keys;
+mod races;
+mod replicas;
+mod restart_and_crash;
+mod rpc;
+mod scylla_smoke;
+mod security;
+mod standard_services;
+mod store_conformance;
