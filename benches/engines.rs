@@ -25,6 +25,14 @@
 //! transactions persisted with `PersistMode::SyncAll` (`fsync`), and once more with
 //! `PersistMode::SyncData` (`fdatasync`) for a like-for-like comparison.
 
+// Test and benchmark code fails by panicking, and indexes what it has just built.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::error::Error;
 use std::path::Path;
 use std::time::{Duration, Instant};

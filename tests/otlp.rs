@@ -6,6 +6,14 @@
 //! receives. The telemetry subscriber is process-wide, hence this suite's own test binary with
 //! a single test.
 
+// Test and benchmark code fails by panicking, and indexes what it has just built.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::sync::{Arc, Mutex};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
