@@ -28,8 +28,6 @@ use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::{Config, ServeError};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -61,13 +59,11 @@ type Authz = AuthorizationClient<InterceptedService<Channel, Bearer>>;
 
 /// One running sessiond with both surfaces.
 struct Gateway {
-    dir: Option<TempDir>,
+    server: support::Spawned,
     http_addr: SocketAddr,
     channel: Channel,
     bearer: Bearer,
     web: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    exit: Option<JoinHandle<Result<(), ServeError>>>,
 }
 
 impl Gateway {
@@ -105,18 +101,8 @@ impl Gateway {
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let grpc_addr = grpc.local_addr().expect("grpc addr");
         let http_addr = http.local_addr().expect("http addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = rx.await;
-        };
         // Both listeners are bound before spawning: clients can connect at once.
-        let exit = tokio::spawn(async move {
-            let result = sessiond::serve_with_http(config, grpc, Some(http), shutdown).await;
-            if let Err(error) = &result {
-                eprintln!("sessiond::serve_with_http failed: {error}");
-            }
-            result
-        });
+        let server = support::Spawned::spawn_with_http(dir, config, grpc, http);
         let channel = Endpoint::from_shared(format!("http://{grpc_addr}"))
             .expect("endpoint")
             .connect()
@@ -125,13 +111,11 @@ impl Gateway {
         let bearer =
             Bearer(credential.map(|c| format!("Bearer {c}").parse().expect("credential is ascii")));
         Self {
-            dir: Some(dir),
+            server,
             http_addr,
             channel,
             bearer,
             web: reqwest::Client::new(),
-            shutdown: Some(tx),
-            exit: Some(exit),
         }
     }
 
@@ -189,7 +173,7 @@ impl Gateway {
     }
 
     fn path(&self) -> &std::path::Path {
-        self.dir.as_ref().expect("dir kept until stop").path()
+        self.server.path()
     }
 
     async fn issue(&self, user: &str, tenant: &str, ttl: Option<Duration>) -> pb::IssueResponse {
@@ -209,23 +193,8 @@ impl Gateway {
     }
 
     /// Stops the server, checks `serve_with_http` returned `Ok`, and hands back the data dir.
-    async fn stop(mut self) -> TempDir {
-        self.shutdown.take().expect("running").send(()).ok();
-        let exit = self.exit.take().expect("running");
-        tokio::time::timeout(DEADLINE, exit)
-            .await
-            .expect("serve returns within the deadline")
-            .expect("serve task")
-            .expect("serve returns Ok");
-        self.dir.take().expect("dir kept until stop")
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    async fn stop(self) -> TempDir {
+        self.server.stop().await
     }
 }
 

@@ -37,16 +37,13 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 pub const CHROME_ON_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) \
     AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
-/// One running sessiond and a client connected to it.
+/// One running sessiond (a [`Spawned`] server) and a client connected to it.
 pub struct TestServer {
-    /// The data directory; kept alive as long as the server (and handed back by `stop`).
-    dir: Option<TempDir>,
+    server: Spawned,
     /// Where the server listens.
     pub addr: SocketAddr,
     /// A connected client.
     pub client: Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    exit: Option<JoinHandle<Result<(), ServeError>>>,
 }
 
 /// The defaults of `Config::new` on `dir`, on the backend `SESSIOND_TEST_BACKEND` names:
@@ -88,27 +85,13 @@ impl TestServer {
     pub async fn start_in(dir: TempDir, config: Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let shutdown = async move {
-            // A dropped sender means the test is over: shut down too.
-            let _ = rx.await;
-        };
         // Bound before spawning: the client can connect immediately.
-        let exit = tokio::spawn(async move {
-            let result = sessiond::serve(config, listener, shutdown).await;
-            if let Err(error) = &result {
-                // Calls then fail with a transport error; this says why.
-                eprintln!("sessiond::serve failed: {error}");
-            }
-            result
-        });
+        let server = Spawned::spawn(dir, config, listener);
         let client = connect(addr).await;
         Self {
-            dir: Some(dir),
+            server,
             addr,
             client,
-            shutdown: Some(tx),
-            exit: Some(exit),
         }
     }
 
@@ -124,20 +107,13 @@ impl TestServer {
 
     /// Triggers a clean shutdown, waits for `serve` to return, checks it returned `Ok`, and
     /// hands back the data directory for a restart.
-    pub async fn stop(mut self) -> TempDir {
-        self.shutdown.take().expect("not stopped yet").send(()).ok();
-        let exit = self.exit.take().expect("not stopped yet");
-        let result = tokio::time::timeout(DEADLINE, exit)
-            .await
-            .expect("serve did not return within the deadline")
-            .expect("serve task panicked");
-        result.expect("serve returned an error");
-        self.dir.take().expect("dir is kept until stop")
+    pub async fn stop(self) -> TempDir {
+        self.server.stop().await
     }
 
     /// The data directory.
     pub fn path(&self) -> &Path {
-        self.dir.as_ref().expect("dir is kept until stop").path()
+        self.server.path()
     }
 
     /// Issues a session for `user` with no client info.
@@ -148,15 +124,6 @@ impl TestServer {
     /// Validates an access token: `(valid, reason)`.
     pub async fn validate(&self, token: &str) -> (bool, pb::InvalidReason) {
         validate(&mut self.client(), token).await
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        // A test that failed before `stop` still ends its server.
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
 
@@ -426,8 +393,10 @@ pub fn new_caller(name: &str, roles: &[Role]) -> (CallerSpec, String) {
     (spec, credential)
 }
 
-/// A sessiond serving on a listener the test bound itself, with no client attached (for TLS,
-/// or a listener on another address than `127.0.0.1`).
+/// A sessiond serving on listeners the test bound itself, with no client attached: the one
+/// spawned-server helper every suite builds on (for TLS, a listener on another address than
+/// `127.0.0.1`, or the HTTP surface beside gRPC). Dropped without `stop`, it still shuts the
+/// server down.
 pub struct Spawned {
     dir: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -484,6 +453,11 @@ impl Spawned {
             .expect("serve task panicked")
             .expect("serve returned an error");
         self.dir.take().expect("dir is kept until stop")
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("dir is kept until stop").path()
     }
 }
 
