@@ -449,6 +449,7 @@ impl Store for EmbeddedStore {
 
     async fn user_not_before(&self, user: &UserId) -> Result<UserNotBefore, StoreError> {
         let prefix = keys::user_prefix(user);
+        let now = Timestamp::now();
         self.read(move |txn| {
             let table = txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
             let end = keys::prefix_end(&prefix);
@@ -458,6 +459,12 @@ impl Store for EmbeddedStore {
                 .map_err(backend)?
             {
                 let (k, v) = entry.map_err(backend)?;
+                // A mark past its keep-until is absent, as every expired row is (and as the
+                // ScyllaDB backend's time-to-live makes it), until the sweeper removes it.
+                let (at, keep_until) = v.value();
+                if keep_until <= now.as_micros() {
+                    continue;
+                }
                 let tenant_bytes = k
                     .value()
                     .get(prefix.len()..k.value().len().saturating_sub(1))
@@ -466,7 +473,7 @@ impl Store for EmbeddedStore {
                     .ok()
                     .and_then(|t| TenantId::parse("tenant_id", t).ok())
                     .ok_or_else(|| StoreError::Backend("corrupt not-before key".into()))?;
-                out.insert(tenant, Timestamp::from_micros(v.value().0));
+                out.insert(tenant, Timestamp::from_micros(at));
             }
             Ok(out)
         })

@@ -52,6 +52,13 @@ impl Backend {
 }
 
 pub mod cql;
+pub mod detailed;
+
+pub use detailed::{
+    audit_paging, create_get_and_exact_round_trip, expired_sessions_are_absent, not_before_marks,
+    paging_and_cursors, ping_and_sweep, revocation, sixteen_racing_rotations_have_one_winner,
+    touches, user_listing,
+};
 
 fn user() -> UserId {
     UserId::parse("user_id", &format!("conf-{}", uuid::Uuid::new_v4())).expect("user id")
