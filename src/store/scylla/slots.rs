@@ -11,6 +11,14 @@
 //! own. If it dies in between, the evicted sessions stay live and its own is never created,
 //! so the user still has at most `cap`; the next `Issue` sees the evicted ones in the user's
 //! listing (which is merged in) and evicts them again.
+//!
+//! A slot whose session does not exist yet belongs to a winner between its write and its
+//! create, and that winner may still be revoking what it evicted. A racer that sees one waits
+//! for it rather than decide on that half-done state: evicting a session that is not yet
+//! created would miss it (the revocation finds nothing, then the create makes it live), and a
+//! session the winner is still revoking would look active and could be kept in its place.
+//! Either way the user would end with more than `cap`. A slot pending for longer than
+//! [`PENDING_PATIENCE`] belongs to a winner that died, and counts as gone.
 
 use std::collections::BTreeMap;
 
@@ -22,9 +30,12 @@ use crate::model::records::SessionRecord;
 use crate::model::time::Timestamp;
 use crate::store::StoreError;
 
-/// How many compare-and-set rounds one `Issue` may lose before it gives up (`UNAVAILABLE`):
-/// enough for dozens of simultaneous logins of one user, each round won by one of them.
-const MAX_ROUNDS: u32 = 64;
+/// How long one `Issue` may take to settle the cap before it gives up (`UNAVAILABLE`):
+/// enough for dozens of simultaneous logins of one user, each round won by one of them, and
+/// within the request deadline.
+const SETTLE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a slot may wait for its session to be created before its winner counts as dead.
+const PENDING_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 /// The longest pause between two rounds; a random share of it spreads racers apart so that
 /// Paxos is not fought over by all of them at once.
 const MAX_BACKOFF_MS: u64 = 32;
@@ -42,8 +53,11 @@ impl ScyllaStore {
         cap: usize,
     ) -> Result<Vec<SessionId>, StoreError> {
         let user = record.user_id.as_str();
-        for round in 0..MAX_ROUNDS {
-            if round > 0 {
+        let deadline = tokio::time::Instant::now() + SETTLE_PATIENCE;
+        let mut round: u32 = 0;
+        while tokio::time::Instant::now() < deadline {
+            round = round.saturating_add(1);
+            if round > 1 {
                 let ceiling = MAX_BACKOFF_MS.min(1 << round.min(5));
                 let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ceiling);
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
@@ -53,7 +67,10 @@ impl ScyllaStore {
                 .first_row::<(Option<Slots>,)>("reading session slots", &st.select_slots, (user,))
                 .await?
                 .map(|(slots,)| slots.unwrap_or_default());
-            let counted = self.counted(st, record, current.as_ref(), now).await?;
+            let Some(counted) = self.counted(st, record, current.as_ref(), now).await? else {
+                // Another winner is between its write and its create: decide after it.
+                continue;
+            };
             // Newest first: v7 ids order by creation time.
             let mut ids: Vec<(Uuid, i64)> = counted.into_iter().collect();
             ids.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
@@ -95,13 +112,14 @@ impl ScyllaStore {
 
     /// The sessions that count against the cap now: the slots (less those known to be over)
     /// and whatever the user's listing shows active, which heals a set a crash left short.
+    /// `None` while another winner's session is still being created (see the module docs).
     async fn counted(
         &self,
         st: &Statements,
         record: &SessionRecord,
         slots: Option<&Slots>,
         now: Timestamp,
-    ) -> Result<Slots, StoreError> {
+    ) -> Result<Option<Slots>, StoreError> {
         use crate::store::Store;
         let active = self.list_user_sessions(&record.user_id, None).await?;
         let mut counted: Slots = active
@@ -112,17 +130,25 @@ impl ScyllaStore {
             if counted.contains_key(id) || *expires <= now.as_micros() {
                 continue;
             }
-            // Not listed active: revoked (drop it) or still being created by the `Issue`
-            // that claimed it (keep it: it will be live in a moment).
+            // Not listed active: revoked (drop it), or not yet created by the `Issue` that
+            // claimed it (wait for it), or claimed by an `Issue` that died (drop it).
+            if *id == record.id.as_uuid() {
+                continue;
+            }
             let stored = self
                 .read_session(&st.select_session, SessionId::from_uuid(*id), now)
                 .await?;
-            if stored.is_none_or(|r| !r.is_revoked()) {
-                counted.insert(*id, *expires);
+            match stored {
+                Some(r) if r.is_revoked() => {}
+                Some(_) => {
+                    counted.insert(*id, *expires);
+                }
+                None if claimed_recently(*id, now) => return Ok(None),
+                None => {}
             }
         }
         counted.remove(&record.id.as_uuid());
-        Ok(counted)
+        Ok(Some(counted))
     }
 
     /// Runs a slot compare-and-set: `Some(applied)`, or `None` when its outcome is unknown.
@@ -157,4 +183,18 @@ impl ScyllaStore {
             .and_then(|(s,)| s)
             .is_some_and(|s| s.contains_key(&record.id.as_uuid())))
     }
+}
+
+/// Whether the session of a slot was made (its v7 id says when) less than
+/// [`PENDING_PATIENCE`] ago, so that its `Issue` may still be creating it.
+fn claimed_recently(id: Uuid, now: Timestamp) -> bool {
+    let Some(made) = id.get_timestamp() else {
+        return false;
+    };
+    let (secs, nanos) = made.to_unix();
+    let made_us = i64::try_from(secs)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(nanos / 1000));
+    Timestamp::from_micros(made_us).plus(PENDING_PATIENCE) > now
 }
