@@ -154,6 +154,10 @@ pub struct Config {
     pub revocation_poll: Duration,
     /// Least time between two last-seen writes of one session.
     pub last_seen_interval: Duration,
+    /// How long the previous refresh token still answers the same successor (0 = strict).
+    pub refresh_grace: Duration,
+    /// Idle timeout of sessions whose `Issue` gives none (0 = off).
+    pub idle_timeout: Duration,
     /// Most live sessions per user (0 = no limit).
     pub max_sessions_per_user: usize,
     /// A test's pauses and injected store failures; none from the command line.
@@ -258,6 +262,8 @@ impl Config {
             max_session_ttl: Duration::from_secs(90 * 24 * 3600),
             revocation_poll: Duration::from_secs(1),
             last_seen_interval: Duration::from_secs(60),
+            refresh_grace: Duration::from_secs(10),
+            idle_timeout: Duration::ZERO,
             max_sessions_per_user: 100,
             hooks: crate::hooks::Hooks::default(),
             clock: crate::model::SystemClock::shared(),
@@ -415,6 +421,15 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_LAST_SEEN_INTERVAL", value_parser = parsed::<Duration>())]
     #[serde(with = "text")]
     pub last_seen_interval: Option<Duration>,
+    /// How long a rotated-away refresh token still answers the same successor, 0s for strict
+    /// rotation [default: 10s]
+    #[arg(long, env = "SESSIOND_REFRESH_GRACE", value_parser = parsed::<Duration>())]
+    #[serde(with = "text")]
+    pub refresh_grace: Option<Duration>,
+    /// Idle timeout of sessions whose Issue gives none, 0s for none [default: 0s]
+    #[arg(long, env = "SESSIOND_IDLE_TIMEOUT", value_parser = parsed::<Duration>())]
+    #[serde(with = "text")]
+    pub idle_timeout: Option<Duration>,
     /// Most live sessions per user, 0 for no limit [default: 100]
     #[arg(long, env = "SESSIOND_MAX_SESSIONS_PER_USER", value_parser = parsed::<usize>())]
     #[serde(with = "text")]
@@ -545,6 +560,8 @@ impl Settings {
             max_session_ttl: s.max_session_ttl.unwrap_or(d.max_session_ttl),
             revocation_poll: s.revocation_poll.unwrap_or(d.revocation_poll),
             last_seen_interval: s.last_seen_interval.unwrap_or(d.last_seen_interval),
+            refresh_grace: s.refresh_grace.unwrap_or(d.refresh_grace),
+            idle_timeout: s.idle_timeout.unwrap_or(d.idle_timeout),
             max_sessions_per_user: s.max_sessions_per_user.unwrap_or(d.max_sessions_per_user),
             issuer: s.issuer.unwrap_or(d.issuer),
             audience: s.audience.unwrap_or(d.audience),
@@ -920,6 +937,22 @@ impl Config {
                 "--last-seen-interval",
                 "SESSIOND_LAST_SEEN_INTERVAL",
                 "must be at least 1s",
+            ));
+        }
+        if self.refresh_grace > Duration::from_secs(300) {
+            return Err(invalid(
+                "--refresh-grace",
+                "SESSIOND_REFRESH_GRACE",
+                "must be between 0s and 5m",
+            ));
+        }
+        // Activity reaches the store once per last-seen interval: a shorter timeout would
+        // end sessions that are in use.
+        if !self.idle_timeout.is_zero() && self.idle_timeout < self.last_seen_interval * 2 {
+            return Err(invalid(
+                "--idle-timeout",
+                "SESSIOND_IDLE_TIMEOUT",
+                "must be 0s or at least twice --last-seen-interval",
             ));
         }
         if self.issuer.is_empty() {

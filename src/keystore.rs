@@ -427,6 +427,9 @@ mod tests {
             issued_at: now,
             expires_at: now.plus(std::time::Duration::from_secs(60)),
             grant: Some(access::Grant::new("login", "aud")),
+            auth_time: Some(now),
+            acr: String::new(),
+            amr: Vec::new(),
         }
     }
 

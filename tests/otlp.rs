@@ -111,6 +111,7 @@ async fn rpc_and_store_spans_reach_the_collector() {
     let reply = client
         .validate(with_trace_context(pb::ValidateRequest {
             access_token: token.clone(),
+            ..Default::default()
         }))
         .await
         .expect("validate")

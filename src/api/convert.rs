@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::domain::audit::Caller;
 use crate::domain::client::{Client, parse_metadata};
-use crate::domain::{DomainError, IssueRequest, Session, TokenPair, TokenProblem};
+use crate::domain::{DomainError, IssueRequest, Session, SignInRequest, TokenPair, TokenProblem};
 use crate::model::FieldError;
 use crate::model::ids::{SessionId, TenantId, UserId};
 use crate::model::records::AuditRecord;
@@ -36,6 +36,73 @@ pub fn session(r: Session, current: bool) -> pb::Session {
         current,
         revoked_at: r.revoked_at.map(timestamp),
         revoke_reason: r.revoke_reason,
+        idle_timeout: r.idle_timeout.map(duration),
+        auth_time: Some(timestamp(r.sign_in.auth_time)),
+        acr: r.sign_in.acr,
+        amr: r.sign_in.amr,
+    }
+}
+
+/// A domain duration as a protobuf duration.
+pub fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        // Below one billion by construction.
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A protobuf duration that must not be negative, as a domain duration; `field` names it in
+/// the error.
+pub fn non_negative(
+    field: &'static str,
+    d: prost_types::Duration,
+) -> Result<Duration, DomainError> {
+    if d.seconds < 0 || d.nanos < 0 {
+        return Err(DomainError::invalid(field, "must not be negative"));
+    }
+    let secs = u64::try_from(d.seconds).map_err(|_| DomainError::invalid(field, "out of range"))?;
+    let nanos = u32::try_from(d.nanos).map_err(|_| DomainError::invalid(field, "out of range"))?;
+    if nanos >= 1_000_000_000 {
+        return Err(DomainError::invalid(field, "out of range"));
+    }
+    Ok(Duration::new(secs, nanos))
+}
+
+/// A protobuf timestamp as a domain instant; `field` names it in the error.
+pub fn instant(field: &'static str, t: prost_types::Timestamp) -> Result<Timestamp, DomainError> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(DomainError::invalid(field, "out of range"));
+    }
+    let micros = t
+        .seconds
+        .checked_mul(1_000_000)
+        .and_then(|s| s.checked_add(i64::from(t.nanos / 1000)))
+        .filter(|m| *m >= 0)
+        .ok_or_else(|| DomainError::invalid(field, "out of range"))?;
+    Ok(Timestamp::from_micros(micros))
+}
+
+/// The sign-in a request states (Issue, StepUp), checked later against the clock.
+pub fn sign_in_request(
+    auth_time: Option<prost_types::Timestamp>,
+    acr: String,
+    amr: Vec<String>,
+) -> Result<SignInRequest, DomainError> {
+    Ok(SignInRequest {
+        auth_time: auth_time.map(|t| instant("auth_time", t)).transpose()?,
+        acr,
+        amr,
+    })
+}
+
+/// Client information a request gives, `None` when it gives none (or only empty fields).
+pub fn given_client(c: Option<pb::ClientInfo>) -> Result<Option<Client>, DomainError> {
+    match c {
+        Some(c) if !(c.ip.is_empty() && c.user_agent.is_empty() && c.device_name.is_empty()) => {
+            Client::parse(&c.ip, &c.user_agent, &c.device_name).map(Some)
+        }
+        _ => Ok(None),
     }
 }
 
@@ -72,6 +139,8 @@ pub fn invalid_reason(p: TokenProblem) -> pb::InvalidReason {
         TokenProblem::Expired => pb::InvalidReason::Expired,
         TokenProblem::Revoked => pb::InvalidReason::Revoked,
         TokenProblem::UnknownSession => pb::InvalidReason::UnknownSession,
+        TokenProblem::Idle => pb::InvalidReason::IdleTimeout,
+        TokenProblem::StepUpRequired => pb::InvalidReason::StepUpRequired,
     }
 }
 
@@ -102,6 +171,11 @@ pub fn issue_request(r: pb::IssueRequest) -> Result<IssueRequest, DomainError> {
         client: client(r.client)?,
         ttl,
         metadata: parse_metadata(r.metadata)?,
+        idle_timeout: r
+            .idle_timeout
+            .map(|d| non_negative("idle_timeout", d))
+            .transpose()?,
+        sign_in: sign_in_request(r.auth_time, r.acr, r.amr)?,
     })
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, caller};
+use crate::domain::validate::StepUpDemand;
 use crate::domain::{Sessions, Verdict};
 use crate::model::ids::{TenantId, UserId};
 use crate::pb;
@@ -44,12 +45,30 @@ impl SessionService for SessionApi {
     ) -> Result<Response<pb::RefreshResponse>, Status> {
         let caller = caller(&req);
         let r = req.into_inner();
-        let client = convert::client(r.client)?;
+        let client = convert::given_client(r.client)?;
         let issued = self
             .sessions
-            .refresh(&caller, &r.refresh_token, &client)
+            .refresh(&caller, &r.refresh_token, client.as_ref())
             .await?;
         Ok(Response::new(pb::RefreshResponse {
+            session: Some(convert::session(issued.session, true)),
+            tokens: Some(convert::tokens(issued.tokens)),
+        }))
+    }
+
+    async fn step_up(
+        &self,
+        req: Request<pb::StepUpRequest>,
+    ) -> Result<Response<pb::StepUpResponse>, Status> {
+        let caller = caller(&req);
+        let r = req.into_inner();
+        let client = convert::given_client(r.client)?;
+        let sign_in = convert::sign_in_request(r.auth_time, r.acr, r.amr)?;
+        let issued = self
+            .sessions
+            .step_up(&caller, &r.access_token, sign_in, client.as_ref())
+            .await?;
+        Ok(Response::new(pb::StepUpResponse {
             session: Some(convert::session(issued.session, true)),
             tokens: Some(convert::tokens(issued.tokens)),
         }))
@@ -59,8 +78,15 @@ impl SessionService for SessionApi {
         &self,
         req: Request<pb::ValidateRequest>,
     ) -> Result<Response<pb::ValidateResponse>, Status> {
-        let token = req.into_inner().access_token;
-        let reply = match self.sessions.validate(&token).await? {
+        let r = req.into_inner();
+        let demand = StepUpDemand {
+            max_age: r
+                .max_age
+                .map(|d| convert::non_negative("max_age", d))
+                .transpose()?,
+            acr_values: r.acr_values,
+        };
+        let reply = match self.sessions.validate_for(&r.access_token, &demand).await? {
             Verdict::Valid(valid) => pb::ValidateResponse {
                 valid: true,
                 reason: pb::InvalidReason::Unspecified as i32,

@@ -30,6 +30,8 @@ pub enum Rpc {
     AdminRevokeAllSessions,
     /// `SessionService/AdminListAuditEvents`.
     AdminListAuditEvents,
+    /// `SessionService/StepUp`.
+    StepUp,
     /// Envoy's external authorization `Check`.
     EnvoyCheck,
     /// `grpc.health.v1.Health/Check`.
@@ -49,7 +51,7 @@ pub const SESSION_SERVICE: &str = "sessiond.v1.SessionService";
 
 impl Rpc {
     /// Every RPC, in the order metrics list them.
-    pub const ALL: [Rpc; 17] = [
+    pub const ALL: [Rpc; 18] = [
         Rpc::Issue,
         Rpc::Refresh,
         Rpc::Validate,
@@ -61,6 +63,7 @@ impl Rpc {
         Rpc::AdminRevokeSession,
         Rpc::AdminRevokeAllSessions,
         Rpc::AdminListAuditEvents,
+        Rpc::StepUp,
         Rpc::EnvoyCheck,
         Rpc::HealthCheck,
         Rpc::HealthWatch,
@@ -82,7 +85,8 @@ impl Rpc {
             | Rpc::AdminRevokeUser
             | Rpc::AdminRevokeSession
             | Rpc::AdminRevokeAllSessions
-            | Rpc::AdminListAuditEvents => SESSION_SERVICE,
+            | Rpc::AdminListAuditEvents
+            | Rpc::StepUp => SESSION_SERVICE,
             Rpc::EnvoyCheck => "envoy.service.auth.v3.Authorization",
             Rpc::HealthCheck | Rpc::HealthWatch | Rpc::HealthList => "grpc.health.v1.Health",
             Rpc::Reflection => "grpc.reflection.v1.ServerReflection",
@@ -104,6 +108,7 @@ impl Rpc {
             Rpc::AdminRevokeSession => "AdminRevokeSession",
             Rpc::AdminRevokeAllSessions => "AdminRevokeAllSessions",
             Rpc::AdminListAuditEvents => "AdminListAuditEvents",
+            Rpc::StepUp => "StepUp",
             Rpc::EnvoyCheck | Rpc::HealthCheck => "Check",
             Rpc::HealthWatch => "Watch",
             Rpc::HealthList => "List",
@@ -114,7 +119,7 @@ impl Rpc {
     /// The role a caller needs; `None` for the open services (health, reflection).
     pub fn role(self) -> Option<Role> {
         match self {
-            Rpc::Issue | Rpc::Refresh => Some(Role::Issuer),
+            Rpc::Issue | Rpc::Refresh | Rpc::StepUp => Some(Role::Issuer),
             Rpc::Validate | Rpc::List | Rpc::Revoke | Rpc::RevokeAll | Rpc::EnvoyCheck => {
                 Some(Role::Validator)
             }

@@ -333,6 +333,7 @@ fn issue_request(user_id: String) -> pb::IssueRequest {
         }),
         ttl: None,
         metadata: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -661,6 +662,7 @@ impl Work {
                 let reply = client
                     .validate(pb::ValidateRequest {
                         access_token: token,
+                        ..Default::default()
                     })
                     .await
                     .map_err(|s| status_text(&s))?

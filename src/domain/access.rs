@@ -4,7 +4,8 @@
 //! Besides the registered claims (`sub`, `iat`, `exp`, `iss`, `aud`, `jti`) a token carries
 //! `client_id` (the calling service that obtained it), `sid` (its session), `tid` (its tenant,
 //! when set) and `iat_us`, the issue instant in microseconds, so "not before" revocations
-//! compare at sub-second precision. Its header says `typ` `at+jwt`, so that no other JWT signed
+//! compare at sub-second precision; and the sign-in behind it (RFC 9470): `auth_time` (whole
+//! seconds), with `acr` and `amr` when the login service gave them. Its header says `typ` `at+jwt`, so that no other JWT signed
 //! with the same key (an ID token, say) can pass for an access token (RFC 9068 §4).
 //!
 //! An earlier version signed tokens with `typ` `JWT` and without `aud`, `jti` and `client_id`.
@@ -53,6 +54,12 @@ struct Claims {
     jti: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auth_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    acr: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    amr: Vec<String>,
 }
 
 /// What a verified access token says.
@@ -71,6 +78,13 @@ pub struct AccessClaims {
     /// Its RFC 9068 claims. Every token this version signs has them; `None` marks a token an
     /// earlier version signed (`typ` `JWT`).
     pub grant: Option<Grant>,
+    /// When the user authenticated (whole seconds, as in the token); `None` on a token an
+    /// earlier version signed.
+    pub auth_time: Option<Timestamp>,
+    /// The sign-in's authentication context class reference, or empty.
+    pub acr: String,
+    /// The sign-in's authentication methods.
+    pub amr: Vec<String>,
 }
 
 /// The RFC 9068 claims that say which token this is, who obtained it and for whom.
@@ -118,6 +132,9 @@ pub fn sign(keys: &Keyring, issuer: &str, claims: &AccessClaims) -> Result<Strin
         aud: Some(grant.audience.clone()),
         jti: Some(grant.token_id.to_string()),
         client_id: Some(grant.client_id.clone()),
+        auth_time: claims.auth_time.map(Timestamp::as_secs),
+        acr: claims.acr.clone(),
+        amr: claims.amr.clone(),
     };
     let token = jsonwebtoken::encode(&header, &body, &keys.signing.encoding)
         .map_err(|e| DomainError::Internal(format!("cannot sign access token: {e}")))?;
@@ -207,6 +224,11 @@ pub fn verify(
         issued_at: Timestamp::from_micros(c.iat_us),
         expires_at: Timestamp::from_micros(c.exp.saturating_mul(1_000_000)),
         grant,
+        auth_time: c
+            .auth_time
+            .map(|secs| Timestamp::from_micros(secs.saturating_mul(1_000_000))),
+        acr: c.acr,
+        amr: c.amr,
     })
 }
 
@@ -279,6 +301,9 @@ mod tests {
             // Whole seconds, as a token carries them.
             expires_at: Timestamp::from_micros((now.as_secs() + 60) * 1_000_000),
             grant,
+            auth_time: None,
+            acr: String::new(),
+            amr: Vec::new(),
         }
     }
 

@@ -82,6 +82,8 @@ pub enum AuditKind {
     SessionLimitEvicted,
     /// An operator rejected every token issued so far.
     GlobalRevoke,
+    /// The login service authenticated the user again for a session (`StepUp`).
+    SessionSteppedUp,
 }
 
 impl AuditKind {
@@ -96,6 +98,7 @@ impl AuditKind {
             AuditKind::RefreshTokenReuse => "refresh_token_reuse",
             AuditKind::SessionLimitEvicted => "session_limit_evicted",
             AuditKind::GlobalRevoke => "global_revoke",
+            AuditKind::SessionSteppedUp => "session_stepped_up",
         }
     }
 }

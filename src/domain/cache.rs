@@ -30,7 +30,7 @@ use crate::model::ids::{SessionId, UserId};
 use crate::model::records::SessionRecord;
 use crate::model::time::Timestamp;
 use crate::store::UserNotBefore;
-use crate::telemetry::prometheus::{CACHE_REQUESTS, VALIDATE};
+use crate::telemetry::prometheus::{CACHE_REQUESTS, REFRESH, VALIDATE};
 
 /// A session as the hot path sees it, with the instant of its last written-behind touch.
 #[derive(Debug)]
@@ -215,6 +215,10 @@ pub struct Outcomes {
     pub revoked: Counter,
     /// `TokenProblem::UnknownSession`.
     pub unknown_session: Counter,
+    /// `TokenProblem::Idle`.
+    pub idle_timeout: Counter,
+    /// `TokenProblem::StepUpRequired`.
+    pub step_up_required: Counter,
     /// The store could not answer.
     pub error: Counter,
 }
@@ -229,7 +233,33 @@ impl Outcomes {
             expired: result("expired"),
             revoked: result("revoked"),
             unknown_session: result("unknown_session"),
+            idle_timeout: result("idle_timeout"),
+            step_up_required: result("step_up_required"),
             error: result("error"),
+        }
+    }
+}
+
+/// One counter per outcome of a presented refresh token.
+pub struct RefreshOutcomes {
+    /// Rotated to the next generation.
+    pub rotated: Counter,
+    /// Answered the same successor inside the grace.
+    pub grace_replay: Counter,
+    /// Reuse: the previous generation after the grace.
+    pub replay_after_grace: Counter,
+    /// Reuse: an older generation.
+    pub stale_generation: Counter,
+}
+
+impl RefreshOutcomes {
+    fn new() -> Self {
+        let result = |r: &'static str| metrics::counter!(REFRESH, "result" => r);
+        Self {
+            rotated: result("rotated"),
+            grace_replay: result("grace_replay"),
+            replay_after_grace: result("replay_after_grace"),
+            stale_generation: result("stale_generation"),
         }
     }
 }
@@ -245,6 +275,8 @@ pub struct Meters {
     pub users: HitMiss,
     /// Outcomes of `Sessions::validate`.
     pub outcomes: Outcomes,
+    /// Outcomes of presented refresh tokens.
+    pub refreshes: RefreshOutcomes,
 }
 
 impl Meters {
@@ -254,6 +286,7 @@ impl Meters {
             sessions: HitMiss::new("sessions"),
             users: HitMiss::new("users"),
             outcomes: Outcomes::new(),
+            refreshes: RefreshOutcomes::new(),
         }
     }
 }

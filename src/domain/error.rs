@@ -17,6 +17,11 @@ pub enum TokenProblem {
     Revoked,
     /// The session does not exist (or no longer exists).
     UnknownSession,
+    /// The session saw no activity for longer than its idle timeout.
+    Idle,
+    /// The sign-in is older than the caller's `max_age`, or its `acr` is not one the caller
+    /// accepts. Only `Validate` asks this.
+    StepUpRequired,
 }
 
 impl TokenProblem {
@@ -28,6 +33,8 @@ impl TokenProblem {
             TokenProblem::Expired => "TOKEN_EXPIRED",
             TokenProblem::Revoked => "SESSION_REVOKED",
             TokenProblem::UnknownSession => "SESSION_UNKNOWN",
+            TokenProblem::Idle => "SESSION_IDLE",
+            TokenProblem::StepUpRequired => "STEP_UP_REQUIRED",
         }
     }
 
@@ -38,6 +45,8 @@ impl TokenProblem {
             TokenProblem::Expired => "token has expired",
             TokenProblem::Revoked => "session has been revoked",
             TokenProblem::UnknownSession => "session does not exist",
+            TokenProblem::Idle => "session was idle for longer than its idle timeout",
+            TokenProblem::StepUpRequired => "a more recent or stronger sign-in is required",
         }
     }
 }

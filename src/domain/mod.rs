@@ -14,12 +14,13 @@ pub mod last_seen;
 pub mod page_token;
 pub mod refresh;
 pub mod revoke;
+pub mod rotation;
 pub mod secrets;
 pub mod sessions;
 pub mod validate;
 pub mod view;
 
 pub use error::{DomainError, TokenProblem};
-pub use sessions::{IssueRequest, Issued, Policy, Sessions, TokenPair};
+pub use sessions::{IssueRequest, Issued, Policy, Sessions, SignInRequest, TokenPair};
 pub use validate::Verdict;
 pub use view::{Session, ValidToken};

@@ -4,6 +4,12 @@
 //! secret (32 random bytes) ‖ tag (32, HMAC-SHA256 of all before it under a pepper-derived key).
 //! A token whose tag fails is rejected before any store access, so forged tokens can neither
 //! probe nor revoke sessions. The store keeps only a keyed hash of the current token.
+//!
+//! The secret is derived: HMAC-SHA256 over session id ‖ generation ‖ the session's stored salt,
+//! under a key derived from the pepper. So the service can compute a generation's token again
+//! (a replay inside the refresh grace gets the very same successor, whichever replica answers
+//! and whichever racer won the compare-and-set), while a reader of the store, who has the salt
+//! and the hashes but not the pepper, can compute no token at all.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,7 +20,7 @@ use super::error::TokenProblem;
 use super::secrets::Keyring;
 use crate::model::ids::SessionId;
 use crate::model::limits::MAX_TOKEN_BYTES;
-use crate::model::records::RefreshHash;
+use crate::model::records::{RefreshHash, RefreshSalt};
 
 const VERSION: u8 = 1;
 const BODY_LEN: usize = 1 + 16 + 4 + 32;
@@ -31,13 +37,29 @@ pub struct RefreshToken {
 }
 
 impl RefreshToken {
-    /// A new token of `generation` for `session_id`, with 256 fresh random bits.
-    pub fn generate(session_id: SessionId, generation: u32) -> Self {
+    /// A fresh random salt for a session's token chain.
+    pub fn new_salt() -> RefreshSalt {
+        let mut salt = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        RefreshSalt(salt)
+    }
+
+    /// The token of `generation` of session `session_id`, whose chain is salted with `salt`:
+    /// the same inputs give the same token, on every replica.
+    pub fn derive(
+        keys: &Keyring,
+        session_id: SessionId,
+        generation: u32,
+        salt: &RefreshSalt,
+    ) -> Self {
         let mut body = [0u8; BODY_LEN];
         body[0] = VERSION;
         body[1..17].copy_from_slice(session_id.as_bytes());
         body[17..21].copy_from_slice(&generation.to_be_bytes());
-        rand::rngs::OsRng.fill_bytes(&mut body[21..]);
+        let mut mac = keys.refresh_chain();
+        mac.update(&body[..21]);
+        mac.update(&salt.0);
+        body[21..].copy_from_slice(&mac.finalize().into_bytes());
         Self {
             session_id,
             generation,
@@ -107,10 +129,35 @@ mod tests {
     }
 
     #[test]
+    fn derived_tokens_repeat_only_for_the_same_inputs() {
+        let keys = keys();
+        let id = SessionId::new();
+        let salt = RefreshToken::new_salt();
+        let a = RefreshToken::derive(&keys, id, 3, &salt).encode(&keys);
+        assert_eq!(a, RefreshToken::derive(&keys, id, 3, &salt).encode(&keys));
+        assert_ne!(a, RefreshToken::derive(&keys, id, 4, &salt).encode(&keys));
+        let other_salt = RefreshToken::new_salt();
+        assert_ne!(
+            a,
+            RefreshToken::derive(&keys, id, 3, &other_salt).encode(&keys)
+        );
+        assert_ne!(
+            a,
+            RefreshToken::derive(&keys, SessionId::new(), 3, &salt).encode(&keys)
+        );
+        // Another pepper, the same stored salt: nothing in common.
+        let elsewhere = self::keys();
+        assert_ne!(
+            a,
+            RefreshToken::derive(&elsewhere, id, 3, &salt).encode(&elsewhere)
+        );
+    }
+
+    #[test]
     fn round_trip_and_tamper() {
         let keys = keys();
         let id = SessionId::new();
-        let token = RefreshToken::generate(id, 7);
+        let token = RefreshToken::derive(&keys, id, 7, &RefreshToken::new_salt());
         let text = token.encode(&keys);
         let parsed = RefreshToken::parse(&keys, &text).expect("parses");
         assert_eq!((parsed.session_id, parsed.generation), (id, 7));

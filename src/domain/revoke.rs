@@ -287,7 +287,10 @@ impl Sessions {
                     record.revoked_at = Some(at);
                     record.revoke_reason = "user_revoked".to_owned();
                 }
-                Ok(()) | Err(Ended::Revoked) | Err(Ended::Expired) => {}
+                // Over, like a revoked session: only a listing that asks for ended ones
+                // shows it.
+                Err(Ended::Idle) if !include_revoked => continue,
+                Ok(()) | Err(Ended::Revoked) | Err(Ended::Expired) | Err(Ended::Idle) => {}
             }
             if include_revoked || !record.is_revoked() {
                 shown.push(Session::from(record));

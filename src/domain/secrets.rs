@@ -42,6 +42,7 @@ pub struct Keyring {
     pub verifying: HashMap<String, Arc<VerifyingKey>>,
     refresh_tag: HmacKey,
     refresh_store: HmacKey,
+    refresh_chain: HmacKey,
     page_token: HmacKey,
 }
 
@@ -66,6 +67,7 @@ impl Keyring {
             verifying,
             refresh_tag: derive(pepper, b"sessiond refresh-token tag v1")?,
             refresh_store: derive(pepper, b"sessiond refresh-token store v1")?,
+            refresh_chain: derive(pepper, b"sessiond refresh-token chain v1")?,
             page_token: derive(pepper, b"sessiond page-token v1")?,
         })
     }
@@ -78,6 +80,11 @@ impl Keyring {
     /// The key that hashes refresh tokens for storage.
     pub fn refresh_store(&self) -> HmacKey {
         self.refresh_store.clone()
+    }
+
+    /// The key a session's refresh tokens are derived under, from its stored salt.
+    pub fn refresh_chain(&self) -> HmacKey {
+        self.refresh_chain.clone()
     }
 
     /// The key that authenticates page tokens.

@@ -12,17 +12,18 @@ use super::access::{self, AccessClaims, Grant};
 use super::audit::{AuditEntry, AuditKind, Caller, Role};
 use super::cache::{CacheLimits, Caches};
 use super::client::Client;
-use super::error::{DomainError, TokenProblem};
+use super::error::DomainError;
 use super::last_seen::Touches;
 use super::refresh::RefreshToken;
 use super::secrets::Keyring;
 use super::view::Session;
-use crate::hooks::{Hooks, Step};
+use crate::hooks::Hooks;
 use crate::model::clock::SharedClock;
 use crate::model::ids::{SessionId, TenantId, UserId};
-use crate::model::records::{AuditRecord, SessionRecord};
+use crate::model::limits::{MAX_ACR_BYTES, MAX_AMR_BYTES, MAX_AMR_ENTRIES, check_text};
+use crate::model::records::{AuditRecord, SessionRecord, SignIn};
 use crate::model::time::Timestamp;
-use crate::store::{Rotation, Store};
+use crate::store::Store;
 
 /// The revocation reason of sessions the per-user limit evicts.
 const SESSION_LIMIT_REASON: &str = "session_limit";
@@ -48,6 +49,11 @@ pub struct Policy {
     pub revocation_poll: Duration,
     /// Cache sizes.
     pub caches: CacheLimits,
+    /// How long after a rotation the previous refresh token still answers the same
+    /// successor; zero is strict rotation.
+    pub refresh_grace: Duration,
+    /// The idle timeout of sessions whose `Issue` gives none; `None` is off.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Policy {
@@ -70,6 +76,54 @@ pub struct IssueRequest {
     pub ttl: Option<Duration>,
     /// Caller-defined key/value pairs.
     pub metadata: BTreeMap<String, String>,
+    /// The session's idle timeout: `None` takes the policy's, zero turns it off.
+    pub idle_timeout: Option<Duration>,
+    /// How recently and how strongly the user authenticated; `auth_time` `None` is now.
+    pub sign_in: SignInRequest,
+}
+
+/// A sign-in as a request states it, before it is checked.
+#[derive(Clone, Debug, Default)]
+pub struct SignInRequest {
+    /// When the user authenticated; now when `None`.
+    pub auth_time: Option<Timestamp>,
+    /// The authentication context class reference, or empty.
+    pub acr: String,
+    /// The authentication methods.
+    pub amr: Vec<String>,
+}
+
+/// How far ahead of this service's clock a stated `auth_time` may be: clocks of the login
+/// service and this one differ a little.
+const AUTH_TIME_SKEW: Duration = Duration::from_secs(5);
+
+impl SignInRequest {
+    /// Checks the bounds (`acr` at most 64 bytes, `amr` at most 8 entries of at most 32
+    /// bytes, `auth_time` not in the future) and fills in `auth_time`.
+    pub fn check(self, now: Timestamp) -> Result<SignIn, DomainError> {
+        check_text("acr", &self.acr, MAX_ACR_BYTES)?;
+        if self.amr.len() > MAX_AMR_ENTRIES {
+            return Err(DomainError::invalid("amr", "must have at most 8 entries"));
+        }
+        for method in &self.amr {
+            if method.is_empty() {
+                return Err(DomainError::invalid("amr", "entries must not be empty"));
+            }
+            check_text("amr", method, MAX_AMR_BYTES)?;
+        }
+        let auth_time = self.auth_time.unwrap_or(now);
+        if auth_time > now.plus(AUTH_TIME_SKEW) {
+            return Err(DomainError::invalid(
+                "auth_time",
+                "must not be in the future",
+            ));
+        }
+        Ok(SignIn {
+            auth_time,
+            acr: self.acr,
+            amr: self.amr,
+        })
+    }
 }
 
 /// Tokens handed to a client.
@@ -156,8 +210,11 @@ impl Sessions {
             None => self.policy.session_ttl.min(self.policy.max_session_ttl),
         };
         let now = self.clock.now();
+        let idle_timeout = self.idle_timeout_of(req.idle_timeout)?;
+        let sign_in = req.sign_in.check(now)?;
         let id = SessionId::new();
-        let refresh = RefreshToken::generate(id, 0);
+        let salt = RefreshToken::new_salt();
+        let refresh = RefreshToken::derive(&self.keys, id, 0, &salt);
         let record = SessionRecord {
             id,
             user_id: req.user_id,
@@ -171,6 +228,10 @@ impl Sessions {
             metadata: req.metadata,
             refresh_generation: 0,
             refresh_hash: refresh.hash(&self.keys),
+            refresh_salt: Some(salt),
+            previous_refresh: None,
+            idle_timeout,
+            sign_in,
             revoked_at: None,
             revoke_reason: String::new(),
         };
@@ -198,96 +259,8 @@ impl Sessions {
         })
     }
 
-    /// Trades a refresh token for a new pair. The presented token dies; presenting a token that
-    /// was already rotated away revokes the whole session (`refresh_token_reuse`).
-    pub async fn refresh(
-        &self,
-        caller: &Caller,
-        token: &str,
-        client: &Client,
-    ) -> Result<Issued, DomainError> {
-        let presented =
-            RefreshToken::parse(&self.keys, token).map_err(DomainError::RefreshToken)?;
-        let id = presented.session_id;
-        let Some(record) = self.store.get_session(id).await? else {
-            return Err(DomainError::RefreshToken(TokenProblem::UnknownSession));
-        };
-        if let Err(ended) = self.still_stands(&record).await? {
-            return Err(DomainError::RefreshToken(ended.problem()));
-        }
-        let presented_hash = presented.hash(&self.keys);
-        let current = presented.generation == record.refresh_generation
-            && bool::from(subtle::ConstantTimeEq::ct_eq(
-                &presented_hash.0[..],
-                &record.refresh_hash.0[..],
-            ));
-        if !current {
-            return Err(self.reuse_detected(caller, &record, client).await);
-        }
-        self.hooks.at(Step::RefreshChecked(id)).await;
-        let next_generation = record.refresh_generation.wrapping_add(1);
-        let next = RefreshToken::generate(id, next_generation);
-        let next_hash = next.hash(&self.keys);
-        let rotation = self
-            .store
-            .rotate_refresh(
-                id,
-                (record.refresh_generation, &presented_hash),
-                (next_generation, &next_hash),
-            )
-            .await?;
-        match rotation {
-            Rotation::Won => {}
-            // Strict rotation: whoever loses the race presented a token that is no longer current.
-            Rotation::Lost => return Err(self.reuse_detected(caller, &record, client).await),
-            // Lost to a revocation, not to a thief: no alarm.
-            Rotation::Revoked => return Err(DomainError::RefreshToken(TokenProblem::Revoked)),
-            Rotation::Gone => return Err(DomainError::RefreshToken(TokenProblem::UnknownSession)),
-        }
-        // A switch or a user's sign-out that landed since the check ends this session too:
-        // say so now rather than hand out tokens that every surface rejects.
-        if let Err(ended) = self.still_stands(&record).await? {
-            return Err(DomainError::RefreshToken(ended.problem()));
-        }
-        let audit = AuditEntry::new(AuditKind::SessionRefreshed, caller, Role::User)
-            .session(record.user_id.as_str(), Some(id))
-            .client(&client.ip, &client.user_agent)
-            .finish(self.clock.now());
-        self.store.append_audit(&[audit]).await?;
-        let mut session = record;
-        session.refresh_generation = next_generation;
-        session.refresh_hash = next_hash;
-        let tokens = self.token_pair(caller, &session, &next, self.clock.now())?;
-        Ok(Issued {
-            session: session.into(),
-            tokens,
-        })
-    }
-
-    /// Revokes a session whose rotated-away refresh token came back, and says so.
-    async fn reuse_detected(
-        &self,
-        caller: &Caller,
-        record: &SessionRecord,
-        client: &Client,
-    ) -> DomainError {
-        tracing::warn!(session_id = %record.id, user_id = %record.user_id, "refresh token reuse; revoking session");
-        let audit = AuditEntry::new(AuditKind::RefreshTokenReuse, caller, Role::User)
-            .session(record.user_id.as_str(), Some(record.id))
-            .client(&client.ip, &client.user_agent)
-            .reason("refresh_token_reuse")
-            .finish(self.clock.now());
-        match self
-            .revoke_ids(&[record.id], "refresh_token_reuse", vec![audit])
-            .await
-        {
-            Ok(_) => DomainError::RefreshTokenReuse,
-            Err(e) => e,
-        }
-    }
-
     /// A new pair for `session`, the access token naming `caller` as its `client_id`.
-    fn token_pair(
+    pub(super) fn token_pair(
         &self,
         caller: &Caller,
         session: &SessionRecord,
@@ -304,6 +277,17 @@ impl Sessions {
             issued_at: now,
             expires_at: expires,
             grant: Some(Grant::new(caller.name(), &self.policy.audience)),
+            // Whole seconds, as the token carries it, so the claims cached for this token
+            // say what every verifier of it reads.
+            auth_time: Some(Timestamp::from_micros(
+                session
+                    .sign_in
+                    .auth_time
+                    .as_secs()
+                    .saturating_mul(1_000_000),
+            )),
+            acr: session.sign_in.acr.clone(),
+            amr: session.sign_in.amr.clone(),
         };
         let access_token = access::sign(&self.keys, &self.policy.issuer, &claims)?;
         Ok(TokenPair {
@@ -313,6 +297,31 @@ impl Sessions {
             refresh_token: refresh.encode(&self.keys),
             refresh_token_expires_at: session.expires_at,
         })
+    }
+
+    /// The idle timeout a new session gets: the requested one (zero: none), else the policy's.
+    /// Shorter than twice the last-seen interval it could not be kept (activity is recorded
+    /// once per interval), so it is refused.
+    fn idle_timeout_of(
+        &self,
+        requested: Option<Duration>,
+    ) -> Result<Option<Duration>, DomainError> {
+        let idle = match requested {
+            None => return Ok(self.policy.idle_timeout),
+            Some(d) if d.is_zero() => return Ok(None),
+            Some(d) => d,
+        };
+        let least = self.policy.last_seen_interval.saturating_mul(2);
+        if idle < least {
+            return Err(DomainError::invalid_owned(
+                "idle_timeout",
+                format!(
+                    "must be 0s or at least twice the last-seen interval ({}s)",
+                    least.as_secs_f64()
+                ),
+            ));
+        }
+        Ok(Some(idle))
     }
 
     /// Drops sessions the per-user limit evicted from the caches and audits each.

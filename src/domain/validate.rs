@@ -42,7 +42,9 @@ pub fn not_before_of(marks: &UserNotBefore, tenant: &TenantId) -> Option<Timesta
 /// `Check`, introspection, `List`, `Refresh`, `AdminList`). A session created before the
 /// global or its user's "not before" instant is over, whatever its tokens' `iat` says: a
 /// token minted after the instant for such a session (a refresh that raced the switch) is as
-/// dead as the session.
+/// dead as the session. A session whose `last_seen_at` is older than its idle timeout is
+/// over too; since a cached record's `last_seen_at` lags what other replicas saw, `Validate`
+/// takes `Ended::Idle` from a cached record only as a reason to read the store again.
 pub fn standing(
     record: &SessionRecord,
     global: Timestamp,
@@ -63,7 +65,39 @@ pub fn standing(
     {
         return Err(Ended::UserNotBefore(nb));
     }
+    if record.idle_by(record.last_seen_at, now) {
+        return Err(Ended::Idle);
+    }
     Ok(())
+}
+
+/// What a caller demands of the sign-in behind a token (RFC 9470), beyond that it stands.
+#[derive(Clone, Debug, Default)]
+pub struct StepUpDemand {
+    /// The sign-in must be at most this old.
+    pub max_age: Option<std::time::Duration>,
+    /// When non-empty, the sign-in's `acr` must be one of these.
+    pub acr_values: Vec<String>,
+}
+
+impl StepUpDemand {
+    /// No demand: any sign-in will do.
+    pub const NONE: StepUpDemand = StepUpDemand {
+        max_age: None,
+        acr_values: Vec::new(),
+    };
+
+    /// Whether the token's own claims meet the demand at `now`. A token without `auth_time`
+    /// (an earlier version's) cannot show its age, so it meets no `max_age`.
+    pub fn met_by(&self, claims: &AccessClaims, now: Timestamp) -> bool {
+        if let Some(max_age) = self.max_age {
+            match claims.auth_time {
+                Some(at) if at.plus(max_age) >= now => {}
+                _ => return false,
+            }
+        }
+        self.acr_values.is_empty() || self.acr_values.contains(&claims.acr)
+    }
 }
 
 /// Why a session no longer stands.
@@ -77,6 +111,8 @@ pub enum Ended {
     GlobalNotBefore(Timestamp),
     /// Created before its user was signed out everywhere.
     UserNotBefore(Timestamp),
+    /// No activity for longer than its idle timeout.
+    Idle,
 }
 
 impl Ended {
@@ -84,6 +120,7 @@ impl Ended {
     pub fn problem(self) -> TokenProblem {
         match self {
             Ended::Expired => TokenProblem::Expired,
+            Ended::Idle => TokenProblem::Idle,
             Ended::Revoked | Ended::GlobalNotBefore(_) | Ended::UserNotBefore(_) => {
                 TokenProblem::Revoked
             }
@@ -99,12 +136,22 @@ impl Sessions {
     /// Checks an access token. Unusable tokens are a `Verdict::Invalid`, never an error; the
     /// only error is a store that cannot answer a question the caches could not.
     pub async fn validate(&self, token: &str) -> Result<Verdict, DomainError> {
-        let outcome = self.check(token).await;
+        self.validate_for(token, &StepUpDemand::NONE).await
+    }
+
+    /// Like `validate`, and a token that stands but whose sign-in does not meet `demand` is
+    /// `StepUpRequired`.
+    pub async fn validate_for(
+        &self,
+        token: &str,
+        demand: &StepUpDemand,
+    ) -> Result<Verdict, DomainError> {
+        let outcome = self.check(token, demand).await;
         count(&self.caches.meters.outcomes, &outcome);
         outcome
     }
 
-    async fn check(&self, token: &str) -> Result<Verdict, DomainError> {
+    async fn check(&self, token: &str, demand: &StepUpDemand) -> Result<Verdict, DomainError> {
         let now = self.clock.now();
         let claims = match self.verified(token) {
             Ok(claims) => claims,
@@ -127,11 +174,49 @@ impl Sessions {
             return Ok(Verdict::Invalid(TokenProblem::UnknownSession));
         }
         let marks = self.user_marks(&claims.user_id, fresh).await?;
-        if let Err(ended) = standing(record, global, &marks.marks, now) {
-            return Ok(Verdict::Invalid(ended.problem()));
+        match standing(record, global, &marks.marks, now) {
+            Ok(()) => {}
+            Err(Ended::Idle) => {
+                if let Some(problem) = self.idle_here(&session, global, &marks.marks, now).await? {
+                    return Ok(Verdict::Invalid(problem));
+                }
+            }
+            Err(ended) => return Ok(Verdict::Invalid(ended.problem())),
+        }
+        if !demand.met_by(&claims, now) {
+            return Ok(Verdict::Invalid(TokenProblem::StepUpRequired));
         }
         self.touches.seen(&session, now);
         Ok(Verdict::Valid(ValidToken::new(claims, session)))
+    }
+
+    /// A cached session looks idle. Other replicas may have seen activity that this one has
+    /// not, so only the store's `last_seen_at` (or this replica's own later activity) decides:
+    /// `None` when the session is in use after all (the entry learns the store's instant).
+    async fn idle_here(
+        &self,
+        session: &CachedSession,
+        global: Timestamp,
+        marks: &UserNotBefore,
+        now: Timestamp,
+    ) -> Result<Option<TokenProblem>, DomainError> {
+        let id = session.record.id;
+        let Some(stored) = self.store.get_session(id).await? else {
+            return Ok(Some(TokenProblem::UnknownSession));
+        };
+        let here = Timestamp::from_micros(session.last_touch.load(Ordering::Relaxed));
+        let last = here.max(stored.last_seen_at);
+        if stored.idle_by(last, now) {
+            return Ok(Some(TokenProblem::Idle));
+        }
+        match standing(&stored, global, marks, now) {
+            Ok(()) | Err(Ended::Idle) => {}
+            Err(ended) => return Ok(Some(ended.problem())),
+        }
+        session
+            .last_touch
+            .fetch_max(stored.last_seen_at.as_micros(), Ordering::Relaxed);
+        Ok(None)
     }
 
     /// Like `validate`, for RPCs that require a usable token: an unusable one is an error.
@@ -155,7 +240,25 @@ impl Sessions {
         let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
         let global = self.global_not_before(fresh).await?;
         let marks = self.user_marks(&record.user_id, fresh).await?;
-        Ok(standing(record, global, &marks.marks, now))
+        match standing(record, global, &marks.marks, now) {
+            // This replica's own activity may not have reached the store yet.
+            Err(Ended::Idle) => {
+                let here = self.local_activity(record.id).await;
+                if here.is_some_and(|at| !record.idle_by(at, now)) {
+                    return Ok(Ok(()));
+                }
+                Ok(Err(Ended::Idle))
+            }
+            verdict => Ok(verdict),
+        }
+    }
+
+    /// The latest activity this replica saw on a session it holds in its cache.
+    async fn local_activity(&self, id: SessionId) -> Option<Timestamp> {
+        let entry = self.caches.sessions.get(&id).await.flatten()?;
+        Some(Timestamp::from_micros(
+            entry.last_touch.load(Ordering::Relaxed),
+        ))
     }
 
     /// The global "not before" instant: kept current by local switches and the feed while the
@@ -273,6 +376,8 @@ fn count(outcomes: &Outcomes, outcome: &Result<Verdict, DomainError>) {
         Ok(Verdict::Invalid(TokenProblem::Expired)) => &outcomes.expired,
         Ok(Verdict::Invalid(TokenProblem::Revoked)) => &outcomes.revoked,
         Ok(Verdict::Invalid(TokenProblem::UnknownSession)) => &outcomes.unknown_session,
+        Ok(Verdict::Invalid(TokenProblem::Idle)) => &outcomes.idle_timeout,
+        Ok(Verdict::Invalid(TokenProblem::StepUpRequired)) => &outcomes.step_up_required,
         Err(_) => &outcomes.error,
     };
     counter.increment(1);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::access::AccessClaims;
 use super::cache::CachedSession;
 use crate::model::ids::{SessionId, TenantId, UserId};
-use crate::model::records::SessionRecord;
+use crate::model::records::{SessionRecord, SignIn};
 use crate::model::time::Timestamp;
 
 /// A session as the API shows it.
@@ -37,6 +37,10 @@ pub struct Session {
     pub revoked_at: Option<Timestamp>,
     /// Why it was revoked, or empty.
     pub revoke_reason: String,
+    /// How long it may go unused; `None` when it has no idle timeout.
+    pub idle_timeout: Option<std::time::Duration>,
+    /// How recently and how strongly the user authenticated.
+    pub sign_in: SignIn,
 }
 
 impl From<SessionRecord> for Session {
@@ -54,6 +58,8 @@ impl From<SessionRecord> for Session {
             metadata: r.metadata,
             revoked_at: r.revoked_at,
             revoke_reason: r.revoke_reason,
+            idle_timeout: r.idle_timeout,
+            sign_in: r.sign_in,
         }
     }
 }
@@ -73,6 +79,8 @@ impl From<&SessionRecord> for Session {
             metadata: r.metadata.clone(),
             revoked_at: r.revoked_at,
             revoke_reason: r.revoke_reason.clone(),
+            idle_timeout: r.idle_timeout,
+            sign_in: r.sign_in.clone(),
         }
     }
 }

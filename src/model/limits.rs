@@ -19,6 +19,12 @@ pub const MAX_METADATA_KEY_BYTES: usize = 64;
 pub const MAX_METADATA_VALUE_BYTES: usize = 1024;
 /// Most bytes of metadata on one session, keys and values together.
 pub const MAX_METADATA_TOTAL_BYTES: usize = 8192;
+/// Longest `acr` (authentication context class reference), in bytes.
+pub const MAX_ACR_BYTES: usize = 64;
+/// Most `amr` (authentication method) entries.
+pub const MAX_AMR_ENTRIES: usize = 8;
+/// Longest `amr` entry, in bytes.
+pub const MAX_AMR_BYTES: usize = 32;
 /// Longest revocation reason, in bytes.
 pub const MAX_REASON_BYTES: usize = 256;
 /// Longest token accepted for parsing, in bytes; real tokens are far shorter.

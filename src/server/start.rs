@@ -51,6 +51,8 @@ fn policy(config: &Config) -> Policy {
         last_seen_interval: config.last_seen_interval,
         revocation_poll: config.revocation_poll,
         caches: CacheLimits::default(),
+        refresh_grace: config.refresh_grace,
+        idle_timeout: (!config.idle_timeout.is_zero()).then_some(config.idle_timeout),
     }
 }
 

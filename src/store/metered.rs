@@ -18,7 +18,7 @@ use metrics::{Counter, Histogram};
 use tracing::Instrument;
 
 use super::{
-    AuditRecord, FeedBatch, Page, RefreshHash, Revocation, Rotation, SessionFilter, SessionRecord,
+    AuditRecord, FeedBatch, Page, Revocation, Rotation, RotationStep, SessionFilter, SessionRecord,
     Store, StoreError, UserNotBefore,
 };
 use crate::hooks::{Fault, Hooks};
@@ -239,14 +239,10 @@ impl Store for MeteredStore {
     async fn rotate_refresh(
         &self,
         id: SessionId,
-        expected: (u32, &RefreshHash),
-        next: (u32, &RefreshHash),
+        step: &RotationStep,
     ) -> Result<Rotation, StoreError> {
-        self.observe(
-            Op::RotateRefresh,
-            self.inner.rotate_refresh(id, expected, next),
-        )
-        .await
+        self.observe(Op::RotateRefresh, self.inner.rotate_refresh(id, step))
+            .await
     }
 
     async fn revoke_session(

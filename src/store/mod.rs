@@ -17,7 +17,7 @@ use crate::model::FieldError;
 use crate::model::ids::{SessionId, TenantId, UserId};
 use crate::model::time::Timestamp;
 
-use crate::model::records::{AuditRecord, RefreshHash, RevocationEvent, SessionRecord};
+use crate::model::records::{AuditRecord, RevocationEvent, RotationStep, SessionRecord};
 
 /// What a store can fail with. Details are for logs; callers see `UNAVAILABLE`.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -38,8 +38,9 @@ pub enum StoreError {
 pub enum Rotation {
     /// The expected generation and hash were current and have been replaced.
     Won,
-    /// Another rotation got there first.
-    Lost,
+    /// Another rotation got there first; the session as it now stands (read at serial
+    /// consistency where the backend has levels), from which a grace replay is answered.
+    Lost(Box<SessionRecord>),
     /// The session is revoked: the refresh lost to a revocation, not to another refresh.
     Revoked,
     /// The session does not exist (or has expired).
@@ -162,15 +163,15 @@ pub trait Store: Send + Sync + 'static {
         tenant: Option<&TenantId>,
     ) -> Result<Vec<SessionRecord>, StoreError>;
 
-    /// Compare-and-set on the refresh state: replaces `(generation, hash)` with the next pair
-    /// only while the session is unrevoked and both still equal the expected values, so of two
-    /// racing rotations exactly one gets `Rotation::Won`. A revoked session is
-    /// `Rotation::Revoked`, whatever the presented state.
+    /// Compare-and-set on the refresh state: applies `step` (the next generation and hash, the
+    /// salt, the replaced state as `previous_refresh` at `step.at`, `last_seen_at`, and the
+    /// client and sign-in when given) only while the session is unrevoked and its current
+    /// generation and hash equal `step.expected`, so of racing rotations exactly one gets
+    /// `Rotation::Won`. A revoked session is `Rotation::Revoked`, whatever the presented state.
     async fn rotate_refresh(
         &self,
         id: SessionId,
-        expected: (u32, &RefreshHash),
-        next: (u32, &RefreshHash),
+        step: &RotationStep,
     ) -> Result<Rotation, StoreError>;
 
     /// Marks one session revoked at `at` with `reason`, and records it in the revocation feed.

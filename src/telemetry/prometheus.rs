@@ -19,8 +19,13 @@ pub const GRPC_REQUESTS: &str = "sessiond_grpc_requests_total";
 /// gRPC request latency until the response headers, by `service` and `method`.
 pub const GRPC_DURATION: &str = "sessiond_grpc_request_duration_seconds";
 /// Access-token checks by `result`: `valid`, `malformed`, `bad_signature`, `expired`,
-/// `revoked`, `unknown_session` or `error` (the store could not answer).
+/// `revoked`, `unknown_session`, `idle_timeout`, `step_up_required` or `error` (the store
+/// could not answer).
 pub const VALIDATE: &str = "sessiond_validate_total";
+/// Refresh tokens presented, by `result`: `rotated`, `grace_replay` (the previous generation
+/// inside the grace, answered with the same successor), or the reuse that revoked the
+/// session, `replay_after_grace` or `stale_generation`.
+pub const REFRESH: &str = "sessiond_refresh_total";
 /// Cache lookups on the validation path by `cache` (`tokens`, `sessions`, `users`) and
 /// `result` (`hit`, `miss`).
 pub const CACHE_REQUESTS: &str = "sessiond_cache_requests_total";
@@ -88,6 +93,11 @@ fn describe() {
         VALIDATE,
         "access-token checks (Validate, Envoy Check, introspection and the token check of \
          List/Revoke/RevokeAll) by result"
+    );
+    describe_counter!(
+        REFRESH,
+        "refresh tokens presented, by result: rotated, grace_replay, or the reuse that \
+         revoked the session (replay_after_grace, stale_generation)"
     );
     describe_counter!(
         CACHE_REQUESTS,

@@ -147,6 +147,7 @@ impl Admin {
             .clone()
             .validate(pb::ValidateRequest {
                 access_token: token.to_owned(),
+                ..Default::default()
             })
             .await
             .expect("validate answers OK")

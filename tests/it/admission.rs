@@ -153,6 +153,7 @@ async fn half_open_streams_to_health_neither_starve_callers_nor_outlive_the_dead
         let answer = validator
             .validate(pb::ValidateRequest {
                 access_token: issued.access.clone(),
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|s| panic!("Validate while health streams are held: {s:?}"))

@@ -645,6 +645,7 @@ async fn metrics_move_with_calls() {
         let reply = sessions
             .validate(pb::ValidateRequest {
                 access_token: token.clone(),
+                ..Default::default()
             })
             .await
             .expect("validate")
@@ -654,6 +655,7 @@ async fn metrics_move_with_calls() {
     sessions
         .validate(pb::ValidateRequest {
             access_token: "garbage".into(),
+            ..Default::default()
         })
         .await
         .expect("validate");
@@ -885,6 +887,7 @@ async fn validate(gateway: &Gateway, token: &str) -> (bool, pb::InvalidReason) {
         .sessions()
         .validate(pb::ValidateRequest {
             access_token: token.into(),
+            ..Default::default()
         })
         .await
         .expect("validate")

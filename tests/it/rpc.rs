@@ -91,6 +91,7 @@ async fn issue_returns_a_session_and_a_token_pair() {
             }),
             ttl: Some(duration(3600)),
             metadata: HashMap::from([("login".to_owned(), "password".to_owned())]),
+            ..Default::default()
         })
         .await
         .expect("issue")
@@ -222,6 +223,7 @@ async fn validate_answers_valid_with_the_session() {
         .client()
         .validate(pb::ValidateRequest {
             access_token: issued.access.clone(),
+            ..Default::default()
         })
         .await
         .expect("validate")
@@ -846,7 +848,7 @@ async fn validate_reports_revoked_sessions() {
 
 #[tokio::test]
 async fn reused_refresh_token_revokes_the_session() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.refresh_grace = Duration::ZERO).await;
     let mut client = server.client();
     let first = server.issue("alice").await;
     let second = refresh(&mut client, &first.refresh).await.expect("refresh");
@@ -868,7 +870,7 @@ async fn reused_refresh_token_revokes_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_refreshes_with_one_token_let_exactly_one_win() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.refresh_grace = Duration::ZERO).await;
     let issued = server.issue("alice").await;
     let start = Arc::new(tokio::sync::Barrier::new(16));
     let mut tasks = Vec::new();
@@ -946,7 +948,8 @@ async fn per_user_session_limit_evicts_the_oldest() {
 
 #[tokio::test]
 async fn audit_events_record_who_did_what_newest_first() {
-    let server = TestServer::start().await;
+    // Strict rotation: presenting the rotated-away token at once is reuse.
+    let server = TestServer::start_with(|c| c.refresh_grace = Duration::ZERO).await;
     let mut client = server.client();
     let s1: Issued = client
         .issue(pb::IssueRequest {
@@ -1015,7 +1018,7 @@ async fn audit_events_record_who_did_what_newest_first() {
             user,
             "alice",
             &s1.session_id,
-            "refresh_token_reuse",
+            "replay_after_grace",
         ),
         ("session_issued", user, "alice", &s3.session_id, ""),
         ("user_revoked", admin, "alice", "", "offboarded"),

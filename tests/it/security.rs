@@ -72,6 +72,7 @@ async fn validate_as(client: &mut CallerClient, token: &str) -> (bool, InvalidRe
     let r = client
         .validate(pb::ValidateRequest {
             access_token: token.to_owned(),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|s| panic!("validate must answer OK, got {s:?}"))
@@ -150,9 +151,10 @@ enum Rpc {
     AdminRevokeSession,
     AdminRevokeAllSessions,
     AdminListAuditEvents,
+    StepUp,
 }
 
-const EVERY_RPC: [Rpc; 11] = [
+const EVERY_RPC: [Rpc; 12] = [
     Rpc::Issue,
     Rpc::Refresh,
     Rpc::Validate,
@@ -164,6 +166,7 @@ const EVERY_RPC: [Rpc; 11] = [
     Rpc::AdminRevokeSession,
     Rpc::AdminRevokeAllSessions,
     Rpc::AdminListAuditEvents,
+    Rpc::StepUp,
 ];
 
 impl Rpc {
@@ -181,13 +184,14 @@ impl Rpc {
             Rpc::AdminRevokeSession => "AdminRevokeSession",
             Rpc::AdminRevokeAllSessions => "AdminRevokeAllSessions",
             Rpc::AdminListAuditEvents => "AdminListAuditEvents",
+            Rpc::StepUp => "StepUp",
         }
     }
 
     /// The role README "Security" says it needs.
     fn role(self) -> Role {
         match self {
-            Rpc::Issue | Rpc::Refresh => Role::Issuer,
+            Rpc::Issue | Rpc::Refresh | Rpc::StepUp => Role::Issuer,
             Rpc::Validate | Rpc::List | Rpc::Revoke | Rpc::RevokeAll => Role::Validator,
             Rpc::AdminList
             | Rpc::AdminRevokeUser
@@ -213,6 +217,7 @@ impl Rpc {
                 let r = client
                     .validate(pb::ValidateRequest {
                         access_token: fx.access.clone(),
+                        ..Default::default()
                     })
                     .await?
                     .into_inner();
@@ -269,6 +274,14 @@ impl Rpc {
                 .admin_list_audit_events(pb::AdminListAuditEventsRequest::default())
                 .await
                 .map(drop),
+            Rpc::StepUp => client
+                .step_up(pb::StepUpRequest {
+                    access_token: fx.access.clone(),
+                    acr: "urn:example:mfa".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
         }
     }
 
@@ -310,6 +323,7 @@ impl Rpc {
                 .admin_list_audit_events(pb::AdminListAuditEventsRequest::default())
                 .await
                 .map(drop),
+            Rpc::StepUp => client.step_up(pb::StepUpRequest::default()).await.map(drop),
         }
     }
 }
@@ -994,6 +1008,7 @@ async fn with_callers_a_non_loopback_listener_serves_and_authenticates() {
 
 /// A request that exercises one bound.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // a handful of fixtures, built once
 enum Probe {
     Issue(pb::IssueRequest),
     RevokeUser(pb::AdminRevokeUserRequest),
@@ -1035,6 +1050,25 @@ fn with_ttl(user: &str, seconds: i64, nanos: i32) -> Probe {
         ttl: Some(prost_types::Duration { seconds, nanos }),
         ..issue_request(user)
     })
+}
+
+fn with_sign_in(user: &str, acr: String, amr: Vec<String>) -> Probe {
+    Probe::Issue(pb::IssueRequest {
+        acr,
+        amr,
+        ..issue_request(user)
+    })
+}
+
+fn with_idle(user: &str, seconds: i64) -> Probe {
+    Probe::Issue(pb::IssueRequest {
+        idle_timeout: Some(prost_types::Duration { seconds, nanos: 0 }),
+        ..issue_request(user)
+    })
+}
+
+fn amr(entries: usize, len: usize) -> Vec<String> {
+    (0..entries).map(|_| "m".repeat(len)).collect()
 }
 
 fn user_agent(n: usize) -> pb::ClientInfo {
@@ -1117,6 +1151,24 @@ fn past_every_bound(canary: &Issued) -> Vec<(&'static str, Probe)> {
         ("ttl", with_ttl("alice", 0, 999_000_000)),
         ("ttl", with_ttl("alice", 0, 0)),
         ("ttl", with_ttl("alice", -1, 0)),
+        ("acr", with_sign_in("alice", "a".repeat(65), Vec::new())),
+        ("acr", with_sign_in("alice", "a\u{7}".into(), Vec::new())),
+        ("amr", with_sign_in("alice", String::new(), amr(9, 3))),
+        ("amr", with_sign_in("alice", String::new(), amr(1, 33))),
+        ("amr", with_sign_in("alice", String::new(), amr(1, 0))),
+        (
+            "auth_time",
+            Probe::Issue(pb::IssueRequest {
+                auth_time: Some(prost_types::Timestamp {
+                    seconds: 4_000_000_000,
+                    nanos: 0,
+                }),
+                ..issue_request("alice")
+            }),
+        ),
+        // Under twice the default last-seen interval (60s), and negative.
+        ("idle_timeout", with_idle("alice", 119)),
+        ("idle_timeout", with_idle("alice", -1)),
         ("reason", revoke_user(&canary.user_id, 257)),
         ("user_id", revoke_user(&"u".repeat(ids), 0)),
         (
@@ -1251,6 +1303,10 @@ async fn every_bound_itself_is_accepted() {
             with_metadata("alice", metadata(8, 8, 1016)),
         ),
         ("ttl", with_ttl("alice", 1, 0)),
+        ("acr", with_sign_in("alice", "a".repeat(64), Vec::new())),
+        ("amr", with_sign_in("alice", String::new(), amr(8, 32))),
+        ("idle_timeout", with_idle("alice", 120)),
+        ("idle_timeout off", with_idle("alice", 0)),
         ("reason", revoke_user("bob", 256)),
     ];
     for (field, probe) in at_bound {
@@ -1401,6 +1457,7 @@ async fn a_caller_over_its_rate_limit_is_refused_and_others_are_not() {
             client
                 .validate(pb::ValidateRequest {
                     access_token: "not-a-token".into(),
+                    ..Default::default()
                 })
                 .await
                 .map(|r| r.into_inner())
@@ -1480,6 +1537,7 @@ async fn calls_beyond_max_in_flight_are_refused_until_a_slot_frees() {
             match client
                 .validate(pb::ValidateRequest {
                     access_token: token,
+                    ..Default::default()
                 })
                 .await
             {
@@ -1535,6 +1593,8 @@ async fn audit_events_name_the_acting_caller_and_hold_no_secret() {
     let server = TestServer::start_with(|c| {
         c.callers = callers.specs.clone();
         c.max_sessions_per_user = 2;
+        // Strict rotation: presenting the rotated-away token at once is reuse.
+        c.refresh_grace = std::time::Duration::ZERO;
     })
     .await;
     let channel = server.channel().await;
@@ -1758,6 +1818,7 @@ mod posing_tokens {
         let r = client
             .validate(pb::ValidateRequest {
                 access_token: token.clone(),
+                ..Default::default()
             })
             .await
             .map_err(|s| TestCaseError::fail(format!("validate answered {s:?}")))?
@@ -2117,6 +2178,7 @@ async fn requests_that_are_not_protobuf_are_invalid_argument() {
     // The same bytes, well-formed, reach the service: the refusals above are the decoder's.
     let valid = pb::ValidateRequest {
         access_token: "a".into(),
+        ..Default::default()
     }
     .encode_to_vec();
     let reply = raw_call(channel.clone(), "Validate", valid)

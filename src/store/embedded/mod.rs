@@ -21,7 +21,7 @@ use redb::{
 };
 
 use super::{
-    AuditRecord, FeedBatch, Page, RefreshHash, Revocation, Rotation, SessionFilter, SessionRecord,
+    AuditRecord, FeedBatch, Page, Revocation, Rotation, RotationStep, SessionFilter, SessionRecord,
     Store, StoreError, UserNotBefore,
 };
 use crate::model::ids::{SessionId, TenantId, UserId};
@@ -352,27 +352,23 @@ impl Store for EmbeddedStore {
     async fn rotate_refresh(
         &self,
         id: SessionId,
-        expected: (u32, &RefreshHash),
-        next: (u32, &RefreshHash),
+        step: &RotationStep,
     ) -> Result<Rotation, StoreError> {
-        let (expected_gen, expected_hash) = (expected.0, *expected.1);
-        let (next_gen, next_hash) = (next.0, *next.1);
+        let step = step.clone();
         let now = Timestamp::now();
         self.writer
             .write(move |txn| {
                 let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
-                let Some(mut record) = load(&sessions, id)?.and_then(|r| live(r, now)) else {
+                let Some(record) = load(&sessions, id)?.and_then(|r| live(r, now)) else {
                     return Ok(Rotation::Gone);
                 };
                 if record.is_revoked() {
                     return Ok(Rotation::Revoked);
                 }
-                if record.refresh_generation != expected_gen || record.refresh_hash != expected_hash
-                {
-                    return Ok(Rotation::Lost);
+                if record.refresh_state() != step.expected {
+                    return Ok(Rotation::Lost(Box::new(record)));
                 }
-                record.refresh_generation = next_gen;
-                record.refresh_hash = next_hash;
+                let record = step.applied_to(record);
                 let bytes = codec::encode_session(&record)?;
                 sessions
                     .insert(id_key(id), bytes.as_slice())

@@ -27,13 +27,14 @@
 //!   without a lock that any other user's `Issue` waits on.
 
 /// The schema version this build needs; `migrate` brings a keyspace up to it.
-pub(super) const SCHEMA_VERSION: i32 = 2;
+pub(super) const SCHEMA_VERSION: i32 = 3;
 
 /// The `settings` row holding the global "not before" instant.
 const GLOBAL_NOT_BEFORE: &str = "global_not_before";
 
-/// One schema step: statements that are each idempotent (`IF NOT EXISTS`), so a step cut
-/// short is simply run again.
+/// One schema step: statements that are each idempotent (`IF NOT EXISTS`, or an `ADD` of
+/// columns whose "already exists" answer counts as done), so a step cut short is simply run
+/// again.
 pub(super) struct Migration {
     /// Its version; steps run in increasing order, each once.
     pub version: i32,
@@ -41,7 +42,15 @@ pub(super) struct Migration {
     pub description: &'static str,
     /// The DDL.
     pub statements: Vec<String>,
+    /// Only alters tables that an older version created: a keyspace created by this build's
+    /// first step already has its columns, so the step is recorded without running.
+    pub upgrade_only: bool,
 }
+
+/// The session columns that version 3 added, shared by `sessions` and `sessions_by_user`.
+const SESSION_DATA_V3_DDL: &str = "refresh_salt blob, previous_generation bigint, \
+    previous_hash blob, rotated_at bigint, idle_timeout bigint, auth_time bigint, acr text, \
+    amr frozen<list<text>>";
 
 /// `CREATE KEYSPACE` with `NetworkTopologyStrategy` over `replication` (data centre, factor).
 pub(super) fn create_keyspace(
@@ -141,6 +150,7 @@ pub(super) fn migrations(ks: &str) -> Vec<Migration> {
                  WITH CLUSTERING ORDER BY (at DESC, event_id DESC) {AUDIT_OPTIONS}"
                 ),
             ],
+            upgrade_only: false,
         },
         Migration {
             version: 2,
@@ -149,15 +159,28 @@ pub(super) fn migrations(ks: &str) -> Vec<Migration> {
                 "CREATE TABLE IF NOT EXISTS {ks}.user_session_slots (user_id text PRIMARY KEY, \
              slots frozen<map<uuid, bigint>>) WITH gc_grace_seconds = 86400"
             )],
+            upgrade_only: false,
+        },
+        Migration {
+            version: 3,
+            description: "derived refresh tokens and their previous generation, idle timeout, sign-in",
+            statements: vec![
+                format!("ALTER TABLE {ks}.sessions ADD ({SESSION_DATA_V3_DDL})"),
+                format!("ALTER TABLE {ks}.sessions_by_user ADD ({SESSION_DATA_V3_DDL})"),
+            ],
+            upgrade_only: true,
         },
     ]
 }
 
-/// The session columns after the key, shared by `sessions` and `sessions_by_user`.
+/// The session columns after the key, shared by `sessions` and `sessions_by_user`, as the
+/// first step creates them (with version 3's, see `Migration::upgrade_only`).
 const SESSION_DATA_DDL: &str = "user_id text, tenant_id text, created_at bigint, \
     last_seen_at bigint, expires_at bigint, ip text, user_agent text, device_name text, \
     metadata frozen<map<text, text>>, refresh_generation bigint, refresh_hash blob, \
-    revoked_at bigint, revoke_reason text";
+    revoked_at bigint, revoke_reason text, refresh_salt blob, previous_generation bigint, \
+    previous_hash blob, rotated_at bigint, idle_timeout bigint, auth_time bigint, acr text, \
+    amr frozen<list<text>>";
 
 /// The audit columns after the partition key.
 const AUDIT_DATA_DDL: &str = "at bigint, event_id uuid, kind text, actor text, \
@@ -170,12 +193,21 @@ const AUDIT_OPTIONS: &str = "AND default_time_to_live = 7776000 AND gc_grace_sec
 /// Every column of a session row, in the order `rows::SessionRow` lists them.
 const SESSION_COLUMNS: &str = "session_id, user_id, tenant_id, created_at, last_seen_at, \
     expires_at, ip, user_agent, device_name, metadata, refresh_generation, refresh_hash, \
-    revoked_at, revoke_reason";
+    revoked_at, revoke_reason, refresh_salt, previous_generation, previous_hash, rotated_at, \
+    idle_timeout, auth_time, acr, amr";
 
-const SESSION_MARKERS: &str = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?";
+const SESSION_MARKERS: &str = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?";
 
 const AUDIT_COLUMNS: &str =
     "user_id, at, event_id, kind, actor, session_id, ip, user_agent, reason";
+
+/// What a rotation writes, in both session tables; client and sign-in cells are bound unset
+/// when the rotation does not change them.
+const ROTATED_CELLS: &str = "refresh_generation = :next_generation, refresh_hash = :next_hash, \
+    refresh_salt = :salt, previous_generation = :previous_generation, \
+    previous_hash = :previous_hash, rotated_at = :rotated_at, last_seen_at = :last_seen_at, \
+    ip = :ip, user_agent = :user_agent, device_name = :device_name, auth_time = :auth_time, \
+    acr = :acr, amr = :amr";
 
 /// The text of every data statement, for one keyspace. Bind markers are matched by name
 /// (`rows` derives `SerializeRow`) or, where a struct would be overkill, positionally as the
@@ -195,8 +227,7 @@ pub(super) struct Cql {
     pub scan_sessions: String,
     /// The refresh compare-and-set, the backend's only LWT. Bind: `rows::RotateValues`.
     pub rotate_refresh: String,
-    /// Mirrors a won rotation into the per-user table. Bind: ttl, refresh_generation,
-    /// refresh_hash, user_id, tenant_id, created_at, session_id.
+    /// Mirrors a won rotation into the per-user table. Bind: `rows::MirrorValues`.
     pub mirror_refresh_by_user: String,
     /// Revoke, part 1. Bind: ttl, revoked_at, revoke_reason, session_id.
     pub revoke_session: String,
@@ -263,15 +294,15 @@ impl Cql {
             ),
             scan_sessions: format!("SELECT {SESSION_COLUMNS} FROM {ks}.sessions"),
             rotate_refresh: format!(
-                "UPDATE {ks}.sessions USING TTL :ttl \
-                 SET refresh_generation = :next_generation, refresh_hash = :next_hash \
+                "UPDATE {ks}.sessions USING TTL :ttl SET {ROTATED_CELLS} \
                  WHERE session_id = :session_id \
                  IF refresh_generation = :expected_generation AND refresh_hash = :expected_hash \
                  AND revoked_at = null"
             ),
             mirror_refresh_by_user: format!(
-                "UPDATE {ks}.sessions_by_user USING TTL ? SET refresh_generation = ?, \
-                 refresh_hash = ? WHERE {by_user_key}"
+                "UPDATE {ks}.sessions_by_user USING TTL :ttl SET {ROTATED_CELLS} \
+                 WHERE user_id = :user_id AND tenant_id = :tenant_id \
+                 AND created_at = :created_at AND session_id = :session_id"
             ),
             revoke_session: format!(
                 "UPDATE {ks}.sessions USING TTL ? SET revoked_at = ?, revoke_reason = ? \
@@ -369,7 +400,12 @@ mod tests {
     fn ddl_is_idempotent_and_statements_are_qualified() {
         for m in migrations("ks") {
             for s in &m.statements {
-                assert!(s.starts_with("CREATE TABLE IF NOT EXISTS ks."), "{s}");
+                let prefix = if m.upgrade_only {
+                    "ALTER TABLE ks."
+                } else {
+                    "CREATE TABLE IF NOT EXISTS ks."
+                };
+                assert!(s.starts_with(prefix), "{s}");
                 assert!(
                     !s.contains("ALLOW FILTERING") && !s.contains("INDEX"),
                     "{s}"

@@ -116,6 +116,18 @@ pub(super) fn rejects_paging_state(e: &ExecutionError) -> bool {
     )
 }
 
+/// True when an `ALTER TABLE … ADD` was refused because a column it adds exists: Cassandra
+/// says "… already exists", ScyllaDB "… conflicts with an existing column".
+pub(super) fn column_exists(e: &ExecutionError) -> bool {
+    match e {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(DbError::Invalid, msg)) => {
+            let msg = msg.to_ascii_lowercase();
+            msg.contains("already exist") || msg.contains("existing column")
+        }
+        _ => false,
+    }
+}
+
 /// True when a statement failed because the keyspace or a table does not exist (yet).
 pub(super) fn schema_missing(e: &PrepareError) -> bool {
     match e {

@@ -59,14 +59,14 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, FeedBatch, Page, RefreshHash, Revocation, RevocationEvent, Rotation,
+    AuditRecord, FeedBatch, Page, Revocation, RevocationEvent, Rotation, RotationStep,
     SessionFilter, SessionRecord, SessionScope, Store, StoreError, UserNotBefore,
 };
 use crate::model::ids::{SessionId, TenantId, UserId};
 use crate::model::time::Timestamp;
 use cursor::{CursorKind, FeedCursor, Keyset};
 use rows::{
-    AuditRow, FeedRow, NotBeforeRow, RefreshState, RotateValues, SessionRow, SessionValues,
+    AuditRow, FeedRow, MirrorValues, NotBeforeRow, RotateValues, SessionRow, SessionValues,
 };
 use statements::{NotPrepared, Statements};
 
@@ -177,12 +177,16 @@ impl ScyllaStore {
         self.warn_if_replication_differs(&replication).await;
         self.ddl(&cql::create_migrations_table(ks)).await?;
         let applied = self.applied_migrations().await?;
+        // Created by this run's first step, the tables already have every later column.
+        let created_now = !applied.contains(&1);
         for migration in cql::migrations(ks) {
             if applied.contains(&migration.version) {
                 continue;
             }
-            for statement in &migration.statements {
-                self.ddl(statement).await?;
+            if !(migration.upgrade_only && created_now) {
+                for statement in &migration.statements {
+                    self.ddl_step(statement, migration.upgrade_only).await?;
+                }
             }
             self.session
                 .await_schema_agreement()
@@ -348,6 +352,24 @@ impl ScyllaStore {
         statement
     }
 
+    /// One migration statement; an `ADD` of columns a cut-short earlier run already added is
+    /// done, not an error (neither Cassandra nor ScyllaDB has `ADD IF NOT EXISTS` in every
+    /// supported version).
+    async fn ddl_step(&self, text: &str, adds_columns: bool) -> Result<(), StoreError> {
+        let outcome = self
+            .session
+            .query_unpaged(self.ddl_statement(text.to_owned()), ())
+            .await;
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(e) if adds_columns && errors::column_exists(&e) => {
+                tracing::info!(statement = %text, "columns already present");
+                Ok(())
+            }
+            Err(e) => Err(errors::execution("applying schema", e)),
+        }
+    }
+
     async fn ddl(&self, text: &str) -> Result<(), StoreError> {
         self.session
             .query_unpaged(self.ddl_statement(text.to_owned()), ())
@@ -506,10 +528,9 @@ impl ScyllaStore {
         st: &Statements,
         record: &SessionRecord,
         values: &RotateValues<'_>,
-        next: RefreshState,
+        step: &RotationStep,
     ) -> Result<Rotation, StoreError> {
         let id = record.id;
-        let expected = RefreshState::of(record);
         for attempt in 0..2 {
             let e = match self
                 .session
@@ -534,15 +555,15 @@ impl ScyllaStore {
             else {
                 return Ok(Rotation::Gone);
             };
-            let state = RefreshState::of(&current);
-            if state == next {
+            let state = current.refresh_state();
+            if state == step.next {
                 return Ok(Rotation::Won);
             }
             if current.is_revoked() {
                 return Ok(Rotation::Revoked);
             }
-            if state != expected {
-                return Ok(Rotation::Lost);
+            if state != step.expected {
+                return Ok(Rotation::Lost(Box::new(current)));
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -564,7 +585,7 @@ impl ScyllaStore {
         {
             None => Ok(Rotation::Gone),
             Some(current) if current.is_revoked() => Ok(Rotation::Revoked),
-            Some(_) => Ok(Rotation::Lost),
+            Some(current) => Ok(Rotation::Lost(Box::new(current))),
         }
     }
 
@@ -575,18 +596,10 @@ impl ScyllaStore {
         &self,
         st: &Statements,
         r: &SessionRecord,
-        next: (u32, &RefreshHash),
+        step: &RotationStep,
         ttl: i32,
     ) {
-        let values = (
-            ttl,
-            i64::from(next.0),
-            &next.1.0[..],
-            r.user_id.as_str(),
-            r.tenant_id.as_str(),
-            r.created_at.as_micros(),
-            r.id.as_uuid(),
-        );
+        let values = MirrorValues::new(r, step, ttl);
         if let Err(error) = self
             .write("mirroring rotation", &st.mirror_refresh_by_user, values)
             .await
@@ -1049,8 +1062,7 @@ impl Store for ScyllaStore {
     async fn rotate_refresh(
         &self,
         id: SessionId,
-        expected: (u32, &RefreshHash),
-        next: (u32, &RefreshHash),
+        step: &RotationStep,
     ) -> Result<Rotation, StoreError> {
         let st = self.statements().await?;
         let now = Timestamp::now();
@@ -1058,36 +1070,21 @@ impl Store for ScyllaStore {
             return Ok(Rotation::Gone);
         };
         // Decided without Paxos when the read already shows the CAS would fail.
-        let wanted = RefreshState {
-            generation: expected.0,
-            hash: expected.1.0,
-        };
         if record.is_revoked() {
             return Ok(Rotation::Revoked);
         }
-        if RefreshState::of(&record) != wanted {
-            return Ok(Rotation::Lost);
+        if record.refresh_state() != step.expected {
+            return Ok(Rotation::Lost(Box::new(record)));
         }
         let Some(ttl) = buckets::ttl_secs(record.expires_at, now) else {
             return Ok(Rotation::Gone);
         };
-        let values = RotateValues {
-            ttl,
-            next_generation: i64::from(next.0),
-            next_hash: &next.1.0,
-            session_id: id.as_uuid(),
-            expected_generation: i64::from(expected.0),
-            expected_hash: &expected.1.0,
-        };
-        let next_state = RefreshState {
-            generation: next.0,
-            hash: next.1.0,
-        };
+        let values = RotateValues::new(id, step, ttl);
         let rotation = self
-            .compare_and_set_refresh(st, &record, &values, next_state)
+            .compare_and_set_refresh(st, &record, &values, step)
             .await?;
         if rotation == Rotation::Won {
-            self.mirror_rotation(st, &record, next, ttl).await;
+            self.mirror_rotation(st, &record, step, ttl).await;
         }
         Ok(rotation)
     }

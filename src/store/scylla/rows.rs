@@ -6,6 +6,7 @@
 //! anything empty: a bound null would write a tombstone.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use scylla::value::{CqlTimeuuid, MaybeUnset};
 use scylla::{DeserializeRow, SerializeRow};
@@ -14,7 +15,10 @@ use uuid::Uuid;
 use super::StoreError;
 use super::buckets;
 use crate::model::ids::{SessionId, TenantId, UserId};
-use crate::model::records::{AuditRecord, RefreshHash, RevocationEvent, SessionRecord};
+use crate::model::records::{
+    AuditRecord, PreviousRefresh, RefreshHash, RefreshSalt, RefreshState, RevocationEvent,
+    RotationStep, SessionRecord, SignIn,
+};
 use crate::model::time::Timestamp;
 
 /// A row of `sessions` or `sessions_by_user` (same columns, see `cql::SESSION_COLUMNS`).
@@ -34,6 +38,14 @@ pub(super) struct SessionRow {
     refresh_hash: Option<Vec<u8>>,
     revoked_at: Option<i64>,
     revoke_reason: Option<String>,
+    refresh_salt: Option<Vec<u8>>,
+    previous_generation: Option<i64>,
+    previous_hash: Option<Vec<u8>>,
+    rotated_at: Option<i64>,
+    idle_timeout: Option<i64>,
+    auth_time: Option<i64>,
+    acr: Option<String>,
+    amr: Option<Vec<String>>,
 }
 
 impl SessionRow {
@@ -67,6 +79,37 @@ impl SessionRow {
             <[u8; 32]>::try_from(hash.as_slice())
                 .map_err(|_| corrupt("refresh_hash is not 32 bytes"))?,
         );
+        let refresh_salt = self
+            .refresh_salt
+            .map(|salt| {
+                <[u8; 16]>::try_from(salt.as_slice())
+                    .map(RefreshSalt)
+                    .map_err(|_| corrupt("refresh_salt is not 16 bytes"))
+            })
+            .transpose()?;
+        // All three or nothing: a rotation writes them together.
+        let previous_refresh = match (
+            self.previous_generation,
+            self.previous_hash,
+            self.rotated_at,
+        ) {
+            (Some(generation), Some(hash), Some(at)) => Some(PreviousRefresh {
+                state: RefreshState {
+                    generation: u32::try_from(generation)
+                        .map_err(|_| corrupt("previous_generation out of range"))?,
+                    hash: RefreshHash(
+                        <[u8; 32]>::try_from(hash.as_slice())
+                            .map_err(|_| corrupt("previous_hash is not 32 bytes"))?,
+                    ),
+                },
+                rotated_at: Timestamp::from_micros(at),
+            }),
+            _ => None,
+        };
+        let idle_timeout = self
+            .idle_timeout
+            .filter(|micros| *micros > 0)
+            .map(|micros| Duration::from_micros(micros.unsigned_abs()));
         Ok(Some(SessionRecord {
             id: SessionId::from_uuid(id),
             user_id,
@@ -82,8 +125,20 @@ impl SessionRow {
             refresh_hash,
             revoked_at: self.revoked_at.map(Timestamp::from_micros),
             revoke_reason: self.revoke_reason.unwrap_or_default(),
+            refresh_salt,
+            previous_refresh,
+            idle_timeout,
+            sign_in: SignIn {
+                auth_time: Timestamp::from_micros(self.auth_time.unwrap_or(created_at)),
+                acr: self.acr.unwrap_or_default(),
+                amr: self.amr.unwrap_or_default(),
+            },
         }))
     }
+}
+
+fn micros_of(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// The values of `cql::Cql::insert_session` and `insert_session_by_user`.
@@ -103,6 +158,14 @@ pub(super) struct SessionValues<'a> {
     refresh_hash: &'a [u8],
     revoked_at: MaybeUnset<i64>,
     revoke_reason: MaybeUnset<&'a str>,
+    refresh_salt: MaybeUnset<&'a [u8]>,
+    previous_generation: MaybeUnset<i64>,
+    previous_hash: MaybeUnset<&'a [u8]>,
+    rotated_at: MaybeUnset<i64>,
+    idle_timeout: MaybeUnset<i64>,
+    auth_time: i64,
+    acr: MaybeUnset<&'a str>,
+    amr: MaybeUnset<&'a [String]>,
     #[scylla(rename = "[ttl]")]
     ttl: i32,
 }
@@ -131,37 +194,139 @@ impl<'a> SessionValues<'a> {
                 .revoked_at
                 .map_or(MaybeUnset::Unset, |t| MaybeUnset::Set(t.as_micros())),
             revoke_reason: unset_if_empty(&r.revoke_reason),
+            refresh_salt: r
+                .refresh_salt
+                .as_ref()
+                .map_or(MaybeUnset::Unset, |s| MaybeUnset::Set(&s.0[..])),
+            previous_generation: r.previous_refresh.map_or(MaybeUnset::Unset, |p| {
+                MaybeUnset::Set(i64::from(p.state.generation))
+            }),
+            previous_hash: r
+                .previous_refresh
+                .as_ref()
+                .map_or(MaybeUnset::Unset, |p| MaybeUnset::Set(&p.state.hash.0[..])),
+            rotated_at: r.previous_refresh.map_or(MaybeUnset::Unset, |p| {
+                MaybeUnset::Set(p.rotated_at.as_micros())
+            }),
+            idle_timeout: r
+                .idle_timeout
+                .map_or(MaybeUnset::Unset, |d| MaybeUnset::Set(micros_of(d))),
+            auth_time: r.sign_in.auth_time.as_micros(),
+            acr: unset_if_empty(&r.sign_in.acr),
+            amr: if r.sign_in.amr.is_empty() {
+                MaybeUnset::Unset
+            } else {
+                MaybeUnset::Set(&r.sign_in.amr)
+            },
             ttl,
         }
     }
 }
 
-/// The values of the refresh compare-and-set (`cql::Cql::rotate_refresh`).
+/// The values of the refresh compare-and-set (`cql::Cql::rotate_refresh`) and of its copy into
+/// the per-user table (`mirror_refresh_by_user`, which binds the key columns instead of the
+/// condition). Client and sign-in columns are unset, so left as they are, when the step does
+/// not change them.
 #[derive(Debug, SerializeRow)]
 pub(super) struct RotateValues<'a> {
-    pub ttl: i32,
-    pub next_generation: i64,
-    pub next_hash: &'a [u8],
-    pub session_id: Uuid,
-    pub expected_generation: i64,
-    pub expected_hash: &'a [u8],
+    ttl: i32,
+    next_generation: i64,
+    next_hash: &'a [u8],
+    salt: &'a [u8],
+    previous_generation: i64,
+    previous_hash: &'a [u8],
+    rotated_at: i64,
+    last_seen_at: i64,
+    ip: MaybeUnset<&'a str>,
+    user_agent: MaybeUnset<&'a str>,
+    device_name: MaybeUnset<&'a str>,
+    auth_time: MaybeUnset<i64>,
+    acr: MaybeUnset<&'a str>,
+    amr: MaybeUnset<&'a [String]>,
+    session_id: Uuid,
+    expected_generation: i64,
+    expected_hash: &'a [u8],
 }
 
-/// The refresh columns as a serial read sees them after an uncertain compare-and-set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct RefreshState {
-    /// The current generation.
-    pub generation: u32,
-    /// The current hash.
-    pub hash: [u8; 32],
-}
-
-impl RefreshState {
-    /// The refresh state of a record.
-    pub fn of(r: &SessionRecord) -> Self {
+impl<'a> RotateValues<'a> {
+    /// The values that apply `step` to session `id`, the cells expiring after `ttl` seconds.
+    pub fn new(id: SessionId, step: &'a RotationStep, ttl: i32) -> Self {
+        let client = step.client.as_ref();
+        let sign_in = step.sign_in.as_ref();
         Self {
-            generation: r.refresh_generation,
-            hash: r.refresh_hash.0,
+            ttl,
+            next_generation: i64::from(step.next.generation),
+            next_hash: &step.next.hash.0,
+            salt: &step.salt.0,
+            previous_generation: i64::from(step.expected.generation),
+            previous_hash: &step.expected.hash.0,
+            rotated_at: step.at.as_micros(),
+            last_seen_at: step.at.as_micros(),
+            ip: client.map_or(MaybeUnset::Unset, |c| MaybeUnset::Set(c.ip.as_str())),
+            user_agent: client.map_or(MaybeUnset::Unset, |c| {
+                MaybeUnset::Set(c.user_agent.as_str())
+            }),
+            device_name: client.map_or(MaybeUnset::Unset, |c| {
+                MaybeUnset::Set(c.device_name.as_str())
+            }),
+            auth_time: sign_in.map_or(MaybeUnset::Unset, |s| {
+                MaybeUnset::Set(s.auth_time.as_micros())
+            }),
+            acr: sign_in.map_or(MaybeUnset::Unset, |s| MaybeUnset::Set(s.acr.as_str())),
+            amr: sign_in.map_or(MaybeUnset::Unset, |s| MaybeUnset::Set(s.amr.as_slice())),
+            session_id: id.as_uuid(),
+            expected_generation: i64::from(step.expected.generation),
+            expected_hash: &step.expected.hash.0,
+        }
+    }
+}
+
+/// The key of a session's row in `sessions_by_user`, for `mirror_refresh_by_user`.
+#[derive(Debug, SerializeRow)]
+pub(super) struct MirrorValues<'a> {
+    ttl: i32,
+    next_generation: i64,
+    next_hash: &'a [u8],
+    salt: &'a [u8],
+    previous_generation: i64,
+    previous_hash: &'a [u8],
+    rotated_at: i64,
+    last_seen_at: i64,
+    ip: MaybeUnset<&'a str>,
+    user_agent: MaybeUnset<&'a str>,
+    device_name: MaybeUnset<&'a str>,
+    auth_time: MaybeUnset<i64>,
+    acr: MaybeUnset<&'a str>,
+    amr: MaybeUnset<&'a [String]>,
+    user_id: &'a str,
+    tenant_id: &'a str,
+    created_at: i64,
+    session_id: Uuid,
+}
+
+impl<'a> MirrorValues<'a> {
+    /// The copy of `step`'s rotation of `r` into the per-user table.
+    pub fn new(r: &'a SessionRecord, step: &'a RotationStep, ttl: i32) -> Self {
+        let rotate = RotateValues::new(r.id, step, ttl);
+        Self {
+            ttl,
+            next_generation: rotate.next_generation,
+            next_hash: rotate.next_hash,
+            salt: rotate.salt,
+            previous_generation: rotate.previous_generation,
+            previous_hash: rotate.previous_hash,
+            rotated_at: rotate.rotated_at,
+            last_seen_at: rotate.last_seen_at,
+            ip: rotate.ip,
+            user_agent: rotate.user_agent,
+            device_name: rotate.device_name,
+            auth_time: rotate.auth_time,
+            acr: rotate.acr,
+            amr: rotate.amr,
+            user_id: r.user_id.as_str(),
+            tenant_id: r.tenant_id.as_str(),
+            created_at: r.created_at.as_micros(),
+            session_id: r.id.as_uuid(),
         }
     }
 }
@@ -347,6 +512,20 @@ mod tests {
             metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
             refresh_generation: u32::MAX,
             refresh_hash: RefreshHash([7; 32]),
+            refresh_salt: Some(RefreshSalt([3; 16])),
+            previous_refresh: Some(PreviousRefresh {
+                state: RefreshState {
+                    generation: u32::MAX - 1,
+                    hash: RefreshHash([6; 32]),
+                },
+                rotated_at: Timestamp::from_micros(1_700_000_001_500_000),
+            }),
+            idle_timeout: Some(Duration::from_secs(900)),
+            sign_in: SignIn {
+                auth_time: Timestamp::from_micros(1_699_999_999_000_000),
+                acr: "urn:example:mfa".into(),
+                amr: vec!["pwd".into(), "otp".into()],
+            },
             revoked_at: Some(Timestamp::from_micros(1_700_000_002_000_000)),
             revoke_reason: "user_logout".into(),
         })
@@ -377,6 +556,14 @@ mod tests {
             refresh_hash: Some(v.refresh_hash.to_vec()),
             revoked_at: set(v.revoked_at),
             revoke_reason: set(v.revoke_reason).map(str::to_owned),
+            refresh_salt: set(v.refresh_salt).map(<[u8]>::to_vec),
+            previous_generation: set(v.previous_generation),
+            previous_hash: set(v.previous_hash).map(<[u8]>::to_vec),
+            rotated_at: set(v.rotated_at),
+            idle_timeout: set(v.idle_timeout),
+            auth_time: Some(v.auth_time),
+            acr: set(v.acr).map(str::to_owned),
+            amr: set(v.amr).map(<[String]>::to_vec),
         }
     }
 
@@ -395,11 +582,39 @@ mod tests {
         bare.revoke_reason.clear();
         bare.tenant_id = TenantId::none();
         bare.refresh_generation = 0;
+        bare.refresh_salt = None;
+        bare.previous_refresh = None;
+        bare.idle_timeout = None;
+        bare.sign_in.acr.clear();
+        bare.sign_in.amr.clear();
         let v = SessionValues::new(&bare, 60);
         assert!(matches!(v.ip, MaybeUnset::Unset));
         assert!(matches!(v.metadata, MaybeUnset::Unset));
         assert!(matches!(v.revoked_at, MaybeUnset::Unset));
         assert_eq!(row_of(&bare).into_record(now)?, Some(bare));
+        Ok(())
+    }
+
+    #[test]
+    fn a_row_from_before_version_3_reads_as_signed_in_at_creation() -> TestResult {
+        let r = record()?;
+        let mut row = row_of(&r);
+        row.refresh_salt = None;
+        row.previous_generation = None;
+        row.previous_hash = None;
+        row.rotated_at = None;
+        row.idle_timeout = None;
+        row.auth_time = None;
+        row.acr = None;
+        row.amr = None;
+        let read = row
+            .into_record(r.created_at)?
+            .ok_or("the row reads as absent")?;
+        assert_eq!(read.refresh_salt, None);
+        assert_eq!(read.previous_refresh, None);
+        assert_eq!(read.idle_timeout, None);
+        assert_eq!(read.sign_in.auth_time, r.created_at);
+        assert!(read.sign_in.acr.is_empty() && read.sign_in.amr.is_empty());
         Ok(())
     }
 

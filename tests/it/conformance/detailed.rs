@@ -8,8 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sessiond::model::ids::{SessionId, TenantId, UserId};
-use sessiond::model::records::{AuditRecord, RefreshHash, RevocationEvent, SessionRecord};
+use sessiond::model::records::{
+    AuditRecord, ClientSeen, RefreshHash, RefreshSalt, RevocationEvent, SessionRecord, SignIn,
+};
 use sessiond::model::time::Timestamp;
+
+use super::step;
 use sessiond::store::{Revocation, Rotation, SessionFilter, SessionScope, Store, StoreError};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -44,6 +48,14 @@ fn session(user_id: &str, tenant_id: &str, age: Duration) -> SessionRecord {
         metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
         refresh_generation: 0,
         refresh_hash: hash(1),
+        refresh_salt: None,
+        previous_refresh: None,
+        idle_timeout: None,
+        sign_in: SignIn {
+            auth_time: created,
+            acr: String::new(),
+            amr: Vec::new(),
+        },
         revoked_at: None,
         revoke_reason: String::new(),
     }
@@ -106,7 +118,7 @@ pub async fn expired_sessions_are_absent(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .rotate_refresh(soon.id, (0, &hash(1)), (1, &hash(2)))
+            .rotate_refresh(soon.id, &step((0, hash(1)), (1, hash(2))))
             .await
             .expect("rotate"),
         Rotation::Gone
@@ -153,22 +165,40 @@ pub async fn sixteen_racing_rotations_have_one_winner(store: Arc<dyn Store>) {
             let store = store.clone();
             tokio::spawn(async move {
                 let next = hash(100 + i);
-                let outcome = store.rotate_refresh(r.id, (0, &hash(1)), (1, &next)).await;
+                let outcome = store
+                    .rotate_refresh(r.id, &step((0, hash(1)), (1, next)))
+                    .await;
                 (i, outcome)
             })
         })
         .collect();
     let mut winners = Vec::new();
+    let mut seen_by_losers = Vec::new();
     for t in tasks {
         let (i, outcome) = t.await.expect("join");
         match outcome.expect("rotate") {
             Rotation::Won => winners.push(i),
-            Rotation::Lost => {}
+            Rotation::Lost(current) => seen_by_losers.push(*current),
             other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
     let winner_hash = hash(100 + winners[0]);
+    // Every loser is told the state the winner left, from which a grace replay answers the
+    // winner's token: the new generation, and the replaced one as previous.
+    assert_eq!(seen_by_losers.len(), 15);
+    for current in &seen_by_losers {
+        assert_eq!(
+            (current.refresh_generation, current.refresh_hash),
+            (1, winner_hash)
+        );
+        let previous = current.previous_refresh.expect("previous generation kept");
+        assert_eq!(
+            (previous.state.generation, previous.state.hash),
+            (0, hash(1))
+        );
+        assert_eq!(current.refresh_salt, Some(RefreshSalt([5; 16])));
+    }
     let stored = store
         .get_session(r.id)
         .await
@@ -186,17 +216,44 @@ pub async fn sixteen_racing_rotations_have_one_winner(store: Arc<dyn Store>) {
     assert_eq!(listed, vec![stored]);
     // A stale expectation loses; the current one wins; an unknown session is gone.
     let stale = store
-        .rotate_refresh(r.id, (0, &hash(1)), (1, &hash(9)))
+        .rotate_refresh(r.id, &step((0, hash(1)), (1, hash(9))))
         .await
         .expect("rotate");
-    assert_eq!(stale, Rotation::Lost);
+    assert!(matches!(stale, Rotation::Lost(_)));
+    let mut with_changes = step((1, winner_hash), (2, hash(3)));
+    with_changes.client = Some(ClientSeen {
+        ip: "198.51.100.7".into(),
+        user_agent: "phone/2".into(),
+        device_name: "Phone".into(),
+    });
+    with_changes.sign_in = Some(SignIn {
+        auth_time: with_changes.at,
+        acr: "urn:example:mfa".into(),
+        amr: vec!["pwd".into(), "otp".into()],
+    });
     let ok = store
-        .rotate_refresh(r.id, (1, &winner_hash), (2, &hash(3)))
+        .rotate_refresh(r.id, &with_changes)
         .await
         .expect("rotate");
     assert_eq!(ok, Rotation::Won);
+    // The rotation's client, sign-in and last-seen instant are stored, in the point read and
+    // in the per-user listing alike.
+    let stored = store
+        .get_session(r.id)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(stored, with_changes.applied_to(r.clone()));
+    assert_eq!(stored.ip, "198.51.100.7");
+    assert_eq!(stored.sign_in.amr, vec!["pwd".to_owned(), "otp".to_owned()]);
+    assert_eq!(stored.last_seen_at, with_changes.at);
+    let listed = store
+        .list_user_sessions(&r.user_id, None)
+        .await
+        .expect("list");
+    assert_eq!(listed, vec![stored]);
     let none = store
-        .rotate_refresh(SessionId::new(), (0, &hash(1)), (1, &hash(2)))
+        .rotate_refresh(SessionId::new(), &step((0, hash(1)), (1, hash(2))))
         .await;
     assert_eq!(none.expect("rotate unknown"), Rotation::Gone);
 }
@@ -240,7 +297,7 @@ pub async fn revocation(store: Arc<dyn Store>) {
     );
     // A revoked session's refresh token no longer rotates.
     let lost = store
-        .rotate_refresh(a.id, (0, &hash(1)), (1, &hash(2)))
+        .rotate_refresh(a.id, &step((0, hash(1)), (1, hash(2))))
         .await
         .expect("rotate");
     assert_eq!(lost, Rotation::Revoked);

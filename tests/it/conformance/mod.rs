@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sessiond::model::ids::{SessionId, TenantId, UserId};
-use sessiond::model::records::{AuditRecord, RefreshHash, SessionRecord};
+use sessiond::model::records::{
+    AuditRecord, RefreshHash, RefreshSalt, RefreshState, RotationStep, SessionRecord, SignIn,
+};
 use sessiond::model::time::Timestamp;
 use sessiond::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use sessiond::store::{Revocation, Rotation, SessionFilter, SessionScope, Store, StoreError};
@@ -89,12 +91,38 @@ fn session(user: &UserId, tenant_id: &TenantId, age: Duration, ttl: Duration) ->
         metadata: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
         refresh_generation: 0,
         refresh_hash: hash(1),
+        refresh_salt: None,
+        previous_refresh: None,
+        idle_timeout: None,
+        sign_in: SignIn {
+            auth_time: now.minus(age),
+            acr: String::new(),
+            amr: Vec::new(),
+        },
         revoked_at: None,
         revoke_reason: String::new(),
     }
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// A rotation from `expected` to `next` (generation, hash) with nothing else changed.
+pub fn step(expected: (u32, RefreshHash), next: (u32, RefreshHash)) -> RotationStep {
+    RotationStep {
+        expected: RefreshState {
+            generation: expected.0,
+            hash: expected.1,
+        },
+        next: RefreshState {
+            generation: next.0,
+            hash: next.1,
+        },
+        salt: RefreshSalt([5; 16]),
+        at: Timestamp::from_micros(Timestamp::now().as_micros() / 1000 * 1000),
+        client: None,
+        sign_in: None,
+    }
+}
 
 async fn create(store: &Arc<dyn Store>, r: &SessionRecord) {
     store.create_session(r).await.expect("create session");
@@ -165,34 +193,34 @@ pub async fn user_listing_is_newest_first_and_scoped(store: Arc<dyn Store>) {
 pub async fn rotation_is_compare_and_set(store: Arc<dyn Store>) {
     let r = session(&user(), &TenantId::none(), Duration::ZERO, HOUR);
     create(&store, &r).await;
-    assert_eq!(
+    assert!(matches!(
         store
-            .rotate_refresh(r.id, (0, &hash(9)), (1, &hash(2)))
+            .rotate_refresh(r.id, &step((0, hash(9)), (1, hash(2))))
             .await
             .expect("cas"),
-        Rotation::Lost
-    );
-    assert_eq!(
+        Rotation::Lost(_)
+    ));
+    assert!(matches!(
         store
-            .rotate_refresh(r.id, (1, &hash(1)), (2, &hash(2)))
+            .rotate_refresh(r.id, &step((1, hash(1)), (2, hash(2))))
             .await
             .expect("cas"),
-        Rotation::Lost
-    );
+        Rotation::Lost(_)
+    ));
     assert_eq!(
         store
-            .rotate_refresh(r.id, (0, &hash(1)), (1, &hash(2)))
+            .rotate_refresh(r.id, &step((0, hash(1)), (1, hash(2))))
             .await
             .expect("cas"),
         Rotation::Won
     );
-    assert_eq!(
+    assert!(matches!(
         store
-            .rotate_refresh(r.id, (0, &hash(1)), (1, &hash(3)))
+            .rotate_refresh(r.id, &step((0, hash(1)), (1, hash(3))))
             .await
             .expect("cas"),
-        Rotation::Lost
-    );
+        Rotation::Lost(_)
+    ));
     let got = store
         .get_session(r.id)
         .await
@@ -201,7 +229,7 @@ pub async fn rotation_is_compare_and_set(store: Arc<dyn Store>) {
     assert_eq!((got.refresh_generation, got.refresh_hash), (1, hash(2)));
     assert_eq!(
         store
-            .rotate_refresh(SessionId::new(), (0, &hash(1)), (1, &hash(2)))
+            .rotate_refresh(SessionId::new(), &step((0, hash(1)), (1, hash(2))))
             .await
             .expect("cas"),
         Rotation::Gone
@@ -212,7 +240,7 @@ pub async fn rotation_is_compare_and_set(store: Arc<dyn Store>) {
         .expect("revoke");
     assert_eq!(
         store
-            .rotate_refresh(r.id, (1, &hash(2)), (2, &hash(3)))
+            .rotate_refresh(r.id, &step((1, hash(2)), (2, hash(3))))
             .await
             .expect("cas"),
         Rotation::Revoked,
@@ -228,7 +256,7 @@ pub async fn concurrent_rotations_have_one_winner(store: Arc<dyn Store>) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .rotate_refresh(r.id, (0, &hash(1)), (1, &hash(100 + i)))
+                    .rotate_refresh(r.id, &step((0, hash(1)), (1, hash(100 + i))))
                     .await
             })
         })
@@ -237,7 +265,7 @@ pub async fn concurrent_rotations_have_one_winner(store: Arc<dyn Store>) {
     for t in tasks {
         match t.await.expect("join").expect("cas") {
             Rotation::Won => won += 1,
-            Rotation::Lost => {}
+            Rotation::Lost(_) => {}
             other => panic!("unexpected {other:?}"),
         }
     }

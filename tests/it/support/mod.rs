@@ -215,6 +215,7 @@ pub async fn validate(client: &mut Client, token: &str) -> (bool, pb::InvalidRea
     let r = client
         .validate(pb::ValidateRequest {
             access_token: token.to_owned(),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|s| panic!("validate must answer OK, got {s:?}"))

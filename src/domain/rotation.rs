@@ -1,0 +1,343 @@
+//! Refresh-token rotation: `Refresh`, its grace for many tabs and retried requests, and
+//! `StepUp`, which continues a session with a new sign-in.
+//!
+//! The store decides every rotation by compare-and-set; this module only classifies what a
+//! presented token is against the session as stored, and answers accordingly:
+//! - the current generation rotates (one racer wins the compare-and-set; the others re-read
+//!   and find themselves replaying the previous generation);
+//! - the previous generation, within `--refresh-grace` of its rotation, gets the same successor
+//!   again, re-derived from the session's salt (see `refresh`), with nothing written but the
+//!   audit entry;
+//! - anything else is reuse: the previous generation after the grace (`replay_after_grace`) or
+//!   an older one (`stale_generation`), and the session is revoked.
+
+use std::time::Duration;
+
+use super::audit::{AuditEntry, AuditKind, Caller, Role};
+use super::client::Client;
+use super::error::{DomainError, TokenProblem};
+use super::refresh::RefreshToken;
+use super::secrets::Keyring;
+use super::sessions::{Issued, Sessions, SignInRequest};
+use crate::hooks::Step;
+use crate::model::records::{
+    ClientSeen, RefreshHash, RefreshState, RotationStep, SessionRecord, SignIn,
+};
+use crate::model::time::Timestamp;
+use crate::store::Rotation;
+
+/// How often a rotation that lost its compare-and-set re-reads and decides again before the
+/// store is taken to be inconsistent. A loser normally decides on its first re-read.
+const ROTATION_ATTEMPTS: usize = 4;
+
+/// Why a presented refresh token counts as reuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReuseKind {
+    /// The previous generation, presented after the grace.
+    ReplayAfterGrace,
+    /// A generation older than the previous one (or never current).
+    StaleGeneration,
+}
+
+impl ReuseKind {
+    /// The stable name carried in the audit event and the metric.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReuseKind::ReplayAfterGrace => "replay_after_grace",
+            ReuseKind::StaleGeneration => "stale_generation",
+        }
+    }
+}
+
+/// What a presented refresh token is, against its session as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presented {
+    /// The current generation: rotate it.
+    Current,
+    /// The previous generation inside the grace: answer the current one again.
+    GraceReplay,
+    /// Reuse: revoke the session.
+    Reuse(ReuseKind),
+}
+
+/// Classifies a presented token (`state`, authenticated by its tag) against `record` at
+/// `now`. A grace replay needs the successor to be derivable (the session has a salt); the
+/// caller checks that the derived token is indeed the stored one.
+pub fn classify(
+    record: &SessionRecord,
+    state: &RefreshState,
+    now: Timestamp,
+    grace: Duration,
+) -> Presented {
+    if same(record.refresh_state(), state) {
+        return Presented::Current;
+    }
+    match record.previous_refresh {
+        Some(previous) if same(previous.state, state) => {
+            let within = !grace.is_zero() && now <= previous.rotated_at.plus(grace);
+            if within && record.refresh_salt.is_some() {
+                Presented::GraceReplay
+            } else {
+                Presented::Reuse(ReuseKind::ReplayAfterGrace)
+            }
+        }
+        _ => Presented::Reuse(ReuseKind::StaleGeneration),
+    }
+}
+
+/// Generation and hash equal, the hash compared in constant time.
+fn same(a: RefreshState, b: &RefreshState) -> bool {
+    a.generation == b.generation
+        && bool::from(subtle::ConstantTimeEq::ct_eq(&a.hash.0[..], &b.hash.0[..]))
+}
+
+/// The current generation's token of `record`, when it can be derived and is the one stored.
+fn current_token(keys: &Keyring, record: &SessionRecord) -> Option<RefreshToken> {
+    let salt = record.refresh_salt?;
+    let token = RefreshToken::derive(keys, record.id, record.refresh_generation, &salt);
+    let stored: &RefreshHash = &record.refresh_hash;
+    let derived = token.hash(keys);
+    bool::from(subtle::ConstantTimeEq::ct_eq(&derived.0[..], &stored.0[..])).then_some(token)
+}
+
+/// What a rotation changes besides the token.
+#[derive(Clone, Debug, Default)]
+struct Changes {
+    client: Option<ClientSeen>,
+    sign_in: Option<SignIn>,
+}
+
+impl Sessions {
+    /// Trades a refresh token for a new pair (see the module docs for the grace). With a
+    /// `client`, the session records where it is now used from.
+    pub async fn refresh(
+        &self,
+        caller: &Caller,
+        token: &str,
+        client: Option<&Client>,
+    ) -> Result<Issued, DomainError> {
+        let presented =
+            RefreshToken::parse(&self.keys, token).map_err(DomainError::RefreshToken)?;
+        let id = presented.session_id;
+        let state = RefreshState {
+            generation: presented.generation,
+            hash: presented.hash(&self.keys),
+        };
+        let Some(mut record) = self.store.get_session(id).await? else {
+            return Err(DomainError::RefreshToken(TokenProblem::UnknownSession));
+        };
+        if let Err(ended) = self.still_stands(&record).await? {
+            return Err(DomainError::RefreshToken(ended.problem()));
+        }
+        let audit_client = client.cloned().unwrap_or_default();
+        let changes = Changes {
+            client: client.map(seen_from),
+            sign_in: None,
+        };
+        for _ in 0..ROTATION_ATTEMPTS {
+            let grace = self.policy.refresh_grace;
+            match classify(&record, &state, self.clock.now(), grace) {
+                Presented::Current => {
+                    self.hooks.at(Step::RefreshChecked(id)).await;
+                    match self.rotate(record, &changes).await? {
+                        Ok((next, token)) => {
+                            return self
+                                .answer(
+                                    caller,
+                                    next,
+                                    &token,
+                                    &audit_client,
+                                    AuditKind::SessionRefreshed,
+                                    "",
+                                )
+                                .await;
+                        }
+                        Err(current) => record = current,
+                    }
+                }
+                Presented::GraceReplay => {
+                    let Some(token) = current_token(&self.keys, &record) else {
+                        let kind = ReuseKind::ReplayAfterGrace;
+                        return Err(self
+                            .reuse_detected(caller, &record, &audit_client, kind)
+                            .await);
+                    };
+                    return self
+                        .answer(
+                            caller,
+                            record,
+                            &token,
+                            &audit_client,
+                            AuditKind::SessionRefreshed,
+                            "grace_replay",
+                        )
+                        .await;
+                }
+                Presented::Reuse(kind) => {
+                    return Err(self
+                        .reuse_detected(caller, &record, &audit_client, kind)
+                        .await);
+                }
+            }
+        }
+        Err(unsettled(id))
+    }
+
+    /// Continues the session behind `access_token` with a new sign-in: the same session, new
+    /// tokens whose claims carry it. The refresh token it replaces answers as by `Refresh`'s
+    /// grace, so a tab that refreshes with it meanwhile joins the same chain.
+    pub async fn step_up(
+        &self,
+        caller: &Caller,
+        access_token: &str,
+        sign_in: SignInRequest,
+        client: Option<&Client>,
+    ) -> Result<Issued, DomainError> {
+        let sign_in = sign_in.check(self.clock.now())?;
+        let (claims, _) = self.authenticate(access_token).await?;
+        let id = claims.session_id;
+        let Some(mut record) = self.store.get_session(id).await? else {
+            return Err(DomainError::AccessToken(TokenProblem::UnknownSession));
+        };
+        let audit_client = client.cloned().unwrap_or_default();
+        let changes = Changes {
+            client: client.map(seen_from),
+            sign_in: Some(sign_in),
+        };
+        for _ in 0..ROTATION_ATTEMPTS {
+            if let Err(ended) = self.still_stands(&record).await? {
+                return Err(DomainError::AccessToken(ended.problem()));
+            }
+            match self.rotate(record, &changes).await? {
+                Ok((next, token)) => {
+                    return self
+                        .answer(
+                            caller,
+                            next,
+                            &token,
+                            &audit_client,
+                            AuditKind::SessionSteppedUp,
+                            "",
+                        )
+                        .await;
+                }
+                // A refresh got there first: step up its successor instead.
+                Err(current) => record = current,
+            }
+        }
+        Err(unsettled(id))
+    }
+
+    /// One compare-and-set from `record`'s current generation to the next, derived token.
+    /// `Ok` with the session as it now stands and its token when this call won; `Err` with
+    /// the session as the store now has it when another rotation did.
+    async fn rotate(
+        &self,
+        record: SessionRecord,
+        changes: &Changes,
+    ) -> Result<Result<(SessionRecord, RefreshToken), SessionRecord>, DomainError> {
+        let id = record.id;
+        // A session stored before tokens were derived gets its salt with its first rotation.
+        let salt = record.refresh_salt.unwrap_or_else(RefreshToken::new_salt);
+        let generation = record.refresh_generation.wrapping_add(1);
+        let token = RefreshToken::derive(&self.keys, id, generation, &salt);
+        let step = RotationStep {
+            expected: record.refresh_state(),
+            next: RefreshState {
+                generation,
+                hash: token.hash(&self.keys),
+            },
+            salt,
+            at: self.clock.now(),
+            client: changes.client.clone(),
+            sign_in: changes.sign_in.clone(),
+        };
+        match self.store.rotate_refresh(id, &step).await? {
+            Rotation::Won => {
+                // This replica's copy shows the old client and sign-in: read it again.
+                self.caches.sessions.invalidate(&id).await;
+                Ok(Ok((step.applied_to(record), token)))
+            }
+            Rotation::Lost(current) => Ok(Err(*current)),
+            // Lost to a revocation, not to a thief: no alarm.
+            Rotation::Revoked => Err(DomainError::RefreshToken(TokenProblem::Revoked)),
+            Rotation::Gone => Err(DomainError::RefreshToken(TokenProblem::UnknownSession)),
+        }
+    }
+
+    /// Hands out `token` and a fresh access token for `session`, after checking once more
+    /// that the session stands (a switch or a sign-out that landed meanwhile ends it too:
+    /// say so rather than hand out tokens that every surface rejects), and audits it.
+    async fn answer(
+        &self,
+        caller: &Caller,
+        session: SessionRecord,
+        token: &RefreshToken,
+        client: &Client,
+        kind: AuditKind,
+        reason: &str,
+    ) -> Result<Issued, DomainError> {
+        if let Err(ended) = self.still_stands(&session).await? {
+            return Err(DomainError::RefreshToken(ended.problem()));
+        }
+        let audit = AuditEntry::new(kind, caller, Role::User)
+            .session(session.user_id.as_str(), Some(session.id))
+            .client(&client.ip, &client.user_agent)
+            .reason(reason)
+            .finish(self.clock.now());
+        self.store.append_audit(&[audit]).await?;
+        let refreshes = &self.caches.meters.refreshes;
+        match (kind, reason) {
+            (AuditKind::SessionRefreshed, "grace_replay") => refreshes.grace_replay.increment(1),
+            (AuditKind::SessionRefreshed, _) => refreshes.rotated.increment(1),
+            _ => {}
+        }
+        let tokens = self.token_pair(caller, &session, token, self.clock.now())?;
+        Ok(Issued {
+            session: session.into(),
+            tokens,
+        })
+    }
+
+    /// Revokes a session whose rotated-away refresh token came back, and says so.
+    async fn reuse_detected(
+        &self,
+        caller: &Caller,
+        record: &SessionRecord,
+        client: &Client,
+        kind: ReuseKind,
+    ) -> DomainError {
+        tracing::warn!(session_id = %record.id, user_id = %record.user_id, kind = kind.as_str(), "refresh token reuse; revoking session");
+        let refreshes = &self.caches.meters.refreshes;
+        match kind {
+            ReuseKind::ReplayAfterGrace => refreshes.replay_after_grace.increment(1),
+            ReuseKind::StaleGeneration => refreshes.stale_generation.increment(1),
+        }
+        let audit = AuditEntry::new(AuditKind::RefreshTokenReuse, caller, Role::User)
+            .session(record.user_id.as_str(), Some(record.id))
+            .client(&client.ip, &client.user_agent)
+            .reason(kind.as_str())
+            .finish(self.clock.now());
+        match self
+            .revoke_ids(&[record.id], "refresh_token_reuse", vec![audit])
+            .await
+        {
+            Ok(_) => DomainError::RefreshTokenReuse,
+            Err(e) => e,
+        }
+    }
+}
+
+fn seen_from(client: &Client) -> ClientSeen {
+    ClientSeen {
+        ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
+        device_name: client.device_name.clone(),
+    }
+}
+
+fn unsettled(id: crate::model::ids::SessionId) -> DomainError {
+    DomainError::Store(crate::store::StoreError::Unavailable(format!(
+        "refresh rotation of session {id} could not be settled"
+    )))
+}
