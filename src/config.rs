@@ -1352,6 +1352,42 @@ mod tests {
     }
 
     #[test]
+    fn refresh_grace_and_idle_timeout_have_defaults_and_are_checked() {
+        let c = Settings::default().resolve().expect("defaults are valid");
+        assert_eq!(c.refresh_grace, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::ZERO);
+
+        let c = serve(&["--refresh-grace", "0s", "--idle-timeout", "15m"]).expect("valid");
+        assert_eq!(c.refresh_grace, Duration::ZERO);
+        assert_eq!(c.idle_timeout, Duration::from_secs(900));
+        let c = serve(&[
+            "--idle-timeout",
+            "2s",
+            "--last-seen-interval",
+            "1s",
+            "--refresh-grace",
+            "5m",
+        ])
+        .expect("twice the interval is enough");
+        assert_eq!(c.idle_timeout, Duration::from_secs(2));
+
+        let bad: [(&[&str], &str); 4] = [
+            (&["--refresh-grace", "301s"], "--refresh-grace"),
+            (&["--refresh-grace", "later"], "--refresh-grace"),
+            // Under twice the default last-seen interval (60s).
+            (&["--idle-timeout", "119s"], "--idle-timeout"),
+            (
+                &["--idle-timeout", "3s", "--last-seen-interval", "2s"],
+                "--idle-timeout",
+            ),
+        ];
+        for (args, flag) in bad {
+            let err = serve(args).expect_err(flag);
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
     fn admission_settings_come_from_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = file(

@@ -35,6 +35,9 @@ const BY_USER: TableDefinition<&[u8], ()> = TableDefinition::new("sessions_by_us
 /// The index of earlier versions, without the standing; rebuilt into [`BY_USER`] on open.
 const BY_USER_V1: TableDefinition<&[u8], ()> = TableDefinition::new("sessions_by_user");
 const EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("session_expiry");
+/// `last_seen_at + idle_timeout ‖ id` of every session with an idle timeout, so the sweeper
+/// finds idle sessions without reading the others; moved by every write of `last_seen_at`.
+const IDLE: TableDefinition<&[u8], ()> = TableDefinition::new("session_idle_deadline");
 const USER_NOT_BEFORE: TableDefinition<&[u8], (i64, i64)> = TableDefinition::new("user_not_before");
 const SETTINGS: TableDefinition<&str, i64> = TableDefinition::new("settings");
 const AUDIT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("audit");
@@ -144,6 +147,7 @@ fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(SESSIONS).map_err(backend)?;
     txn.open_table(BY_USER).map_err(backend)?;
     txn.open_table(EXPIRY).map_err(backend)?;
+    txn.open_table(IDLE).map_err(backend)?;
     txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
     txn.open_table(SETTINGS).map_err(backend)?;
     txn.open_table(AUDIT).map_err(backend)?;
@@ -192,6 +196,34 @@ fn insert_session(txn: &WriteTransaction, record: &SessionRecord) -> Result<(), 
     let mut expiry = txn.open_table(EXPIRY).map_err(backend)?;
     let k = keys::expiry(record.expires_at, record.id);
     expiry.insert(k.as_slice(), ()).map_err(backend)?;
+    reindex_idle(txn, None, record)
+}
+
+/// The key of a session in the idle index, if it has an idle timeout.
+fn idle_key(record: &SessionRecord) -> Option<Vec<u8>> {
+    record
+        .idle_timeout
+        .map(|idle| keys::expiry(record.last_seen_at.plus(idle), record.id))
+}
+
+/// Moves a session's idle-index entry from where `old` had it to where `new` has it.
+fn reindex_idle(
+    txn: &WriteTransaction,
+    old: Option<&SessionRecord>,
+    new: &SessionRecord,
+) -> Result<(), StoreError> {
+    let before = old.and_then(idle_key);
+    let after = idle_key(new);
+    if before == after {
+        return Ok(());
+    }
+    let mut idle = txn.open_table(IDLE).map_err(backend)?;
+    if let Some(k) = before {
+        idle.remove(k.as_slice()).map_err(backend)?;
+    }
+    if let Some(k) = after {
+        idle.insert(k.as_slice(), ()).map_err(backend)?;
+    }
     Ok(())
 }
 
@@ -368,7 +400,9 @@ impl Store for EmbeddedStore {
                 if record.refresh_state() != step.expected {
                     return Ok(Rotation::Lost(Box::new(record)));
                 }
+                let before = record.clone();
                 let record = step.applied_to(record);
+                reindex_idle(txn, Some(&before), &record)?;
                 let bytes = codec::encode_session(&record)?;
                 sessions
                     .insert(id_key(id), bytes.as_slice())
@@ -530,7 +564,9 @@ impl Store for EmbeddedStore {
                         continue;
                     };
                     if at > record.last_seen_at {
+                        let before = record.clone();
                         record.last_seen_at = at;
+                        reindex_idle(txn, Some(&before), &record)?;
                         let bytes = codec::encode_session(&record)?;
                         sessions
                             .insert(id_key(id), bytes.as_slice())
@@ -792,8 +828,30 @@ fn sweep_batch(
     now: Timestamp,
     audit_cutoff: Timestamp,
 ) -> Result<usize, StoreError> {
+    let mut removed = sweep_expired(txn, now)?;
+    if removed < SWEEP_BATCH {
+        removed += sweep_idle(txn, now, SWEEP_BATCH - removed)?;
+    }
+    if removed < SWEEP_BATCH {
+        removed += sweep_audit(txn, audit_cutoff, SWEEP_BATCH - removed)?;
+    }
+    if removed < SWEEP_BATCH {
+        let mut marks = txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
+        let before = marks.len().map_err(backend)?;
+        marks
+            .retain(|_, (_, keep_until)| keep_until > now.as_micros())
+            .map_err(backend)?;
+        let after = marks.len().map_err(backend)?;
+        removed += usize::try_from(before.saturating_sub(after)).unwrap_or(0);
+    }
+    Ok(removed)
+}
+
+/// Removes up to a batch of sessions past their absolute end.
+fn sweep_expired(txn: &WriteTransaction, now: Timestamp) -> Result<usize, StoreError> {
     let mut removed = 0;
     let mut expiry = txn.open_table(EXPIRY).map_err(backend)?;
+    let mut idle = txn.open_table(IDLE).map_err(backend)?;
     let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
     let mut by_user = txn.open_table(BY_USER).map_err(backend)?;
     let upper = keys::expiry(now, SessionId::from_uuid(uuid::Uuid::max()));
@@ -814,19 +872,57 @@ fn sweep_batch(
             by_user
                 .remove(index_key(&record).as_slice())
                 .map_err(backend)?;
+            if let Some(k) = idle_key(&record) {
+                idle.remove(k.as_slice()).map_err(backend)?;
+            }
         }
     }
-    if removed < SWEEP_BATCH {
-        removed += sweep_audit(txn, audit_cutoff, SWEEP_BATCH - removed)?;
-    }
-    if removed < SWEEP_BATCH {
-        let mut marks = txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
-        let before = marks.len().map_err(backend)?;
-        marks
-            .retain(|_, (_, keep_until)| keep_until > now.as_micros())
+    Ok(removed)
+}
+
+/// Removes up to `max` sessions whose idle deadline has passed by `now`: over for every
+/// surface already, they need not wait for their absolute end.
+fn sweep_idle(txn: &WriteTransaction, now: Timestamp, max: usize) -> Result<usize, StoreError> {
+    let mut idle = txn.open_table(IDLE).map_err(backend)?;
+    // Strictly before `now`: a session is idle once its deadline has passed, not at it.
+    let upper = keys::expiry(now, SessionId::from_uuid(uuid::Uuid::nil()));
+    let due: Vec<Vec<u8>> = idle
+        .range::<&[u8]>(..upper.as_slice())
+        .map_err(backend)?
+        .take(max)
+        .map(|e| e.map(|(k, _)| k.value().to_vec()).map_err(backend))
+        .collect::<Result<_, _>>()?;
+    let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
+    let mut by_user = txn.open_table(BY_USER).map_err(backend)?;
+    let mut expiry = txn.open_table(EXPIRY).map_err(backend)?;
+    let mut removed = 0;
+    for key in due {
+        idle.remove(key.as_slice()).map_err(backend)?;
+        let Some(id) = keys::session_of_by_user(&key) else {
+            continue;
+        };
+        let Some(record) = load(&sessions, id)? else {
+            continue;
+        };
+        if idle_key(&record).as_deref() != Some(key.as_slice())
+            || !record.idle_by(record.last_seen_at, now)
+        {
+            // Not this session's current deadline (a write moved it; that key stays).
+            if let Some(current) = idle_key(&record)
+                && current == key
+            {
+                idle.insert(key.as_slice(), ()).map_err(backend)?;
+            }
+            continue;
+        }
+        sessions.remove(id_key(id)).map_err(backend)?;
+        by_user
+            .remove(index_key(&record).as_slice())
             .map_err(backend)?;
-        let after = marks.len().map_err(backend)?;
-        removed += usize::try_from(before.saturating_sub(after)).unwrap_or(0);
+        expiry
+            .remove(keys::expiry(record.expires_at, id).as_slice())
+            .map_err(backend)?;
+        removed += 1;
     }
     Ok(removed)
 }
