@@ -341,3 +341,344 @@ fn unsettled(id: crate::model::ids::SessionId) -> DomainError {
         "refresh rotation of session {id} could not be settled"
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The rotation state machine against a model store that applies compare-and-set steps as
+    //! both backends do, with refreshes split into their read and their decision so that
+    //! proptest chooses every interleaving of many refreshes, revocations and clock moves.
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::ids::{SessionId, TenantId, UserId};
+
+    fn keys() -> Keyring {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::keystore::load_or_create(dir.path()).expect("keys")
+    }
+
+    /// One session in a store that decides rotations by compare-and-set.
+    struct Model {
+        record: SessionRecord,
+    }
+
+    impl Model {
+        fn new(keys: &Keyring, now: Timestamp) -> (Self, String) {
+            let id = SessionId::new();
+            let salt = RefreshToken::new_salt();
+            let first = RefreshToken::derive(keys, id, 0, &salt);
+            let record = SessionRecord {
+                id,
+                user_id: UserId::parse("user_id", "model").expect("user"),
+                tenant_id: TenantId::none(),
+                created_at: now,
+                last_seen_at: now,
+                expires_at: now.plus(Duration::from_secs(86_400)),
+                ip: String::new(),
+                user_agent: String::new(),
+                device_name: String::new(),
+                metadata: BTreeMap::new(),
+                refresh_generation: 0,
+                refresh_hash: first.hash(keys),
+                refresh_salt: Some(salt),
+                previous_refresh: None,
+                idle_timeout: None,
+                sign_in: SignIn {
+                    auth_time: now,
+                    acr: String::new(),
+                    amr: Vec::new(),
+                },
+                revoked_at: None,
+                revoke_reason: String::new(),
+            };
+            (Self { record }, first.encode(keys))
+        }
+
+        /// `Store::rotate_refresh` as the backends implement it.
+        fn rotate(&mut self, step: &RotationStep) -> Rotation {
+            if self.record.is_revoked() {
+                return Rotation::Revoked;
+            }
+            if self.record.refresh_state() != step.expected {
+                return Rotation::Lost(Box::new(self.record.clone()));
+            }
+            self.record = step.applied_to(self.record.clone());
+            Rotation::Won
+        }
+    }
+
+    /// Where one in-flight refresh is.
+    enum Phase {
+        /// It has parsed its token and not read the session yet.
+        Read,
+        /// It holds this copy of the session and decides next.
+        Decide(Box<SessionRecord>),
+    }
+
+    struct InFlight {
+        token: String,
+        phase: Phase,
+    }
+
+    /// What a refresh ended with.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Outcome {
+        Answered(String),
+        Reuse,
+        Revoked,
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A client presents the `n`-th token it ever received (modulo how many there are).
+        Start(usize),
+        /// The `n`-th in-flight refresh takes its next step.
+        Step(usize),
+        /// An operator revokes the session.
+        Revoke,
+        /// Time passes.
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => any::<usize>().prop_map(Op::Start),
+            8 => any::<usize>().prop_map(Op::Step),
+            1 => Just(Op::Revoke),
+            2 => (0u64..15_000).prop_map(Op::Advance),
+        ]
+    }
+
+    struct Run<'k> {
+        keys: &'k Keyring,
+        grace: Duration,
+        now: Timestamp,
+        model: Model,
+        /// Every refresh token any client was handed, by generation.
+        handed: BTreeMap<u32, BTreeSet<String>>,
+        /// In the order handed out, for `Op::Start`.
+        received: Vec<String>,
+        in_flight: Vec<InFlight>,
+        outcomes: Vec<Outcome>,
+    }
+
+    impl Run<'_> {
+        fn hand_out(&mut self, token: RefreshToken) {
+            let text = token.encode(self.keys);
+            self.handed
+                .entry(token.generation)
+                .or_default()
+                .insert(text.clone());
+            self.received.push(text.clone());
+            self.outcomes.push(Outcome::Answered(text));
+        }
+
+        /// Advances refresh `i` by one step; true when it finished.
+        fn step(&mut self, i: usize) -> bool {
+            let Some(flight) = self.in_flight.get_mut(i) else {
+                return true;
+            };
+            let presented = RefreshToken::parse(self.keys, &flight.token).expect("our token");
+            let state = RefreshState {
+                generation: presented.generation,
+                hash: presented.hash(self.keys),
+            };
+            match std::mem::replace(&mut flight.phase, Phase::Read) {
+                Phase::Read => {
+                    if self.model.record.is_revoked() {
+                        self.outcomes.push(Outcome::Revoked);
+                        return true;
+                    }
+                    flight.phase = Phase::Decide(Box::new(self.model.record.clone()));
+                    false
+                }
+                Phase::Decide(record) => match classify(&record, &state, self.now, self.grace) {
+                    Presented::Current => {
+                        let salt = record.refresh_salt.expect("salted");
+                        let generation = record.refresh_generation.wrapping_add(1);
+                        let next = RefreshToken::derive(self.keys, record.id, generation, &salt);
+                        let step = RotationStep {
+                            expected: record.refresh_state(),
+                            next: RefreshState {
+                                generation,
+                                hash: next.hash(self.keys),
+                            },
+                            salt,
+                            at: self.now,
+                            client: None,
+                            sign_in: None,
+                        };
+                        match self.model.rotate(&step) {
+                            Rotation::Won => {
+                                self.hand_out(next);
+                                true
+                            }
+                            Rotation::Lost(current) => {
+                                flight.phase = Phase::Decide(current);
+                                false
+                            }
+                            Rotation::Revoked | Rotation::Gone => {
+                                self.outcomes.push(Outcome::Revoked);
+                                true
+                            }
+                        }
+                    }
+                    Presented::GraceReplay => {
+                        match current_token(self.keys, &record) {
+                            Some(token) => self.hand_out(token),
+                            None => self.outcomes.push(Outcome::Reuse),
+                        }
+                        true
+                    }
+                    Presented::Reuse(_) => {
+                        self.revoke();
+                        self.outcomes.push(Outcome::Reuse);
+                        true
+                    }
+                },
+            }
+        }
+
+        fn revoke(&mut self) {
+            if !self.model.record.is_revoked() {
+                self.model.record.revoked_at = Some(self.now);
+            }
+        }
+
+        fn apply(&mut self, op: Op) {
+            match op {
+                Op::Start(n) => {
+                    let token = self.received[n % self.received.len()].clone();
+                    self.in_flight.push(InFlight {
+                        token,
+                        phase: Phase::Read,
+                    });
+                }
+                Op::Step(n) => {
+                    if !self.in_flight.is_empty() {
+                        let i = n % self.in_flight.len();
+                        if self.step(i) {
+                            self.in_flight.remove(i);
+                        }
+                    }
+                }
+                Op::Revoke => self.revoke(),
+                Op::Advance(ms) => self.now = self.now.plus(Duration::from_millis(ms)),
+            }
+        }
+
+        /// Lets every in-flight refresh finish, oldest first.
+        fn drain(&mut self) {
+            for _ in 0..10_000 {
+                if self.in_flight.is_empty() {
+                    return;
+                }
+                if self.step(0) {
+                    self.in_flight.remove(0);
+                }
+            }
+            panic!("refreshes did not settle");
+        }
+    }
+
+    fn run(grace: Duration, ops: Vec<Op>) -> Run<'static> {
+        // One keyring for every case: generating keys per case would dominate the run.
+        static KEYS: std::sync::OnceLock<Keyring> = std::sync::OnceLock::new();
+        let keys = KEYS.get_or_init(keys);
+        let now = Timestamp::from_micros(1_800_000_000_000_000);
+        let (model, first) = Model::new(keys, now);
+        let mut run = Run {
+            keys,
+            grace,
+            now,
+            model,
+            handed: BTreeMap::from([(0, BTreeSet::from([first.clone()]))]),
+            received: vec![first],
+            in_flight: Vec::new(),
+            outcomes: Vec::new(),
+        };
+        for op in ops {
+            run.apply(op);
+        }
+        run.drain();
+        run
+    }
+
+    /// At most one live token chain: one token per generation was ever handed out, nothing
+    /// beyond the stored generation exists, and every token the store would still accept
+    /// leads to the one current token.
+    fn one_chain(run: &Run<'_>) -> Result<(), TestCaseError> {
+        let record = &run.model.record;
+        for (generation, tokens) in &run.handed {
+            prop_assert_eq!(tokens.len(), 1, "generation {} has two tokens", generation);
+            prop_assert!(*generation <= record.refresh_generation);
+        }
+        if record.is_revoked() {
+            return Ok(());
+        }
+        let current = run
+            .handed
+            .get(&record.refresh_generation)
+            .and_then(|t| t.iter().next())
+            .cloned();
+        for text in &run.received {
+            let token = RefreshToken::parse(run.keys, text).expect("ours");
+            let state = RefreshState {
+                generation: token.generation,
+                hash: token.hash(run.keys),
+            };
+            match classify(record, &state, run.now, run.grace) {
+                Presented::Current => prop_assert_eq!(Some(text), current.as_ref()),
+                Presented::GraceReplay => {
+                    let answer = current_token(run.keys, record).map(|t| t.encode(run.keys));
+                    prop_assert_eq!(answer, current.clone());
+                }
+                Presented::Reuse(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_interleaving_with_a_grace_keeps_one_chain(ops in prop::collection::vec(op(), 1..80)) {
+            let run = run(Duration::from_secs(10), ops);
+            one_chain(&run)?;
+        }
+
+        #[test]
+        fn strict_rotation_has_one_winner_per_generation(ops in prop::collection::vec(op(), 1..80)) {
+            let run = run(Duration::ZERO, ops);
+            one_chain(&run)?;
+            // Without a grace every answer is a won compare-and-set: one per generation.
+            let answered = run
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Answered(_)))
+                .count();
+            // Generation 0 was handed out by Issue, every later one by exactly one refresh.
+            prop_assert_eq!(answered, run.handed.len() - 1);
+            prop_assert_eq!(
+                u32::try_from(answered).ok(),
+                Some(run.model.record.refresh_generation)
+            );
+        }
+
+        #[test]
+        fn concurrent_refreshes_of_one_token_inside_the_grace_all_succeed(n in 2usize..40, order in prop::collection::vec(any::<usize>(), 0..200)) {
+            let mut ops: Vec<Op> = (0..n).map(|_| Op::Start(0)).collect();
+            ops.extend(order.into_iter().map(Op::Step));
+            let run = run(Duration::from_secs(10), ops);
+            one_chain(&run)?;
+            prop_assert!(!run.model.record.is_revoked());
+            prop_assert_eq!(run.outcomes.len(), n);
+            prop_assert!(run.outcomes.iter().all(|o| matches!(o, Outcome::Answered(_))));
+            prop_assert_eq!(run.handed.get(&1).map(BTreeSet::len), Some(1));
+        }
+    }
+}

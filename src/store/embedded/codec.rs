@@ -237,3 +237,43 @@ pub fn decode_audit(
         reason: a.reason,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_row_reads_as_signed_in_when_created() {
+        let v1 = StoredSessionV1 {
+            user_id: "alice".into(),
+            tenant_id: String::new(),
+            created_at: 1_700_000_000_000_001,
+            last_seen_at: 1_700_000_000_500_000,
+            expires_at: 1_700_086_400_000_000,
+            ip: "192.0.2.1".into(),
+            user_agent: "ua".into(),
+            device_name: "d".into(),
+            metadata: BTreeMap::new(),
+            refresh_generation: 4,
+            refresh_hash: [7; 32],
+            revoked_at: None,
+            revoke_reason: String::new(),
+        };
+        let bytes = encode_at(VERSION, &v1).expect("encode v1");
+        let id = SessionId::new();
+        let r = decode_session(id, &bytes).expect("a version 1 row decodes");
+        assert_eq!(r.refresh_generation, 4);
+        assert_eq!(r.refresh_salt, None);
+        assert_eq!(r.previous_refresh, None);
+        assert_eq!(r.idle_timeout, None);
+        assert_eq!(
+            r.sign_in.auth_time,
+            Timestamp::from_micros(1_700_000_000_000_001)
+        );
+        // Written back, it is a version 2 row that reads the same.
+        let again = encode_session(&r).expect("encode");
+        assert_eq!(again.first(), Some(&SESSION_VERSION));
+        assert_eq!(decode_session(id, &again).expect("decode"), r);
+        assert!(decode_session(id, &[9, 1, 2]).is_err());
+    }
+}
