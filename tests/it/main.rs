@@ -22,6 +22,7 @@ mod admission;
 mod cql_faults;
 mod gateway;
 mod keys;
+mod lifetimes;
 mod races;
 mod replicas;
 mod restart_and_crash;

@@ -315,6 +315,31 @@ pub fn assert_error<T: std::fmt::Debug>(
     status
 }
 
+/// The instant of a protobuf timestamp.
+pub fn instant(t: &Option<prost_types::Timestamp>) -> Timestamp {
+    let t = t.as_ref().expect("timestamp set");
+    Timestamp::from_micros(t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
+}
+
+/// The `exp` of an access token (whole seconds), read without verification: the instant
+/// from which the server answers `EXPIRED` for it.
+pub fn access_expiry(token: &str) -> Timestamp {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).expect("json claims");
+    let exp = claims["exp"].as_i64().expect("an exp claim");
+    Timestamp::from_micros(exp * 1_000_000)
+}
+
+/// Half a second past the whole second after `t`: an instant from which a test can step
+/// microseconds forward and stay within one second.
+pub fn half_past_next_second(t: Timestamp) -> Timestamp {
+    Timestamp::from_micros((t.as_secs() + 1) * 1_000_000 + 500_000)
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `deadline`.
 pub async fn poll_until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where
