@@ -14,8 +14,8 @@
 //! - Every row of a session expires by TTL with the session (`buckets::ttl_secs`), every write
 //!   recomputing it. The one delete: a session evicted by the cap leaves `sessions_by_user`
 //!   (one row tombstone per eviction, gone after `gc_grace_seconds`).
-//! - Reads treat a session whose `expires_at` has passed as absent, even while its cells wait
-//!   out their last second of TTL.
+//! - Reads treat a session whose `expires_at` has passed as absent, even while its cells live
+//!   on (a TTL's second of slack, or a manual clock ahead of the node's).
 //! - Every revocation's feed row is in the same logged batch as the revocation, so no
 //!   revocation reaches the store without reaching the feed, and a replica that reads the event
 //!   and re-reads the store sees the revocation.
@@ -24,12 +24,13 @@
 //! all CQL text lives in `cql`.
 //!
 //! Time. Session time comes from the service's clock (`connect`'s `clock`): reads compare
-//! `expires_at` with `clock.now()`, and every `USING TTL` is `expires_at - clock.now()`. The
-//! node expires cells on its own real clock, so a test's manual clock ahead of real time
-//! changes only which rows the store shows: a session past its end by the clock reads as
-//! absent while its cells live on (their TTL, counted from the real write instant, is never
-//! shorter than the clock's remaining time as long as the clock only moves forward), and the
-//! cells go by themselves later. `USING TIMESTAMP` carries a "not before" instant itself (see
+//! `expires_at` with `clock.now()`, and every `USING TTL` is `expires_at - clock.now()` plus a
+//! second. The node expires cells by its own clock, counting each TTL from the real write; with
+//! the system clock the two agree. A test's manual clock moved ahead of real time makes a
+//! session that has ended by the clock read as absent while its cells live on, until their TTL
+//! runs out in real time. A manual clock that stands still while real seconds pass could see
+//! cells go before it says the row has ended, so tests give lifetimes far longer than the real
+//! time between their steps. `USING TIMESTAMP` carries a "not before" instant itself (see
 //! `cql`); one ahead of the node's clock is harmless, as no statement with a server-assigned
 //! timestamp writes those tables. The revocation feed and the cap's pending slots are real-time
 //! mechanisms and keep the wall clock (see `feed_now` and `slots`).
@@ -629,7 +630,7 @@ impl ScyllaStore {
             return Ok(Revocation::AlreadyRevoked(Box::new(record)));
         }
         let Some(ttl) = buckets::ttl_secs(record.expires_at, now) else {
-            // Within its last second: it is expiring by itself and reads will say so.
+            // Not reached: the read at the same `now` found it live, so it has a TTL.
             return Ok(Revocation::NotFound);
         };
         let reason_value = if reason.is_empty() {

@@ -87,6 +87,9 @@ pub async fn expired_sessions_are_absent(store: Arc<dyn Store>, clock: ManualClo
     let mut soon = session(&unique_user("exp"), "", Duration::ZERO);
     soon.expires_at = clock.now().plus(HOUR);
     store.create_session(&soon).await.expect("create");
+    let mut twin = session(&unique_user("exp"), "", Duration::ZERO);
+    twin.expires_at = soon.expires_at;
+    store.create_session(&twin).await.expect("create");
     let of_user = SessionFilter {
         scope: SessionScope::User(soon.user_id.clone()),
         include_revoked: true,
@@ -106,6 +109,26 @@ pub async fn expired_sessions_are_absent(store: Arc<dyn Store>, clock: ManualClo
     );
     let (listed, _) = collect_pages(&store, &of_user, 10).await;
     assert_eq!(listed, vec![soon.id]);
+    // ...and it can still be revoked and touched, as any live session.
+    assert!(matches!(
+        store
+            .revoke_session(twin.id, clock.now(), "last microsecond")
+            .await
+            .expect("revoke"),
+        Revocation::Revoked(_)
+    ));
+    store
+        .touch_sessions(&[(soon.id, clock.now())])
+        .await
+        .expect("touch");
+    assert_eq!(
+        store
+            .get_session(soon.id)
+            .await
+            .expect("get")
+            .map(|r| r.last_seen_at),
+        Some(clock.now())
+    );
 
     // At its end it is over (`expires_at <= now`), by the store's clock alone: on ScyllaDB its
     // cells live on for the real hour of their TTL, and reads treat it as absent all the same.
