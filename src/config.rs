@@ -1014,7 +1014,7 @@ impl Config {
     }
 
     /// What opening the store needs, and no more of the configuration: the backend with its
-    /// directory or cluster, the audit retention, and whether to migrate first.
+    /// directory or cluster, the audit retention, whether to migrate first, and the clock.
     pub fn store_settings(&self) -> StoreSettings {
         let backend = match &self.store {
             StoreKind::Embedded => Backend::Embedded {
@@ -1032,6 +1032,7 @@ impl Config {
         StoreSettings {
             backend,
             migrate: self.migrate,
+            clock: self.clock.clone(),
         }
     }
 }

@@ -419,7 +419,9 @@ mod tests {
     use crate::model::time::Timestamp;
 
     fn claims() -> AccessClaims {
-        let now = Timestamp::now();
+        // A fixed instant long past: signing and verifying never read a clock (expiry is the
+        // caller's, by the service's clock), so these tokens verify whenever the tests run.
+        let now = Timestamp::from_micros(1_700_000_000_123_456);
         AccessClaims {
             session_id: SessionId::new(),
             user_id: UserId::parse("sub", "u").expect("user"),

@@ -292,7 +292,9 @@ mod tests {
     }
 
     fn claims(grant: Option<Grant>) -> AccessClaims {
-        let now = Timestamp::now();
+        // A fixed instant long past: `verify` leaves expiry to its callers' clock, so a token
+        // whose `exp` has long gone by still verifies, and no test here depends on the time.
+        let now = Timestamp::from_micros(1_700_000_000_123_456);
         AccessClaims {
             session_id: SessionId::new(),
             user_id: UserId::parse("sub", "user-1").expect("user"),

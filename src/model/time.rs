@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 pub struct Timestamp(i64);
 
 impl Timestamp {
-    /// The current wall-clock time.
+    /// The current wall-clock time. The service never decides by it: domain and store read
+    /// the one [`Clock`](super::Clock) they were given, so that tests can move time.
     pub fn now() -> Self {
         Self::from_system(SystemTime::now())
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::embedded::{EmbeddedOptions, EmbeddedStore};
 use super::scylla::{ScyllaConfig, ScyllaStore};
 use super::{Store, StoreError};
+use crate::model::clock::SharedClock;
 
 /// How long start-up keeps retrying a cluster that does not answer.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(120);
@@ -21,6 +22,10 @@ pub struct StoreSettings {
     pub backend: Backend,
     /// Create or upgrade the ScyllaDB schema before serving (`--migrate`).
     pub migrate: bool,
+    /// The clock the service runs on (the domain's own): the store judges expiry, computes
+    /// time-to-live and stamps its sweeps by it, so that store and domain never disagree on
+    /// whether a session is over.
+    pub clock: SharedClock,
 }
 
 /// A backend and the settings it is opened with.
@@ -39,19 +44,21 @@ pub enum Backend {
 
 /// Opens the store: the embedded store under its directory, or a connection to the cluster.
 /// With `migrate` the schema is created or upgraded first; without it a missing schema stops
-/// start-up with a message saying how to create it.
+/// start-up with a message saying how to create it. Either backend reads time from
+/// `settings.clock`.
 pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     match &settings.backend {
         Backend::Embedded { dir, options } => {
-            let (dir, options) = (dir.clone(), options.clone());
-            let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, options))
-                .await
-                .map_err(|e| StoreError::Backend(e.to_string()))??;
+            let (dir, options, clock) = (dir.clone(), options.clone(), settings.clock.clone());
+            let store =
+                tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, options, clock))
+                    .await
+                    .map_err(|e| StoreError::Backend(e.to_string()))??;
             tracing::info!(path = %store.path().display(), "embedded store open");
             Ok(Arc::new(store))
         }
         Backend::Scylla(scylla) => {
-            let store = connect(scylla).await?;
+            let store = connect(scylla, &settings.clock).await?;
             if settings.migrate {
                 store.migrate().await?;
             } else {
@@ -72,18 +79,18 @@ pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
 pub async fn migrate(settings: &StoreSettings) -> Result<(), StoreError> {
     match &settings.backend {
         Backend::Embedded { .. } => Ok(()),
-        Backend::Scylla(scylla) => connect(scylla).await?.migrate().await,
+        Backend::Scylla(scylla) => connect(scylla, &settings.clock).await?.migrate().await,
     }
 }
 
 /// Connects to the cluster, retrying with exponential backoff while it does not answer, so a
 /// replica started before its cluster comes up by itself once the cluster does.
-async fn connect(scylla: &ScyllaConfig) -> Result<ScyllaStore, StoreError> {
+async fn connect(scylla: &ScyllaConfig, clock: &SharedClock) -> Result<ScyllaStore, StoreError> {
     let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
     let mut backoff = Duration::from_millis(500);
     let mut attempt = 1u32;
     loop {
-        match ScyllaStore::connect(scylla.clone()).await {
+        match ScyllaStore::connect(scylla.clone(), clock.clone()).await {
             Ok(store) => return Ok(store),
             Err(StoreError::Unavailable(reason))
                 if tokio::time::Instant::now() + backoff < deadline =>

@@ -174,6 +174,8 @@ impl MeteredStore {
         if fault == Some(Fault::FailBefore) {
             return Err(injected(op));
         }
+        // Latency is real time, on the monotonic clock, whatever clock the service decides
+        // by: the decorator reads no session instant at all, and passes every one through.
         let started = Instant::now();
         let mut result = call.instrument(span.clone()).await;
         if fault == Some(Fault::FailAfter) {

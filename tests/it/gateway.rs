@@ -6,7 +6,8 @@
 //! Each test runs a real server (`serve_with_http`) on two loopback listeners bound before the
 //! server is spawned, over a real embedded store in a tempdir, and talks to it through the
 //! generated gRPC clients (sessiond's and Envoy's) and a plain HTTP client. Waits are polls
-//! with a deadline, never sleeps as synchronisation.
+//! with a deadline, never sleeps as synchronisation; expiry is reached by moving a manual
+//! clock the server runs on, never by waiting.
 
 use crate::support;
 
@@ -23,6 +24,7 @@ use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
 use reqwest::StatusCode;
 use sessiond::auth::{CallerSpec, Role, hash_credential};
+use sessiond::model::ManualClock;
 use sessiond::pb;
 use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::{Config, ServeError};
@@ -402,16 +404,27 @@ async fn ext_authz_denies_missing_malformed_and_forged_tokens() {
 
 #[tokio::test]
 async fn ext_authz_denies_an_expired_token() {
-    let gateway = Gateway::start().await;
+    let clock = ManualClock::starting_now();
+    let gateway = Gateway::start_with(|c| c.clock = clock.shared()).await;
     let issued = gateway
         .issue("user-1", "", Some(Duration::from_secs(1)))
         .await;
     let bearer = format!("Bearer {}", access_token(&issued));
-    let body = support::poll_until("the token to expire", DEADLINE, || async {
-        let answer = check(&gateway, check_request(&[("authorization", &bearer)])).await;
-        (answer.status.as_ref().map(|s| s.code) != Some(0)).then(|| denial(&answer).0)
-    })
-    .await;
+    let answer = check(&gateway, check_request(&[("authorization", &bearer)])).await;
+    assert_eq!(
+        answer.status.as_ref().map(|s| s.code),
+        Some(0),
+        "allowed first"
+    );
+    // Past the one-second session, and so past its token.
+    clock.advance(Duration::from_secs(1));
+    let answer = check(&gateway, check_request(&[("authorization", &bearer)])).await;
+    assert_ne!(
+        answer.status.as_ref().map(|s| s.code),
+        Some(0),
+        "denied once expired"
+    );
+    let (body, _) = denial(&answer);
     assert!(body.contains("expired"), "{body}");
 }
 
@@ -992,7 +1005,8 @@ async fn auth_check_answers_identity_headers_for_a_valid_bearer_token() {
 
 #[tokio::test]
 async fn auth_check_refuses_missing_unusable_revoked_and_expired_tokens() {
-    let gateway = Gateway::start().await;
+    let clock = ManualClock::starting_now();
+    let gateway = Gateway::start_with(|c| c.clock = clock.shared()).await;
     let issued = gateway.issue("user-1", "", None).await;
     let token = access_token(&issued);
     let forged = format!("Bearer {}", forge(&token));
@@ -1047,11 +1061,10 @@ async fn auth_check_refuses_missing_unusable_revoked_and_expired_tokens() {
         .issue("user-1", "", Some(Duration::from_secs(1)))
         .await;
     let bearer = format!("Bearer {}", access_token(&short));
-    let response = support::poll_until("the token to expire", DEADLINE, || async {
-        let response = gateway.auth_check(&[("authorization", &bearer)]).await;
-        (response.status() != StatusCode::OK).then_some(response)
-    })
-    .await;
+    let response = gateway.auth_check(&[("authorization", &bearer)]).await;
+    assert_eq!(response.status(), StatusCode::OK, "valid until it expires");
+    clock.advance(Duration::from_secs(1));
+    let response = gateway.auth_check(&[("authorization", &bearer)]).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         header(&response, "x-session-invalid-reason"),
@@ -1193,7 +1206,12 @@ async fn oauth2_revoke_ends_the_session_behind_an_access_or_a_refresh_token() {
 
 #[tokio::test]
 async fn oauth2_revoke_answers_200_for_unusable_tokens_and_ends_nothing() {
-    let gateway = Gateway::start_with(|c| c.access_token_ttl = Duration::from_secs(1)).await;
+    let clock = ManualClock::starting_now();
+    let gateway = Gateway::start_with(|c| {
+        c.access_token_ttl = Duration::from_secs(1);
+        c.clock = clock.shared();
+    })
+    .await;
     let issued = gateway.issue("user-1", "", None).await;
     let token = access_token(&issued);
     let refresh = refresh_token(&issued);
@@ -1225,10 +1243,7 @@ async fn oauth2_revoke_answers_200_for_unusable_tokens_and_ends_nothing() {
     }
 
     // An expired access token ends nothing either: its authority ended with it.
-    support::poll_until("the token to expire", DEADLINE, || async {
-        (!validate(&gateway, &token).await.0).then_some(())
-    })
-    .await;
+    clock.advance(Duration::from_secs(1));
     assert_eq!(
         validate(&gateway, &token).await,
         (false, pb::InvalidReason::Expired)

@@ -297,9 +297,11 @@ fn record(idle: Option<Duration>, last_seen: Timestamp) -> SessionRecord {
 #[tokio::test]
 async fn the_embedded_sweeper_removes_idle_sessions_and_keeps_used_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> =
-        Arc::new(EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).expect("open"));
-    let t0 = Timestamp::now();
+    let clock = ManualClock::starting_now();
+    let store: Arc<dyn Store> = Arc::new(
+        EmbeddedStore::open(dir.path(), EmbeddedOptions::default(), clock.shared()).expect("open"),
+    );
+    let t0 = clock.now();
     let idle = record(Some(IDLE), t0);
     let used = record(Some(IDLE), t0);
     let unbounded = record(None, t0);

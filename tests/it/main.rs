@@ -23,6 +23,7 @@ mod cql_faults;
 mod gateway;
 mod idle;
 mod keys;
+mod lifetimes;
 mod races;
 mod refresh_grace;
 mod replicas;

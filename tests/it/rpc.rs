@@ -540,11 +540,14 @@ async fn admin_list_filters_by_tenant() {
 
 #[tokio::test]
 async fn admin_revoke_user_rejects_older_tokens_but_not_newer_ones() {
-    let server = TestServer::start().await;
+    // On a manual clock, so "right after, within the same second" is exactly that.
+    let server = TestServer::start_on_manual_clock(|_| {}).await;
+    server.clock().set(half_past_next_second(server.now()));
     let mut client = server.client();
     let a1 = server.issue("alice").await;
     let a2 = server.issue("alice").await;
     let bob = server.issue("bob").await;
+    server.advance(Duration::from_micros(1));
 
     let r = client
         .admin_revoke_user(pb::AdminRevokeUserRequest {
@@ -556,8 +559,13 @@ async fn admin_revoke_user_rejects_older_tokens_but_not_newer_ones() {
         .expect("admin revoke user")
         .into_inner();
     assert_eq!(r.revoked_count, 2);
-    // Issued right after, within the same second: valid.
+    // Issued at the mark's own instant, a microsecond after the others, within the same
+    // second: not before the mark, so valid.
     let a3 = server.issue("alice").await;
+    assert_eq!(
+        instant(&a3.session.created_at).as_secs(),
+        instant(&a1.session.created_at).as_secs()
+    );
 
     assert_invalid(&mut client, &a1.access, InvalidReason::Revoked).await;
     assert_invalid(&mut client, &a2.access, InvalidReason::Revoked).await;
@@ -609,11 +617,13 @@ async fn admin_revoke_session_ends_any_users_session_once() {
 
 #[tokio::test]
 async fn admin_revoke_all_sessions_needs_confirmation_and_rejects_earlier_tokens() {
-    let server = TestServer::start().await;
+    // On a manual clock: the switch lands one microsecond after the last token before it.
+    let server = TestServer::start_on_manual_clock(|_| {}).await;
     let mut client = server.client();
     let a = server.issue("alice").await;
     let b = server.issue("bob").await;
     let refreshed = refresh(&mut client, &b.refresh).await.expect("refresh");
+    server.advance(Duration::from_micros(1));
 
     assert_error(
         client
@@ -635,7 +645,12 @@ async fn admin_revoke_all_sessions_needs_confirmation_and_rejects_earlier_tokens
         .await
         .expect("global revoke")
         .into_inner();
-    assert!(r.not_before.is_some());
+    assert_eq!(
+        instant(&r.not_before),
+        server.now(),
+        "the switch is now, to the microsecond"
+    );
+    // Issued at the switch's own instant: not before it, so valid.
     let later = server.issue("alice").await;
 
     for token in [&a.access, &b.access, &refreshed.access] {
@@ -757,35 +772,36 @@ async fn validate_reports_unknown_session_for_a_token_of_another_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_expire() {
-    // Access tokens live one second here; sessions keep their default lifetime.
-    let server = TestServer::start_with(|c| c.access_token_ttl = Duration::from_secs(1)).await;
-    let short_token = server.issue("alice").await;
-    // A session of one second (and so a token of at most one second).
-    let short_session: Issued = server
-        .client()
+    // On a manual clock: each lifetime ends at the microsecond the test moves the clock to.
+    let server = TestServer::start_on_manual_clock(|_| {}).await;
+    let mut client = server.client();
+    // A token of the default 15 minutes in a session of 30 days, and a session of one hour
+    // whose token lives 15 minutes too.
+    let long_session = server.issue("alice").await;
+    let short_session: Issued = client
         .issue(pb::IssueRequest {
-            ttl: Some(duration(1)),
+            ttl: Some(duration(3600)),
             ..issue_request("bob")
         })
         .await
         .expect("issue")
         .into_inner()
         .into();
+    let exp = access_expiry(&long_session.access);
+    assert_eq!(exp, access_expiry(&short_session.access));
+    assert_eq!(
+        exp.as_secs(),
+        server.now().plus(Duration::from_secs(900)).as_secs()
+    );
 
-    for token in [&short_token.access, &short_session.access] {
-        let mut client = server.client();
-        poll_until("the token to expire", Duration::from_secs(5), || {
-            let mut client = client.clone();
-            let token = token.clone();
-            async move {
-                match validate(&mut client, &token).await {
-                    (false, InvalidReason::Expired) => Some(()),
-                    (true, _) => None,
-                    other => panic!("an expiring token must be valid or EXPIRED, got {other:?}"),
-                }
-            }
-        })
-        .await;
+    // Valid until the last microsecond before `exp`, EXPIRED from `exp` on, on every surface.
+    server.clock().set(exp.minus(Duration::from_micros(1)));
+    for token in [&long_session.access, &short_session.access] {
+        assert_valid(&mut client, token).await;
+    }
+    server.advance(Duration::from_micros(1));
+    for token in [&long_session.access, &short_session.access] {
+        assert_invalid(&mut client, token, InvalidReason::Expired).await;
         assert_error(
             list(&mut client, token).await,
             Code::Unauthenticated,
@@ -793,42 +809,50 @@ async fn tokens_expire() {
         );
     }
 
-    let mut client = server.client();
     // The session outlives its access token: refresh gives a new, valid one.
-    let renewed = refresh(&mut client, &short_token.refresh)
+    let renewed = refresh(&mut client, &long_session.refresh)
         .await
         .expect("refresh after access token expiry");
     assert_valid(&mut client, &renewed.access).await;
-
-    // The token may expire up to a second before its session (whole seconds); wait until the
-    // session itself is gone.
-    poll_until("the session to expire", Duration::from_secs(5), || {
-        let mut client = client.clone();
-        async move {
-            let bobs = client
-                .admin_list(pb::AdminListRequest {
-                    user_id: "bob".into(),
-                    include_revoked: true,
-                    ..Default::default()
-                })
-                .await
-                .expect("admin list")
-                .into_inner()
-                .sessions;
-            bobs.is_empty().then_some(())
-        }
-    })
-    .await;
-    // The expired session cannot be refreshed.
-    let status = refresh(&mut client, &short_session.refresh)
-        .await
-        .expect_err("expired session");
-    assert_eq!(status.code(), Code::Unauthenticated);
-    let reason = error_reason(&status);
-    assert!(
-        ["TOKEN_EXPIRED", "SESSION_UNKNOWN"].contains(&reason.as_str()),
-        "reason {reason}"
+    assert_eq!(
+        renewed.session.expires_at, long_session.session.expires_at,
+        "refreshing does not extend a session"
     );
+
+    // The short session refreshes until its last microsecond, and not from its end on: the
+    // store no longer has it, whatever its tokens say.
+    let end = instant(&short_session.session.expires_at);
+    server.clock().set(end.minus(Duration::from_micros(1)));
+    let last = refresh(&mut client, &short_session.refresh)
+        .await
+        .expect("refresh in the session's last microsecond");
+    assert!(
+        access_expiry(&last.access) <= end,
+        "no token outlives its session"
+    );
+    server.advance(Duration::from_micros(1));
+    assert_error(
+        refresh(&mut client, &last.refresh).await,
+        Code::Unauthenticated,
+        "SESSION_UNKNOWN",
+    );
+    assert_invalid(&mut client, &last.access, InvalidReason::Expired).await;
+    let bobs = admin_list_all(
+        &mut client,
+        pb::AdminListRequest {
+            user_id: "bob".into(),
+            include_revoked: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(bobs.is_empty(), "an ended session is not listed: {bobs:?}");
+    // Alice's session stands: her token has expired by now, her refresh token still works.
+    assert_invalid(&mut client, &renewed.access, InvalidReason::Expired).await;
+    let again = refresh(&mut client, &renewed.refresh)
+        .await
+        .expect("alice refreshes");
+    assert_valid(&mut client, &again.access).await;
 }
 
 #[tokio::test]

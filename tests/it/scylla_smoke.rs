@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use sessiond::model::SystemClock;
 use sessiond::model::ids::SessionId;
 use sessiond::model::time::Timestamp;
 use sessiond::store::scylla::{ScyllaConfig, ScyllaStore};
@@ -80,7 +81,9 @@ async fn unmigrated_store_then_migrate(addr: &str, keyspace: &str) -> ScyllaStor
         "scylla://{addr}/{keyspace}?rf=1&request_timeout=10s"
     ))
     .expect("uri");
-    let store = ScyllaStore::connect(config).await.expect("connect");
+    let store = ScyllaStore::connect(config, SystemClock::shared())
+        .await
+        .expect("connect");
     // Before migrate, operations fail and say why.
     match store.get_session(SessionId::new()).await {
         Err(StoreError::Backend(msg)) => assert!(msg.contains("migrate"), "{msg}"),

@@ -24,6 +24,7 @@ use super::{
     AuditRecord, FeedBatch, Page, Revocation, Rotation, RotationStep, SessionFilter, SessionRecord,
     Store, StoreError, UserNotBefore,
 };
+use crate::model::clock::SharedClock;
 use crate::model::ids::{SessionId, TenantId, UserId};
 use crate::model::time::Timestamp;
 use keys::Standing;
@@ -72,6 +73,9 @@ pub struct EmbeddedStore {
     writer: Writer,
     options: EmbeddedOptions,
     path: PathBuf,
+    /// The service's clock: every expiry this store decides (reads treat a row past its end
+    /// as absent) is decided by it, as the domain's are.
+    clock: SharedClock,
 }
 
 fn backend<E: std::fmt::Display>(e: E) -> StoreError {
@@ -82,8 +86,13 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in `dir/sessiond.redb`. A file that is not a redb database,
     /// is corrupt, or is locked by another process is an error that names the path; the file's
     /// integrity is checked on open so a damaged file is refused rather than trusted. A new
-    /// directory is made 0700 and the file is always 0600, whatever the umask.
-    pub fn open(dir: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
+    /// directory is made 0700 and the file is always 0600, whatever the umask. Expiry is
+    /// judged by `clock`, the one clock the service runs on.
+    pub fn open(
+        dir: &Path,
+        options: EmbeddedOptions,
+        clock: SharedClock,
+    ) -> Result<Self, StoreError> {
         crate::permissions::ensure_private_dir(dir, "data directory")
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("sessiond.redb");
@@ -119,6 +128,7 @@ impl EmbeddedStore {
             writer,
             options,
             path,
+            clock,
         })
     }
 
@@ -327,7 +337,7 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<SessionId>, StoreError> {
         let record = record.clone();
         let reason = reason.to_owned();
-        let now = Timestamp::now();
+        let now = self.clock.now();
         // One closure on the one writer thread: the count, the evictions and the insert
         // cannot interleave with another `Issue` of the same user.
         self.writer
@@ -355,7 +365,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn get_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         self.read(move |txn| {
             let sessions = txn.open_table(SESSIONS).map_err(backend)?;
             Ok(load(&sessions, id)?.and_then(|r| live(r, now)))
@@ -372,7 +382,7 @@ impl Store for EmbeddedStore {
             Some(t) => keys::user_standing_tenant_prefix(user, Standing::Active, t),
             None => keys::user_standing_prefix(user, Standing::Active),
         };
-        let now = Timestamp::now();
+        let now = self.clock.now();
         self.read(move |txn| {
             let by_user = txn.open_table(BY_USER).map_err(backend)?;
             let sessions = txn.open_table(SESSIONS).map_err(backend)?;
@@ -387,7 +397,7 @@ impl Store for EmbeddedStore {
         step: &RotationStep,
     ) -> Result<Rotation, StoreError> {
         let step = step.clone();
-        let now = Timestamp::now();
+        let now = self.clock.now();
         self.writer
             .write(move |txn| {
                 let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;
@@ -419,7 +429,7 @@ impl Store for EmbeddedStore {
         reason: &str,
     ) -> Result<Revocation, StoreError> {
         let reason = reason.to_owned();
-        let now = Timestamp::now();
+        let now = self.clock.now();
         self.writer
             .write(move |txn| revoke_in(txn, id, at, &reason, now, Listing::Keep))
             .await
@@ -433,7 +443,7 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<SessionId>, StoreError> {
         let ids = ids.to_vec();
         let reason = reason.to_owned();
-        let now = Timestamp::now();
+        let now = self.clock.now();
         self.writer
             .write(move |txn| {
                 let mut revoked = Vec::new();
@@ -479,7 +489,7 @@ impl Store for EmbeddedStore {
 
     async fn user_not_before(&self, user: &UserId) -> Result<UserNotBefore, StoreError> {
         let prefix = keys::user_prefix(user);
-        let now = Timestamp::now();
+        let now = self.clock.now();
         self.read(move |txn| {
             let table = txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
             let end = keys::prefix_end(&prefix);
@@ -545,7 +555,7 @@ impl Store for EmbeddedStore {
     ) -> Result<Page<SessionRecord>, StoreError> {
         let filter = filter.clone();
         let cursor = cursor.map(<[u8]>::to_vec);
-        let now = Timestamp::now();
+        let now = self.clock.now();
         self.read(move |txn| match filter.scope.user() {
             Some(user) => page_of_user(txn, user, &filter, cursor, limit, now),
             None => page_of_all(txn, &filter, cursor, limit, now),
@@ -555,7 +565,7 @@ impl Store for EmbeddedStore {
 
     async fn touch_sessions(&self, seen: &[(SessionId, Timestamp)]) -> Result<(), StoreError> {
         let seen = seen.to_vec();
-        let now = Timestamp::now();
+        let now = self.clock.now();
         self.writer
             .write(move |txn| {
                 let mut sessions = txn.open_table(SESSIONS).map_err(backend)?;

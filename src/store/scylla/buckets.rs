@@ -18,15 +18,17 @@ const MAX_TTL_SECS: i64 = 20 * 365 * 86_400;
 const GREGORIAN_OFFSET_TICKS: i64 = 0x01B2_1DD2_1381_4000;
 
 /// The `USING TTL` of a write made at `now` to a row that expires at `expires_at`, or `None`
-/// when the row has expired (or is within its last second) and must not be written at all.
+/// when the row has expired (`expires_at <= now`) and must not be written at all.
 ///
 /// The server starts counting a TTL from its current whole second, so a cell written with
 /// exactly `ceil(expires_at - now)` can vanish up to a second before `expires_at`. One second
 /// of slack keeps every cell until at least `expires_at`; reads treat `expires_at <= now` as
-/// absent, so the slack never makes an expired session visible.
+/// absent, so the slack never makes an expired session visible. A row in its last second is
+/// still written (for two seconds): it stands until `expires_at` to the microsecond, as on
+/// every backend, so a refresh or a revocation in that second must not find it gone.
 pub(super) fn ttl_secs(expires_at: Timestamp, now: Timestamp) -> Option<i32> {
     let remaining = expires_at.as_micros().saturating_sub(now.as_micros());
-    if remaining < MICROS_PER_SEC {
+    if remaining <= 0 {
         return None;
     }
     let secs = remaining.div_euclid(MICROS_PER_SEC) + i64::from(remaining % MICROS_PER_SEC != 0);
@@ -122,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn ttl_rounds_up_adds_slack_and_skips_the_last_second() {
+    fn ttl_rounds_up_adds_slack_and_ends_with_the_row() {
         let now = secs(1_000);
         assert_eq!(ttl_secs(secs(1_010), now), Some(11));
         assert_eq!(
@@ -130,7 +132,14 @@ mod tests {
             Some(12)
         );
         assert_eq!(ttl_secs(secs(1_001), now), Some(2));
-        assert_eq!(ttl_secs(Timestamp::from_micros(1_000_999_999), now), None);
+        assert_eq!(
+            ttl_secs(Timestamp::from_micros(1_000_999_999), now),
+            Some(2)
+        );
+        assert_eq!(
+            ttl_secs(Timestamp::from_micros(1_000_000_001), now),
+            Some(2)
+        );
         assert_eq!(ttl_secs(now, now), None);
         assert_eq!(ttl_secs(secs(0), now), None);
         assert_eq!(

@@ -14,14 +14,26 @@
 //! - Every row of a session expires by TTL with the session (`buckets::ttl_secs`), every write
 //!   recomputing it. The one delete: a session evicted by the cap leaves `sessions_by_user`
 //!   (one row tombstone per eviction, gone after `gc_grace_seconds`).
-//! - Reads treat a session whose `expires_at` has passed as absent, even while its cells wait
-//!   out their last second of TTL.
+//! - Reads treat a session whose `expires_at` has passed as absent, even while its cells live
+//!   on (a TTL's second of slack, or a manual clock ahead of the node's).
 //! - Every revocation's feed row is in the same logged batch as the revocation, so no
 //!   revocation reaches the store without reaching the feed, and a replica that reads the event
 //!   and re-reads the store sees the revocation.
 //!
 //! It holds no policy (which sessions may be revoked, caps, token checks live in `domain`), and
 //! all CQL text lives in `cql`.
+//!
+//! Time. Session time comes from the service's clock (`connect`'s `clock`): reads compare
+//! `expires_at` with `clock.now()`, and every `USING TTL` is `expires_at - clock.now()` plus a
+//! second. The node expires cells by its own clock, counting each TTL from the real write; with
+//! the system clock the two agree. A test's manual clock moved ahead of real time makes a
+//! session that has ended by the clock read as absent while its cells live on, until their TTL
+//! runs out in real time. A manual clock that stands still while real seconds pass could see
+//! cells go before it says the row has ended, so tests give lifetimes far longer than the real
+//! time between their steps. `USING TIMESTAMP` carries a "not before" instant itself (see
+//! `cql`); one ahead of the node's clock is harmless, as no statement with a server-assigned
+//! timestamp writes those tables. The revocation feed and the cap's pending slots are real-time
+//! mechanisms and keep the wall clock (see `feed_now` and `slots`).
 
 mod buckets;
 mod config;
@@ -62,6 +74,7 @@ use super::{
     AuditRecord, FeedBatch, Page, Revocation, RevocationEvent, Rotation, RotationStep,
     SessionFilter, SessionRecord, SessionScope, Store, StoreError, UserNotBefore,
 };
+use crate::model::clock::{Clock, SharedClock, SystemClock};
 use crate::model::ids::{SessionId, TenantId, UserId};
 use crate::model::time::Timestamp;
 use cursor::{CursorKind, FeedCursor, Keyset};
@@ -103,6 +116,9 @@ pub struct ScyllaStore {
     ping: PreparedStatement,
     /// Prepared on first success: at `connect` when the schema exists, else after `migrate`.
     statements: OnceCell<Statements>,
+    /// The service's clock, for every instant of session time: expiry on read, TTLs, the
+    /// cap's slots and the audit listing's window (see "Time" below).
+    clock: SharedClock,
 }
 
 impl fmt::Debug for ScyllaStore {
@@ -116,12 +132,12 @@ impl fmt::Debug for ScyllaStore {
 }
 
 impl ScyllaStore {
-    /// Connects to the cluster and prepares every statement.
+    /// Connects to the cluster and prepares every statement; session time is read from `clock`.
     ///
     /// Fails with `Unavailable` when no contact point answers, `Backend` when the TLS files
     /// cannot be used. A missing or outdated schema is not an error here (it is logged): every
     /// operation then fails until [`migrate`](Self::migrate) has run.
-    pub async fn connect(config: ScyllaConfig) -> Result<Self, StoreError> {
+    pub async fn connect(config: ScyllaConfig, clock: SharedClock) -> Result<Self, StoreError> {
         let mut builder = SessionBuilder::new()
             .known_nodes(&config.hosts)
             .connection_timeout(config.connect_timeout)
@@ -148,6 +164,7 @@ impl ScyllaStore {
             config,
             ping,
             statements: OnceCell::new(),
+            clock,
         };
         // Not an error yet: `migrate` is about to run, or the caller checks `check_schema`.
         if let Err(error) = store.statements().await {
@@ -195,7 +212,8 @@ impl ScyllaStore {
             let record = (
                 migration.version,
                 migration.description,
-                Timestamp::now().as_micros(),
+                // When an operator's schema step ran: a real instant, not session time.
+                SystemClock.now().as_micros(),
             );
             self.session
                 .query_unpaged(self.ddl_statement(cql::insert_migration(ks)), record)
@@ -548,7 +566,7 @@ impl ScyllaStore {
                 Err(e) => return Err(errors::execution("rotating refresh token", e)),
             };
             tracing::warn!(%id, attempt, error = %e, "refresh compare-and-set outcome unknown; reading it back");
-            let now = Timestamp::now();
+            let now = self.clock.now();
             let Some(current) = self
                 .read_session(&st.select_session_serial, id, now)
                 .await?
@@ -578,7 +596,7 @@ impl ScyllaStore {
         st: &Statements,
         id: SessionId,
     ) -> Result<Rotation, StoreError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         match self
             .read_session(&st.select_session_serial, id, now)
             .await?
@@ -617,7 +635,7 @@ impl ScyllaStore {
         reason: &str,
         listing: Listing,
     ) -> Result<Revocation, StoreError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let Some(mut record) = self.read_session(&st.select_session, id, now).await? else {
             return Ok(Revocation::NotFound);
         };
@@ -625,7 +643,7 @@ impl ScyllaStore {
             return Ok(Revocation::AlreadyRevoked(Box::new(record)));
         }
         let Some(ttl) = buckets::ttl_secs(record.expires_at, now) else {
-            // Within its last second: it is expiring by itself and reads will say so.
+            // Not reached: the read at the same `now` found it live, so it has a TTL.
             return Ok(Revocation::NotFound);
         };
         let reason_value = if reason.is_empty() {
@@ -674,7 +692,7 @@ impl ScyllaStore {
         id: SessionId,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let Some(r) = self.read_session(&st.select_session, id, now).await? else {
             return Ok(());
         };
@@ -723,7 +741,7 @@ impl ScyllaStore {
             None => PagingState::start(),
         };
         let mut items = Vec::new();
-        let now = Timestamp::now();
+        let now = self.clock.now();
         for _ in 0..MAX_ROUND_TRIPS_PER_PAGE {
             let want = limit.saturating_sub(items.len()).max(1);
             let mut page_ps = ps.clone();
@@ -825,10 +843,19 @@ impl ScyllaStore {
     }
 }
 
+/// The instant the revocation feed is stamped and polled by: the wall clock, not the service's
+/// clock. The feed carries revocations between replicas; its overlap and reach bound real
+/// write latency and clock skew between processes, and its order is the order events were
+/// written. A manual clock standing still would stamp every event at the instant a cursor
+/// starts from (events at or before it are never returned) and lose them.
+fn feed_now() -> Timestamp {
+    SystemClock.now()
+}
+
 /// The values of one feed row, stamped now: written in the same logged batch as the
 /// revocation it announces.
 fn feed_row(event: &RevocationEvent) -> (i64, i16, CqlTimeuuid, &'static str, String) {
-    let now = Timestamp::now();
+    let now = feed_now();
     let (kind, subject) = FeedRow::columns(event);
     let shard = rand::Rng::gen_range(&mut rand::thread_rng(), 0..FEED_SHARDS);
     (
@@ -940,7 +967,7 @@ impl ScyllaStore {
     ) -> Result<Page<AuditRecord>, StoreError> {
         let limit = limit.max(1);
         let kind = scope.kind();
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let oldest = scope.bucket(now.minus(self.config.audit_retention));
         let mut pos = match cursor {
             Some(c) => cursor::decode_keyset(kind, c)?,
@@ -979,7 +1006,7 @@ impl ScyllaStore {
 impl Store for ScyllaStore {
     async fn create_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let st = self.statements().await?;
-        let Some(ttl) = buckets::ttl_secs(record.expires_at, Timestamp::now()) else {
+        let Some(ttl) = buckets::ttl_secs(record.expires_at, self.clock.now()) else {
             // Already expired: reads would treat it as absent, so there is nothing to keep.
             return Ok(());
         };
@@ -1016,7 +1043,7 @@ impl Store for ScyllaStore {
 
     async fn get_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
         let st = self.statements().await?;
-        self.read_session(&st.select_session, id, Timestamp::now())
+        self.read_session(&st.select_session, id, self.clock.now())
             .await
     }
 
@@ -1041,7 +1068,7 @@ impl Store for ScyllaStore {
                     .await?
             }
         };
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let mut records = Vec::with_capacity(rows.len());
         for row in rows {
             if let Some(r) = row.into_record(now)?
@@ -1065,7 +1092,7 @@ impl Store for ScyllaStore {
         step: &RotationStep,
     ) -> Result<Rotation, StoreError> {
         let st = self.statements().await?;
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let Some(record) = self.read_session(&st.select_session, id, now).await? else {
             return Ok(Rotation::Gone);
         };
@@ -1132,7 +1159,7 @@ impl Store for ScyllaStore {
         let st = self.statements().await?;
         // Past `keep_until` no token the mark could reject is alive: nothing to store.
         let feed = feed_row(&RevocationEvent::User(user.clone()));
-        let Some(ttl) = buckets::ttl_secs(keep_until, Timestamp::now()) else {
+        let Some(ttl) = buckets::ttl_secs(keep_until, self.clock.now()) else {
             return self
                 .append_feed(st, &RevocationEvent::User(user.clone()))
                 .await;
@@ -1282,7 +1309,7 @@ impl Store for ScyllaStore {
     }
 
     async fn poll_revocations(&self, cursor: Option<&[u8]>) -> Result<FeedBatch, StoreError> {
-        let now = Timestamp::now();
+        let now = feed_now();
         let fresh = |gap| FeedBatch {
             events: Vec::new(),
             cursor: FeedCursor::start(now).encode(),

@@ -19,12 +19,20 @@
 //! session the winner is still revoking would look active and could be kept in its place.
 //! Either way the user would end with more than `cap`. A slot pending for longer than
 //! [`PENDING_PATIENCE`] belongs to a winner that died, and counts as gone.
+//!
+//! Time: a slot's expiry and the TTL of the slot row are session time (the store's clock).
+//! How long a round may take ([`SETTLE_PATIENCE`]) and how long a pending slot is waited for
+//! are real time: they bound how long one process takes between two writes. The pending slot's
+//! age is read from its session id (version 7, minted on the wall clock), so it is compared
+//! with the wall clock; a test's clock moved an hour ahead must not make every pending slot
+//! look abandoned, nor a clock that stands still make one wait forever.
 
 use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
 use super::{ScyllaStore, Statements, buckets, errors};
+use crate::model::clock::{Clock, SystemClock};
 use crate::model::ids::SessionId;
 use crate::model::records::SessionRecord;
 use crate::model::time::Timestamp;
@@ -62,7 +70,7 @@ impl ScyllaStore {
                 let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ceiling);
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
-            let now = Timestamp::now();
+            let now = self.clock.now();
             let current: Option<Slots> = self
                 .first_row::<(Option<Slots>,)>("reading session slots", &st.select_slots, (user,))
                 .await?
@@ -143,7 +151,7 @@ impl ScyllaStore {
                 Some(_) => {
                     counted.insert(*id, *expires);
                 }
-                None if claimed_recently(*id, now) => return Ok(None),
+                None if claimed_recently(*id, SystemClock.now()) => return Ok(None),
                 None => {}
             }
         }
@@ -185,9 +193,9 @@ impl ScyllaStore {
     }
 }
 
-/// Whether the session of a slot was made (its v7 id says when) less than
-/// [`PENDING_PATIENCE`] ago, so that its `Issue` may still be creating it.
-fn claimed_recently(id: Uuid, now: Timestamp) -> bool {
+/// Whether the session of a slot was made (its v7 id says when, on the wall clock) less than
+/// [`PENDING_PATIENCE`] before `wall_now`, so that its `Issue` may still be creating it.
+fn claimed_recently(id: Uuid, wall_now: Timestamp) -> bool {
     let Some(made) = id.get_timestamp() else {
         return false;
     };
@@ -196,5 +204,5 @@ fn claimed_recently(id: Uuid, now: Timestamp) -> bool {
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000)
         .saturating_add(i64::from(nanos / 1000));
-    Timestamp::from_micros(made_us).plus(PENDING_PATIENCE) > now
+    Timestamp::from_micros(made_us).plus(PENDING_PATIENCE) > wall_now
 }

@@ -5,10 +5,12 @@
 
 use std::sync::Arc;
 
+use sessiond::model::{ManualClock, SystemClock};
 use sessiond::store::Store;
 
-/// The CQL backends named in the environment, connected and migrated, with their names.
-pub async fn stores() -> Vec<(String, Arc<dyn Store>)> {
+/// The CQL backends named in the environment, connected and migrated, with their names and
+/// the manual clock each runs on.
+pub async fn stores() -> Vec<(String, Arc<dyn Store>, ManualClock)> {
     let mut out = Vec::new();
     for (var, label) in [
         ("SESSIOND_TEST_CQL", "cql"),
@@ -16,7 +18,9 @@ pub async fn stores() -> Vec<(String, Arc<dyn Store>)> {
     ] {
         match std::env::var(var) {
             Ok(addr) if !addr.is_empty() => {
-                out.push((format!("{label} ({addr})"), connect(&addr).await))
+                let clock = ManualClock::starting_now();
+                let store = connect(&addr, &clock).await;
+                out.push((format!("{label} ({addr})"), store, clock))
             }
             _ => {}
         }
@@ -30,14 +34,19 @@ pub fn fresh_uri(addr: &str) -> String {
     format!("scylla://{addr}/{keyspace}?rf=1")
 }
 
-async fn connect(addr: &str) -> Arc<dyn Store> {
+async fn connect(addr: &str, clock: &ManualClock) -> Arc<dyn Store> {
     let uri = fresh_uri(addr);
     let mut config = sessiond::Config::new(std::env::temp_dir());
     config.store = uri.parse().expect("store uri");
+    config.clock = clock.shared();
     sessiond::store::backend::migrate(&config.store_settings())
         .await
         .expect("migrate");
-    sessiond::store::backend::open(&config.store_settings())
+    let store = sessiond::store::backend::open(&config.store_settings())
         .await
-        .expect("connect")
+        .expect("connect");
+    // Migrating took seconds of real time: the case starts with the clock at the wall
+    // clock's instant, as the records it stamps by the wall clock expect.
+    clock.set(sessiond::model::Clock::now(&SystemClock));
+    store
 }

@@ -12,6 +12,7 @@ use sessiond::model::records::{
     AuditRecord, ClientSeen, RefreshHash, RefreshSalt, RevocationEvent, SessionRecord, SignIn,
 };
 use sessiond::model::time::Timestamp;
+use sessiond::model::{Clock, ManualClock};
 
 use super::step;
 use sessiond::store::{Revocation, Rotation, SessionFilter, SessionScope, Store, StoreError};
@@ -89,26 +90,62 @@ pub async fn create_get_and_exact_round_trip(store: Arc<dyn Store>) {
     );
 }
 
-pub async fn expired_sessions_are_absent(store: Arc<dyn Store>) {
+pub async fn expired_sessions_are_absent(store: Arc<dyn Store>, clock: ManualClock) {
     let mut gone = session(&unique_user("exp"), "", Duration::ZERO);
-    gone.expires_at = Timestamp::now().minus(Duration::from_secs(1));
+    gone.expires_at = clock.now().minus(Duration::from_secs(1));
     store.create_session(&gone).await.expect("create expired");
     assert_eq!(store.get_session(gone.id).await.expect("get"), None);
 
     let mut soon = session(&unique_user("exp"), "", Duration::ZERO);
-    soon.expires_at = Timestamp::now().plus(Duration::from_secs(2));
+    soon.expires_at = clock.now().plus(HOUR);
     store.create_session(&soon).await.expect("create");
-    assert!(store.get_session(soon.id).await.expect("get").is_some());
-    // The store's own time-to-live (ScyllaDB's is wall-clock), so this waits on real time.
-    crate::support::poll_until("the session to expire", Duration::from_secs(10), || async {
+    let mut twin = session(&unique_user("exp"), "", Duration::ZERO);
+    twin.expires_at = soon.expires_at;
+    store.create_session(&twin).await.expect("create");
+    let of_user = SessionFilter {
+        scope: SessionScope::User(soon.user_id.clone()),
+        include_revoked: true,
+    };
+    // One microsecond before its end the session is there, in every read.
+    clock.advance(HOUR - Duration::from_micros(1));
+    assert_eq!(
+        store.get_session(soon.id).await.expect("get"),
+        Some(soon.clone())
+    );
+    assert_eq!(
+        store
+            .list_user_sessions(&soon.user_id, None)
+            .await
+            .expect("list"),
+        vec![soon.clone()]
+    );
+    let (listed, _) = collect_pages(&store, &of_user, 10).await;
+    assert_eq!(listed, vec![soon.id]);
+    // ...and it can still be revoked and touched, as any live session.
+    assert!(matches!(
+        store
+            .revoke_session(twin.id, clock.now(), "last microsecond")
+            .await
+            .expect("revoke"),
+        Revocation::Revoked(_)
+    ));
+    store
+        .touch_sessions(&[(soon.id, clock.now())])
+        .await
+        .expect("touch");
+    assert_eq!(
         store
             .get_session(soon.id)
             .await
             .expect("get")
-            .is_none()
-            .then_some(())
-    })
-    .await;
+            .map(|r| r.last_seen_at),
+        Some(clock.now())
+    );
+
+    // At its end it is over (`expires_at <= now`), by the store's clock alone: on ScyllaDB its
+    // cells live on for the real hour of their TTL, and reads treat it as absent all the same.
+    clock.advance(Duration::from_micros(1));
+    assert_eq!(store.get_session(soon.id).await.expect("get"), None);
     assert!(
         store
             .list_user_sessions(&soon.user_id, None)
@@ -116,6 +153,8 @@ pub async fn expired_sessions_are_absent(store: Arc<dyn Store>) {
             .expect("list")
             .is_empty()
     );
+    let (listed, _) = collect_pages(&store, &of_user, 10).await;
+    assert!(listed.is_empty(), "{listed:?}");
     assert_eq!(
         store
             .rotate_refresh(soon.id, &step((0, hash(1)), (1, hash(2))))
@@ -125,10 +164,26 @@ pub async fn expired_sessions_are_absent(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .revoke_session(soon.id, Timestamp::now(), "x")
+            .revoke_session(soon.id, clock.now(), "x")
             .await
             .expect("revoke"),
         Revocation::NotFound
+    );
+    assert!(
+        store
+            .revoke_sessions(&[soon.id], clock.now(), "x")
+            .await
+            .expect("revoke many")
+            .is_empty()
+    );
+    store
+        .touch_sessions(&[(soon.id, clock.now())])
+        .await
+        .expect("touch");
+    assert_eq!(
+        store.get_session(soon.id).await.expect("get"),
+        None,
+        "a touch never brings an ended session back"
     );
 }
 
@@ -316,11 +371,11 @@ pub async fn revocation(store: Arc<dyn Store>) {
     );
 }
 
-pub async fn not_before_marks(store: Arc<dyn Store>) {
+pub async fn not_before_marks(store: Arc<dyn Store>, clock: ManualClock) {
     let u = user(&unique_user("nb"));
     assert!(store.user_not_before(&u).await.expect("read").is_empty());
-    let t1 = Timestamp::from_micros(Timestamp::now().as_micros() / 1_000_000 * 1_000_000 + 123_457);
-    let keep = Timestamp::now().plus(HOUR);
+    let t1 = Timestamp::from_micros(clock.now().as_micros() / 1_000_000 * 1_000_000 + 123_457);
+    let keep = clock.now().plus(HOUR);
     store
         .set_user_not_before(&u, &TenantId::none(), t1, keep)
         .await
@@ -347,16 +402,16 @@ pub async fn not_before_marks(store: Arc<dyn Store>) {
             (tenant("acme"), t1.plus(Duration::from_micros(1)))
         ])
     );
-    // A mark past its keep-until is not stored.
+    // A mark at its keep-until by the store's clock is not kept.
     let v = user(&unique_user("nb"));
     store
-        .set_user_not_before(&v, &TenantId::none(), t1, Timestamp::now())
+        .set_user_not_before(&v, &TenantId::none(), t1, clock.now())
         .await
         .expect("set");
     assert!(store.user_not_before(&v).await.expect("read").is_empty());
 
     let before = store.global_not_before().await.expect("global");
-    let g = Timestamp::now().plus(Duration::from_micros(7));
+    let g = clock.now().plus(Duration::from_micros(7));
     assert_eq!(store.set_global_not_before(g).await.expect("set global"), g);
     let earlier = g.minus(Duration::from_secs(60));
     assert_eq!(

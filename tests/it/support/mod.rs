@@ -2,7 +2,9 @@
 //! embedded store in a tempdir, reached through the generated client.
 //!
 //! The listener is bound before `serve` is spawned, so a client can connect at once: no sleep
-//! is ever needed to wait for the server. Every wait elsewhere is a poll with a deadline.
+//! is ever needed to wait for the server. Every wait elsewhere is a poll with a deadline, and
+//! a test of lifetimes (expiry, "not before") runs the server on a [`ManualClock`] it moves
+//! itself ([`TestServer::start_on_manual_clock`]) instead of waiting for time to pass.
 
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -13,6 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sessiond::auth::{CallerSpec, Role, hash_credential};
+use sessiond::model::{Clock, ManualClock, Timestamp};
 use sessiond::pb;
 use sessiond::pb::session_service_client::SessionServiceClient;
 use sessiond::{Config, ServeError};
@@ -44,6 +47,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// A connected client.
     pub client: Client,
+    /// The clock the server runs on, when the test holds it.
+    clock: Option<ManualClock>,
 }
 
 /// The defaults of `Config::new` on `dir`, on the backend `SESSIOND_TEST_BACKEND` names:
@@ -92,7 +97,45 @@ impl TestServer {
             server,
             addr,
             client,
+            clock: None,
         }
+    }
+
+    /// A server on a fresh tempdir whose clock moves only when the test says so
+    /// ([`advance`](Self::advance), [`clock`](Self::clock)); it starts at the wall clock's
+    /// instant. Domain and store both read it, so a test decides expiry and "not before" at the
+    /// microsecond it chooses.
+    pub async fn start_on_manual_clock(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on(&ManualClock::starting_now(), tweak).await
+    }
+
+    /// A server on a fresh tempdir running on `clock` (which other servers of the test may
+    /// share), with `tweak` applied to the default configuration.
+    pub async fn start_on(clock: &ManualClock, tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = config(dir.path());
+        config.clock = clock.shared();
+        tweak(&mut config);
+        let mut server = Self::start_in(dir, config).await;
+        server.clock = Some(clock.clone());
+        server
+    }
+
+    /// The manual clock this server runs on; panics for a server on the system clock.
+    pub fn clock(&self) -> &ManualClock {
+        self.clock
+            .as_ref()
+            .expect("a server started with start_on_manual_clock or start_on")
+    }
+
+    /// Moves the server's manual clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.clock().advance(by);
+    }
+
+    /// The server's current instant, by its manual clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock().now()
     }
 
     /// A new channel to this server.
@@ -271,6 +314,31 @@ pub fn assert_error<T: std::fmt::Debug>(
     assert_eq!(status.code(), code, "code of {status:?}");
     assert_eq!(error_reason(&status), reason, "reason of {status:?}");
     status
+}
+
+/// The instant of a protobuf timestamp.
+pub fn instant(t: &Option<prost_types::Timestamp>) -> Timestamp {
+    let t = t.as_ref().expect("timestamp set");
+    Timestamp::from_micros(t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
+}
+
+/// The `exp` of an access token (whole seconds), read without verification: the instant
+/// from which the server answers `EXPIRED` for it.
+pub fn access_expiry(token: &str) -> Timestamp {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).expect("json claims");
+    let exp = claims["exp"].as_i64().expect("an exp claim");
+    Timestamp::from_micros(exp * 1_000_000)
+}
+
+/// Half a second past the whole second after `t`: an instant from which a test can step
+/// microseconds forward and stay within one second.
+pub fn half_past_next_second(t: Timestamp) -> Timestamp {
+    Timestamp::from_micros((t.as_secs() + 1) * 1_000_000 + 500_000)
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `deadline`.
