@@ -18,11 +18,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sessiond::auth::Role;
+use sessiond::Config;
+use sessiond::auth::{CallerSpec, Role};
+use sessiond::config::StoreKind;
 use sessiond::model::{Clock, ManualClock, Timestamp};
 use sessiond::pb;
 use sessiond::pb::InvalidReason;
 use support::{CallerClient, Spawned, client_as, error_reason, new_caller};
+use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -83,16 +86,77 @@ impl SignIn {
     }
 }
 
-impl Server {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = support::config(dir.path());
-        let clock = ManualClock::starting_now();
-        config.clock = clock.shared();
+/// The three callers, the same on every replica.
+struct Callers {
+    specs: Vec<CallerSpec>,
+    login: String,
+    gate: String,
+    ops: String,
+}
+
+impl Callers {
+    fn new() -> Self {
         let (login_spec, login) = new_caller("login", &[Role::Issuer, Role::Validator]);
         let (gate_spec, gate) = new_caller("gate", &[Role::Validator]);
         let (ops_spec, ops) = new_caller("ops", &[Role::Admin]);
-        config.callers = vec![login_spec, gate_spec, ops_spec];
+        Self {
+            specs: vec![login_spec, gate_spec, ops_spec],
+            login,
+            gate,
+            ops,
+        }
+    }
+}
+
+impl Server {
+    /// One server on the backend under test, with a clock of its own.
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = support::config(dir.path());
+        Self::start_in(dir, config, ManualClock::starting_now(), &Callers::new()).await
+    }
+
+    /// Two replicas on one fresh keyspace of the CQL node `SESSIOND_TEST_CQL` names, with the
+    /// same keys, callers and clock. The second starts once the first answers, so that it
+    /// reads the keys the first made.
+    async fn start_replicas() -> (Self, Self, TempDir) {
+        let node = std::env::var("SESSIOND_TEST_CQL")
+            .ok()
+            .filter(|a| !a.is_empty())
+            .expect("SESSIOND_TEST_CQL must name a CQL node (scripts/test starts one)");
+        let keyspace = format!("sessiond_su_{}", uuid::Uuid::new_v4().simple());
+        let store: StoreKind = format!("scylla://{node}/{keyspace}?rf=1")
+            .parse()
+            .expect("store uri");
+        let keys = tempfile::tempdir().expect("key dir");
+        let clock = ManualClock::starting_now();
+        let callers = Callers::new();
+        let replica = |dir: &TempDir| {
+            let mut config = Config::new(dir.path());
+            config.store = store.clone();
+            config.migrate = true;
+            config.key_dir = keys.path().to_owned();
+            config
+        };
+        let dir_a = tempfile::tempdir().expect("tempdir");
+        let config_a = replica(&dir_a);
+        let a = Self::start_in(dir_a, config_a, clock.clone(), &callers).await;
+        // Any answer means the first replica is serving, its keys written.
+        a.issue("warm-up", SignIn::default()).await;
+        let dir_b = tempfile::tempdir().expect("tempdir");
+        let config_b = replica(&dir_b);
+        let b = Self::start_in(dir_b, config_b, clock, &callers).await;
+        (a, b, keys)
+    }
+
+    async fn start_in(
+        dir: TempDir,
+        mut config: Config,
+        clock: ManualClock,
+        callers: &Callers,
+    ) -> Self {
+        config.clock = clock.shared();
+        config.callers = callers.specs.clone();
         let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let grpc_addr = grpc.local_addr().expect("grpc addr");
@@ -108,10 +172,10 @@ impl Server {
                 .build()
                 .expect("http client"),
             clock,
-            login: client_as(channel.clone(), Some(&login)),
-            gate: client_as(channel.clone(), Some(&gate)),
-            ops: client_as(channel, Some(&ops)),
-            login_secret: login,
+            login: client_as(channel.clone(), Some(&callers.login)),
+            gate: client_as(channel.clone(), Some(&callers.gate)),
+            ops: client_as(channel, Some(&callers.ops)),
+            login_secret: callers.login.clone(),
         }
     }
 
@@ -787,4 +851,116 @@ async fn step_up_needs_the_issuer_role() {
     assert_eq!(session.expect("session").acr, PWD);
     assert_eq!(server.stepped_up_events("alice").await, Vec::new());
     server.stop().await;
+}
+
+/// A `StepUp` through `a` and a `Refresh` of the same session's current refresh token through
+/// `b`, at the same moment, `rounds` times. Whichever the store lets rotate first, both
+/// succeed, the session stands, and the refreshing tab's next refresh joins the step-up's chain
+/// and carries its sign-in.
+async fn step_up_races_refresh(a: &Server, b: &Server, rounds: usize) {
+    let mut pair = a.issue("racer", SignIn::new(None, PWD, &["pwd"])).await;
+    let id = pair.session.session_id.clone();
+    let mut step_up_first = 0;
+    for round in 0..rounds {
+        let acr = format!("urn:example:round:{round}");
+        let (stepped, refreshed) = tokio::join!(
+            a.step_up(&pair.access, SignIn::new(None, &acr, &["otp"])),
+            b.refresh(&pair.refresh),
+        );
+        let stepped = stepped.unwrap_or_else(|s| panic!("round {round}: step up: {s:?}"));
+        let refreshed = refreshed.unwrap_or_else(|s| panic!("round {round}: refresh: {s:?}"));
+        assert_eq!(stepped.session.session_id, id, "round {round}");
+        assert_eq!(refreshed.session.session_id, id, "round {round}");
+        assert_eq!(stepped.session.acr, acr, "round {round}");
+        // The tab refreshes again, on the other replica: the step-up's chain, whatever order
+        // the two rotations took.
+        let next = a
+            .refresh(&refreshed.refresh)
+            .await
+            .unwrap_or_else(|s| panic!("round {round}: the tab's next refresh: {s:?}"));
+        assert_eq!(next.session.acr, acr, "round {round}");
+        assert_eq!(claims(&next.access)["acr"], acr.as_str(), "round {round}");
+        assert_eq!(
+            b.verdict(&next.access, None, &[&acr]).await,
+            InvalidReason::Unspecified,
+            "round {round}"
+        );
+        // Either the step-up's own successor came back (a replay within the grace) or the
+        // tab's token was current and rotated once more; both are the step-up's chain.
+        if next.refresh != stepped.refresh {
+            step_up_first += 1;
+            assert_eq!(
+                b.refresh(&stepped.refresh).await.map(|p| p.refresh).ok(),
+                Some(next.refresh.clone()),
+                "round {round}: the step-up's token, one generation back, answers the same successor"
+            );
+        }
+        pair = next;
+    }
+    eprintln!("step-up rotated first in {step_up_first} of {rounds} rounds");
+    let events = a.stepped_up_events("racer").await;
+    assert_eq!(events.len(), rounds, "one event per step-up");
+    assert!(
+        a.audit("racer")
+            .await
+            .iter()
+            .all(|e| e.kind != "refresh_token_reuse" && e.kind != "session_revoked"),
+        "no reuse detected, nothing revoked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_up_and_refresh_at_the_same_moment_both_succeed() {
+    let server = Server::start().await;
+    step_up_races_refresh(&server, &server, 8).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a CQL node: scripts/test starts one (or set SESSIOND_TEST_CQL)"]
+async fn step_up_on_one_replica_is_the_session_on_the_other() {
+    let (a, b, _keys) = Server::start_replicas().await;
+    let first = a
+        .issue(
+            "alice",
+            SignIn::new(Some(before(a.now(), 3600)), PWD, &["pwd"]),
+        )
+        .await;
+    // B caches the session with the old sign-in.
+    assert_eq!(
+        b.verdict(&first.access, None, &[PWD]).await,
+        InvalidReason::Unspecified
+    );
+    let now = a.now();
+    let stepped = a
+        .step_up(&first.access, SignIn::new(None, MFA, &["pwd", "otp"]))
+        .await
+        .expect("step up through a");
+    // B judges each token by its own claims.
+    assert_eq!(
+        b.verdict(&stepped.access, Some(600), &[MFA]).await,
+        InvalidReason::Unspecified
+    );
+    assert_eq!(
+        b.verdict(&first.access, Some(600), &[]).await,
+        InvalidReason::StepUpRequired
+    );
+    // The replaced refresh token, through B within the grace: A's successor, byte for byte.
+    let replay = b.refresh(&first.refresh).await.expect("replay through b");
+    assert_eq!(replay.refresh, stepped.refresh);
+    assert_eq!(claims(&replay.access)["acr"], MFA);
+    // A later refresh through B carries the sign-in A recorded.
+    let later = b
+        .refresh(&stepped.refresh)
+        .await
+        .expect("refresh through b");
+    assert_eq!(
+        sign_in_of(&later.session),
+        (pb_time(now), MFA.to_owned(), strings(&["pwd", "otp"]))
+    );
+    assert_eq!(claims(&later.access)["auth_time"], now.as_secs());
+
+    step_up_races_refresh(&a, &b, 8).await;
+    a.stop().await;
+    b.stop().await;
 }
