@@ -88,7 +88,9 @@ impl StepUpDemand {
     };
 
     /// Whether the token's own claims meet the demand at `now`. A token without `auth_time`
-    /// (an earlier version's) cannot show its age, so it meets no `max_age`.
+    /// (an earlier version's) cannot show its age, so it meets no `max_age`; a sign-in without
+    /// an `acr` meets no `acr_values`, not even an empty entry among them, which names no
+    /// class and must not let a sign-in of no stated strength through.
     pub fn met_by(&self, claims: &AccessClaims, now: Timestamp) -> bool {
         if let Some(max_age) = self.max_age {
             match claims.auth_time {
@@ -96,7 +98,8 @@ impl StepUpDemand {
                 _ => return false,
             }
         }
-        self.acr_values.is_empty() || self.acr_values.contains(&claims.acr)
+        self.acr_values.is_empty()
+            || (!claims.acr.is_empty() && self.acr_values.contains(&claims.acr))
     }
 }
 

@@ -6,7 +6,9 @@
 //! known here). The token goes through `Sessions::validate`, the hot path of `Validate`; every
 //! unusable token, whatever the reason, is `{"active": false}`, so the answer tells a token
 //! scanner nothing more. An active token's RFC 9068 claims (`client_id`, `aud`, `jti`) are
-//! answered too; a token an earlier version signed has none.
+//! answered too; a token an earlier version signed has none. So is the sign-in behind it
+//! (RFC 9470, under the JWT claim names that RFC 7662 §2.2 allows): `auth_time` in
+//! seconds, and `acr` and `amr` when the login service gave them.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -40,6 +42,12 @@ struct Active<'a> {
     aud: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_time: Option<i64>,
+    #[serde(skip_serializing_if = "is_empty")]
+    acr: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    amr: &'a [String],
 }
 
 fn is_empty(s: &&str) -> bool {
@@ -82,6 +90,9 @@ fn active(claims: &AccessClaims, issuer: &str) -> serde_json::Value {
         client_id: grant.map(|g| g.client_id.as_str()),
         aud: grant.map(|g| g.audience.as_str()),
         jti: grant.map(|g| g.token_id.to_string()),
+        auth_time: claims.auth_time.map(|at| at.as_secs()),
+        acr: &claims.acr,
+        amr: &claims.amr,
     };
     // Serialising plain strings and integers cannot fail; an empty answer would be inactive.
     serde_json::to_value(answer).unwrap_or_else(|_| serde_json::json!({ "active": false }))

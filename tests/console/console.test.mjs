@@ -62,6 +62,8 @@ const pageErrors = [];
 const policyErrors = [];
 /** The sessions issued over gRPC, by name. */
 const issued = {};
+/** The auth_time (Unix seconds) stated for dave_acme's sign-in. */
+let daveAuthTime;
 
 // --- processes -------------------------------------------------------------------------------
 
@@ -168,12 +170,13 @@ function connect(addr, secret) {
   return { issue: unary("Issue"), validate: unary("Validate"), close: () => client.close() };
 }
 
-async function issue(name, user, userAgent, tenant = "") {
+async function issue(name, user, userAgent, tenant = "", extra = {}) {
   const answer = await sessiond.issue({
     user_id: user,
     tenant_id: tenant,
     client: { ip: "203.0.113.7", user_agent: userAgent },
     metadata: { login_method: "password" },
+    ...extra,
   });
   issued[name] = { id: answer.session.session_id, token: answer.tokens.access_token, user };
   return issued[name];
@@ -284,7 +287,14 @@ before(async () => {
   await issue("bob_mac", "bob", UA.chromeMac);
   await issue("bob_phone", "bob", UA.safariIphone);
   await issue("mallory", "mallory", XSS);
-  await issue("dave_acme", "dave", UA.firefoxWindows, "acme");
+  // A sign-in ten minutes ago with a second factor, and an idle timeout of 15 minutes.
+  daveAuthTime = Math.floor(Date.now() / 1000) - 600;
+  await issue("dave_acme", "dave", UA.firefoxWindows, "acme", {
+    idle_timeout: { seconds: 900 },
+    auth_time: { seconds: daveAuthTime },
+    acr: "urn:example:mfa",
+    amr: ["pwd", "otp"],
+  });
 
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -344,6 +354,12 @@ test("signs in with the admin credential and lists the sessions issued over gRPC
   assert.equal(aliceMac.cells[3], "203.0.113.7");
   for (const column of [4, 5, 6]) assert.match(aliceMac.cells[column], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
   assert.equal(aliceMac.cells[7], "active");
+  // Signed in when issued, with no acr or amr given, and no idle timeout.
+  assert.match(aliceMac.cells[8], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
+  const dave = shown.find((r) => r.id === issued.dave_acme.id);
+  const daveSignIn = `${new Date(daveAuthTime * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+  assert.equal(dave.cells[8], `${daveSignIn}urn:example:mfa · pwd, otp`);
+  assert.match(dave.cells[5], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTCidle timeout 15m$/);
   const bobPhone = shown.find((r) => r.id === issued.bob_phone.id);
   assert.ok(bobPhone.cells[2].startsWith("Safari on iOS") || bobPhone.cells[2].includes("iPhone"), bobPhone.cells[2]);
   await shot("sessions");

@@ -291,6 +291,71 @@ async fn sessions_are_listed_in_the_proto3_json_mapping() {
 }
 
 #[tokio::test]
+async fn sessions_show_the_sign_in_and_the_idle_timeout() {
+    let admin = Admin::start().await;
+    let plain = admin.issue("frank", "").await;
+    // Whole seconds, a while ago, so the rendering is known exactly.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs() as i64;
+    let signed_in = now - 600;
+    let strong = admin
+        .grpc
+        .clone()
+        .issue(pb::IssueRequest {
+            user_id: "frank".into(),
+            idle_timeout: Some(prost_types::Duration {
+                seconds: 900,
+                nanos: 0,
+            }),
+            auth_time: Some(prost_types::Timestamp {
+                seconds: signed_in,
+                nanos: 0,
+            }),
+            acr: "urn:example:mfa".into(),
+            amr: vec!["pwd".into(), "otp".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("issue")
+        .into_inner();
+    let strong_id = strong.session.expect("session").session_id;
+
+    let (status, body) = admin.get("/admin/api/sessions?user_id=frank").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let shown = |id: &str| {
+        body["sessions"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["sessionId"] == id))
+            .unwrap_or_else(|| panic!("session {id} in {body}"))
+            .clone()
+    };
+    let strong = shown(&strong_id);
+    assert_eq!(strong["idleTimeout"], "900s", "{strong}");
+    let at = rfc3339(&strong["authTime"])
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch");
+    assert_eq!(at, std::time::Duration::from_secs(signed_in as u64));
+    assert_eq!(strong["acr"], "urn:example:mfa");
+    assert_eq!(strong["amr"], json!(["pwd", "otp"]));
+
+    // Without them: auth_time is the issue instant, the rest left out as defaults are.
+    let plain_json = shown(&plain.session_id);
+    assert_eq!(
+        plain_json["authTime"], plain_json["createdAt"],
+        "auth_time defaults to the issue instant: {plain_json}"
+    );
+    for absent in ["idleTimeout", "acr", "amr"] {
+        assert!(
+            plain_json.get(absent).is_none(),
+            "{absent} left out: {plain_json}"
+        );
+    }
+    admin.stop().await;
+}
+
+#[tokio::test]
 async fn sessions_page_and_include_revoked() {
     let admin = Admin::start().await;
     let mut issued = BTreeSet::new();

@@ -32,4 +32,5 @@ mod rpc;
 mod scylla_smoke;
 mod security;
 mod standard_services;
+mod step_up;
 mod store_conformance;

@@ -1,5 +1,5 @@
 //! Two sessiond processes, one CQL cluster: the same sessions, the same revocations, one
-//! winner among racing refreshes. Needs a CQL node (`SESSIOND_TEST_CQL`); `scripts/test` runs
+//! successor for racing refreshes. Needs a CQL node (`SESSIOND_TEST_CQL`); `scripts/test` runs
 //! it with `--include-ignored`.
 
 use crate::support;
@@ -176,7 +176,8 @@ async fn two_replicas_share_sessions_revocations_and_refresh_races() {
     })
     .await;
 
-    // Sixteen refreshes of one token, spread over both replicas: exactly one wins.
+    // Sixteen refreshes of one token, spread over both replicas, inside the default grace:
+    // every one succeeds with the one successor the store decided.
     let carol = issue(&mut via_a, "carol").await;
     let mut racers = Vec::new();
     for i in 0..16 {
@@ -184,17 +185,20 @@ async fn two_replicas_share_sessions_revocations_and_refresh_races() {
         let token = carol.refresh.clone();
         racers.push(tokio::spawn(async move {
             let mut client = Client::new(channel(addr).await);
-            refresh(&mut client, &token).await.is_ok()
+            refresh(&mut client, &token).await.map(|i| i.refresh)
         }));
     }
-    let mut winners = 0;
+    let mut successors = std::collections::BTreeSet::new();
     for racer in racers {
-        if racer.await.expect("join") {
-            winners += 1;
-        }
+        let successor = racer
+            .await
+            .expect("join")
+            .unwrap_or_else(|s| panic!("a refresh inside the grace failed: {s:?}"));
+        successors.insert(successor);
     }
     assert_eq!(
-        winners, 1,
-        "exactly one of 16 refreshes across two replicas must win"
+        successors.len(),
+        1,
+        "16 refreshes across two replicas must share one successor"
     );
 }

@@ -1,6 +1,7 @@
 //! The proto3 JSON mapping of the admin RPCs' messages, as grpcurl prints them: field names in
 //! lowerCamelCase, `google.protobuf.Timestamp` as RFC 3339 text in UTC (`prost_types`' own
-//! rendering, with 0, 3, 6 or 9 fractional digits), `uint32` as a JSON number, maps as objects,
+//! rendering, with 0, 3, 6 or 9 fractional digits), `google.protobuf.Duration` as seconds with
+//! an `s` suffix (`"900s"`, `"1.500s"`), `uint32` as a JSON number, maps as objects,
 //! and fields at their default value (empty text, `false`, `0`, an empty list or map, an unset
 //! message) left out.
 //!
@@ -43,6 +44,16 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+fn duration<S: Serializer>(
+    d: &Option<prost_types::Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => serializer.collect_str(d),
+        None => serializer.serialize_none(),
+    }
+}
+
 fn timestamp<S: Serializer>(
     t: &Option<prost_types::Timestamp>,
     serializer: S,
@@ -83,6 +94,14 @@ pub struct Session<'a> {
     revoked_at: Option<prost_types::Timestamp>,
     #[serde(skip_serializing_if = "str::is_empty")]
     revoke_reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "duration")]
+    idle_timeout: Option<prost_types::Duration>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "timestamp")]
+    auth_time: Option<prost_types::Timestamp>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    acr: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    amr: &'a [String],
 }
 
 impl<'a> From<&'a pb::Session> for Session<'a> {
@@ -101,6 +120,10 @@ impl<'a> From<&'a pb::Session> for Session<'a> {
             current: s.current,
             revoked_at: s.revoked_at,
             revoke_reason: &s.revoke_reason,
+            idle_timeout: s.idle_timeout,
+            auth_time: s.auth_time,
+            acr: &s.acr,
+            amr: &s.amr,
         }
     }
 }
@@ -242,6 +265,16 @@ mod tests {
                 nanos: 120_000_000,
             }),
             metadata: HashMap::from([("login_method".to_owned(), "password".to_owned())]),
+            idle_timeout: Some(prost_types::Duration {
+                seconds: 900,
+                nanos: 0,
+            }),
+            auth_time: Some(prost_types::Timestamp {
+                seconds: 1_767_225_590,
+                nanos: 0,
+            }),
+            acr: "urn:example:mfa".into(),
+            amr: vec!["pwd".into(), "otp".into()],
             ..Default::default()
         };
         let json = serde_json::to_value(Session::from(&session)).expect("serialises");
@@ -252,6 +285,10 @@ mod tests {
                 "userId": "alice",
                 "createdAt": "2026-01-01T00:00:00.120Z",
                 "metadata": {"login_method": "password"},
+                "idleTimeout": "900s",
+                "authTime": "2025-12-31T23:59:50Z",
+                "acr": "urn:example:mfa",
+                "amr": ["pwd", "otp"],
             })
         );
     }

@@ -98,6 +98,38 @@ function timeCell(ts) {
   return td;
 }
 
+/** A proto3 JSON duration ("900s", "1.500s") as "15m", "1h 30m", "1.5s". */
+function span(text) {
+  const total = Number(String(text ?? "").replace(/s$/, ""));
+  if (!text || !Number.isFinite(total)) return String(text ?? "");
+  const whole = Math.floor(total);
+  if (whole !== total || whole < 60) return `${total}s`;
+  const parts = [];
+  const units = [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]];
+  let rest = whole;
+  for (const [unit, size] of units) {
+    const n = Math.floor(rest / size);
+    rest -= n * size;
+    if (n > 0) parts.push(`${n}${unit}`);
+  }
+  return parts.join(" ");
+}
+
+/** When a session was last used, and how long it may go unused (its idle timeout). */
+function lastSeenCell(s) {
+  const td = cell(when(s.lastSeenAt), s.idleTimeout ? `idle timeout ${span(s.idleTimeout)}` : "");
+  if (s.lastSeenAt) td.title = String(s.lastSeenAt);
+  return td;
+}
+
+/** When and how the user last signed in for a session (RFC 9470 auth_time, acr, amr). */
+function signInCell(s) {
+  const how = [s.acr ?? "", (s.amr ?? []).join(", ")].filter((part) => part !== "").join(" · ");
+  const td = cell(when(s.authTime), how);
+  if (s.authTime) td.title = String(s.authTime);
+  return td;
+}
+
 function say(message, ok = true) {
   const status = $("status");
   status.textContent = message;
@@ -220,12 +252,12 @@ function sessionRow(s) {
     cell(s.deviceName ?? "", s.userAgent ?? "", "device"),
     cell(s.ip ?? "", undefined, "mono nowrap"),
     timeCell(s.createdAt),
-    timeCell(s.lastSeenAt),
+    lastSeenCell(s),
     timeCell(s.expiresAt),
   );
   const revoked = s.revokedAt ? cell(when(s.revokedAt), s.revokeReason ?? "") : cell("active");
   if (s.revokedAt) revoked.title = String(s.revokedAt);
-  tr.append(revoked);
+  tr.append(revoked, signInCell(s));
 
   const actions = el("td");
   const box = el("div", undefined, "actions");
