@@ -432,6 +432,7 @@ mod tests {
             auth_time: Some(now),
             acr: String::new(),
             amr: Vec::new(),
+            refresh_generation: Some(0),
         }
     }
 

@@ -5,7 +5,9 @@
 //! `client_id` (the calling service that obtained it), `sid` (its session), `tid` (its tenant,
 //! when set) and `iat_us`, the issue instant in microseconds, so "not before" revocations
 //! compare at sub-second precision; and the sign-in behind it (RFC 9470): `auth_time` (whole
-//! seconds), with `acr` and `amr` when the login service gave them. Its header says `typ` `at+jwt`, so that no other JWT signed
+//! seconds), with `acr` and `amr` when the login service gave them; and `sgen`, the session's
+//! refresh generation it was minted at, by which a replica knows its cached copy of the
+//! session predates the token. Its header says `typ` `at+jwt`, so that no other JWT signed
 //! with the same key (an ID token, say) can pass for an access token (RFC 9068 §4).
 //!
 //! An earlier version signed tokens with `typ` `JWT` and without `aud`, `jti` and `client_id`.
@@ -60,6 +62,8 @@ struct Claims {
     acr: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     amr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sgen: Option<u32>,
 }
 
 /// What a verified access token says.
@@ -85,6 +89,10 @@ pub struct AccessClaims {
     pub acr: String,
     /// The sign-in's authentication methods.
     pub amr: Vec<String>,
+    /// `sgen`: the session's refresh generation when the token was minted, so a replica can
+    /// tell its cached copy of the session is older than the token; `None` on a token an
+    /// earlier version signed.
+    pub refresh_generation: Option<u32>,
 }
 
 /// The RFC 9068 claims that say which token this is, who obtained it and for whom.
@@ -135,6 +143,7 @@ pub fn sign(keys: &Keyring, issuer: &str, claims: &AccessClaims) -> Result<Strin
         auth_time: claims.auth_time.map(Timestamp::as_secs),
         acr: claims.acr.clone(),
         amr: claims.amr.clone(),
+        sgen: claims.refresh_generation,
     };
     let token = jsonwebtoken::encode(&header, &body, &keys.signing.encoding)
         .map_err(|e| DomainError::Internal(format!("cannot sign access token: {e}")))?;
@@ -229,6 +238,7 @@ pub fn verify(
             .map(|secs| Timestamp::from_micros(secs.saturating_mul(1_000_000))),
         acr: c.acr,
         amr: c.amr,
+        refresh_generation: c.sgen,
     })
 }
 
@@ -306,6 +316,7 @@ mod tests {
             auth_time: None,
             acr: String::new(),
             amr: Vec::new(),
+            refresh_generation: None,
         }
     }
 

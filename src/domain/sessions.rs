@@ -288,6 +288,7 @@ impl Sessions {
             )),
             acr: session.sign_in.acr.clone(),
             amr: session.sign_in.amr.clone(),
+            refresh_generation: Some(session.refresh_generation),
         };
         let access_token = access::sign(&self.keys, &self.policy.issuer, &claims)?;
         Ok(TokenPair {

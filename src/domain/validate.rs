@@ -168,7 +168,11 @@ impl Sessions {
         if claims.issued_at < global {
             return Ok(Verdict::Invalid(TokenProblem::Revoked));
         }
-        let Some(session) = self.session_state(claims.session_id, fresh).await? else {
+        let generation = claims.refresh_generation.unwrap_or(0);
+        let Some(session) = self
+            .session_state(claims.session_id, generation, fresh)
+            .await?
+        else {
             return Ok(Verdict::Invalid(TokenProblem::UnknownSession));
         };
         let record = &session.record;
@@ -291,10 +295,14 @@ impl Sessions {
     }
 
     /// The session's state through the cache, never an entry that a revocation made stale
-    /// (see `cache`'s revocation epochs).
+    /// (see `cache`'s revocation epochs), nor one older than the token's own refresh
+    /// `generation`: a token minted by a rotation on another replica (a `Refresh` that moved
+    /// the session to a new client, a `StepUp`) reloads the entry once, so the session this
+    /// replica answers with is never older than the token.
     async fn session_state(
         &self,
         id: SessionId,
+        generation: u32,
         fresh: bool,
     ) -> Result<Option<Arc<CachedSession>>, DomainError> {
         let meters = &self.caches.meters.sessions;
@@ -319,7 +327,10 @@ impl Sessions {
                     .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()))?;
                 meters.count(&loaded);
                 match state {
-                    Some(s) if s.epoch != self.caches.session_epochs.of(&id) => {
+                    Some(s)
+                        if s.epoch != self.caches.session_epochs.of(&id)
+                            || s.record.refresh_generation < generation =>
+                    {
                         self.caches.sessions.invalidate(&id).await;
                     }
                     state => return Ok(state),

@@ -936,10 +936,14 @@ async fn step_up_on_one_replica_is_the_session_on_the_other() {
         .step_up(&first.access, SignIn::new(None, MFA, &["pwd", "otp"]))
         .await
         .expect("step up through a");
-    // B judges each token by its own claims.
+    // B judges each token by its own claims, and answers with the session as it now is:
+    // the stepped-up token is newer than B's cached copy, so B reads the session again.
+    let (verdict, session) = b.validate_for(&stepped.access, Some(600), &[MFA]).await;
+    assert_eq!(verdict, InvalidReason::Unspecified);
     assert_eq!(
-        b.verdict(&stepped.access, Some(600), &[MFA]).await,
-        InvalidReason::Unspecified
+        sign_in_of(&session.expect("a session when valid")),
+        (pb_time(now), MFA.to_owned(), strings(&["pwd", "otp"])),
+        "B shows the sign-in A recorded"
     );
     assert_eq!(
         b.verdict(&first.access, Some(600), &[]).await,
