@@ -253,11 +253,10 @@ impl Sessions {
             sign_in: changes.sign_in.clone(),
         };
         match self.store.rotate_refresh(id, &step).await? {
-            Rotation::Won => {
-                // This replica's copy shows the old client and sign-in: read it again.
-                self.caches.sessions.invalidate(&id).await;
-                Ok(Ok((step.applied_to(record), token)))
-            }
+            // Cached copies of the session (here and elsewhere) show the old client and
+            // sign-in; the new tokens carry the new generation (`sgen`), which makes the first
+            // check of one read the session again.
+            Rotation::Won => Ok(Ok((step.applied_to(record), token))),
             Rotation::Lost(current) => Ok(Err(*current)),
             // Lost to a revocation, not to a thief: no alarm.
             Rotation::Revoked => Err(DomainError::RefreshToken(TokenProblem::Revoked)),

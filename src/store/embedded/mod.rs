@@ -216,13 +216,13 @@ fn idle_key(record: &SessionRecord) -> Option<Vec<u8>> {
         .map(|idle| keys::expiry(record.last_seen_at.plus(idle), record.id))
 }
 
-/// Moves a session's idle-index entry from where `old` had it to where `new` has it.
+/// Moves a session's idle-index entry from `before` (its key until now, if any) to where
+/// `new` has it.
 fn reindex_idle(
     txn: &WriteTransaction,
-    old: Option<&SessionRecord>,
+    before: Option<Vec<u8>>,
     new: &SessionRecord,
 ) -> Result<(), StoreError> {
-    let before = old.and_then(idle_key);
     let after = idle_key(new);
     if before == after {
         return Ok(());
@@ -410,9 +410,9 @@ impl Store for EmbeddedStore {
                 if record.refresh_state() != step.expected {
                     return Ok(Rotation::Lost(Box::new(record)));
                 }
-                let before = record.clone();
+                let before = idle_key(&record);
                 let record = step.applied_to(record);
-                reindex_idle(txn, Some(&before), &record)?;
+                reindex_idle(txn, before, &record)?;
                 let bytes = codec::encode_session(&record)?;
                 sessions
                     .insert(id_key(id), bytes.as_slice())
@@ -574,9 +574,9 @@ impl Store for EmbeddedStore {
                         continue;
                     };
                     if at > record.last_seen_at {
-                        let before = record.clone();
+                        let before = idle_key(&record);
                         record.last_seen_at = at;
-                        reindex_idle(txn, Some(&before), &record)?;
+                        reindex_idle(txn, before, &record)?;
                         let bytes = codec::encode_session(&record)?;
                         sessions
                             .insert(id_key(id), bytes.as_slice())
