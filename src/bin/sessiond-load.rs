@@ -34,6 +34,10 @@
 //! With `--server-pid` the table also gives the server's CPU time per call (user + system, from
 //! `/proc`), beside the load generator's own: on a machine where both share the cores, that
 //! says where the time goes better than throughput alone.
+//!
+//! `--before-cell CMD` runs a shell command once a cell is set up (the pool issued, the
+//! connections open) and before its first call, warm-up included: `scripts/bench-instructions`
+//! zeroes callgrind's counters there, so a count covers the cell's calls and not the setup.
 
 use std::fmt;
 use std::process::ExitCode;
@@ -102,6 +106,10 @@ struct Args {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
+    /// A shell command (`sh -c`) run before each cell's calls, after its setup; the run stops
+    /// if it fails. For a profiler's counters, e.g. `callgrind_control --zero PID`.
+    #[arg(long)]
+    before_cell: Option<String>,
 }
 
 /// An RPC the generator can drive.
@@ -135,6 +143,8 @@ enum LoadError {
     Connect { addr: String, reason: String },
     #[error("setting up {rpc}: {reason}")]
     Setup { rpc: Rpc, reason: String },
+    #[error("--before-cell command: {0}")]
+    BeforeCell(String),
     #[error("histogram: {0}")]
     Histogram(String),
     #[error("a worker task failed: {0}")]
@@ -219,6 +229,9 @@ async fn run(args: &Args) -> Result<(), LoadError> {
             let connections = args.connections.unwrap_or(concurrency.min(4)).max(1);
             let channels = connect_all(args, connections).await?;
             let tag = format!("{run_tag}-{rpc}-c{concurrency}");
+            if let Some(command) = &args.before_cell {
+                before_cell(command).await?;
+            }
             let cell = measure(args, rpc, concurrency, &channels, tokens.clone(), &tag).await?;
             eprintln!(
                 "{rpc:>8} c={concurrency:<3} {:>9.0} req/s  p50 {}  p99 {}  errors {}",
@@ -280,6 +293,25 @@ fn duration_of(args: &Args) -> Option<Duration> {
         (Some(d), _) => Some(d),
         (None, None) => Some(DEFAULT_DURATION),
         (None, Some(_)) => None,
+    }
+}
+
+/// Runs the `--before-cell` command to its end; a failure to start it or a non-zero exit stops
+/// the run, since the figures would not cover what the caller meant them to.
+async fn before_cell(command: &str) -> Result<(), LoadError> {
+    let command = command.to_owned();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .status()
+    })
+    .await?
+    .map_err(|e| LoadError::BeforeCell(e.to_string()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(LoadError::BeforeCell(status.to_string()))
     }
 }
 
