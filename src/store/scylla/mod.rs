@@ -18,7 +18,9 @@
 //!   on (a TTL's second of slack, or a manual clock ahead of the node's).
 //! - Every revocation's feed row is in the same logged batch as the revocation, so no
 //!   revocation reaches the store without reaching the feed, and a replica that reads the event
-//!   and re-reads the store sees the revocation.
+//!   and re-reads the store sees the revocation. While the batchlog is unavailable (a node dead
+//!   but not yet convicted) the batch's statements are written one by one, the feed row last
+//!   (`logged`).
 //!
 //! It holds no policy (which sessions may be revoked, caps, token checks live in `domain`), and
 //! all CQL text lives in `cql`.
@@ -40,6 +42,7 @@ mod config;
 mod cql;
 mod cursor;
 mod errors;
+mod logged;
 mod rows;
 mod slots;
 mod statements;
@@ -119,6 +122,8 @@ pub struct ScyllaStore {
     /// The service's clock, for every instant of session time: expiry on read, TTLs, the
     /// cap's slots and the audit listing's window (see "Time" below).
     clock: SharedClock,
+    /// Whether logged batches are being written one by one (see `logged`).
+    batch_health: logged::BatchHealth,
 }
 
 impl fmt::Debug for ScyllaStore {
@@ -165,6 +170,7 @@ impl ScyllaStore {
             ping,
             statements: OnceCell::new(),
             clock,
+            batch_health: logged::BatchHealth::new(),
         };
         // Not an error yet: `migrate` is about to run, or the caller checks `check_schema`.
         if let Err(error) = store.statements().await {
@@ -662,11 +668,16 @@ impl ScyllaStore {
             id.as_uuid(),
         );
         let feed = feed_row(&RevocationEvent::Session(id));
-        let written = match listing {
+        let what = "revoking session";
+        match listing {
             Listing::Keep => {
-                self.session
-                    .batch(&st.revoke_batch, (session_row, user_row, feed))
-                    .await
+                let parts = [
+                    &st.revoke_session,
+                    &st.revoke_session_by_user,
+                    &st.insert_feed,
+                ];
+                self.logged3(what, &st.revoke_batch, parts, session_row, user_row, feed)
+                    .await?;
             }
             Listing::Drop => {
                 let user_key = (
@@ -675,12 +686,15 @@ impl ScyllaStore {
                     record.created_at.as_micros(),
                     id.as_uuid(),
                 );
-                self.session
-                    .batch(&st.evict_batch, (session_row, user_key, feed))
-                    .await
+                let parts = [
+                    &st.revoke_session,
+                    &st.delete_session_by_user,
+                    &st.insert_feed,
+                ];
+                self.logged3(what, &st.evict_batch, parts, session_row, user_key, feed)
+                    .await?;
             }
-        };
-        written.map_err(|e| errors::execution("revoking session", e))?;
+        }
         record.revoked_at = Some(at);
         record.revoke_reason = reason.to_owned();
         Ok(Revocation::Revoked(Box::new(record)))
@@ -1011,11 +1025,9 @@ impl Store for ScyllaStore {
             return Ok(());
         };
         let values = SessionValues::new(record, ttl);
-        self.session
-            .batch(&st.issue_batch, (&values, &values))
+        let parts = [&st.insert_session, &st.insert_session_by_user];
+        self.logged2("issuing session", &st.issue_batch, parts, &values, &values)
             .await
-            .map(|_| ())
-            .map_err(|e| errors::execution("issuing session", e))
     }
 
     async fn create_session_capped(
@@ -1166,11 +1178,15 @@ impl Store for ScyllaStore {
         };
         let micros = at.as_micros();
         let mark = (user.as_str(), tenant.as_str(), micros, ttl, micros);
-        self.session
-            .batch(&st.user_not_before_batch, (mark, feed))
-            .await
-            .map(|_| ())
-            .map_err(|e| errors::execution("storing user not-before", e))
+        let parts = [&st.upsert_user_not_before, &st.insert_feed];
+        self.logged2(
+            "storing user not-before",
+            &st.user_not_before_batch,
+            parts,
+            mark,
+            feed,
+        )
+        .await
     }
 
     async fn user_not_before(&self, user: &UserId) -> Result<UserNotBefore, StoreError> {
@@ -1198,13 +1214,15 @@ impl Store for ScyllaStore {
     async fn set_global_not_before(&self, at: Timestamp) -> Result<Timestamp, StoreError> {
         let st = self.statements().await?;
         let micros = at.as_micros();
-        self.session
-            .batch(
-                &st.global_not_before_batch,
-                ((micros, micros), feed_row(&RevocationEvent::Global)),
-            )
-            .await
-            .map_err(|e| errors::execution("storing global not-before", e))?;
+        let parts = [&st.upsert_global_not_before, &st.insert_feed];
+        self.logged2(
+            "storing global not-before",
+            &st.global_not_before_batch,
+            parts,
+            (micros, micros),
+            feed_row(&RevocationEvent::Global),
+        )
+        .await?;
         // A later instant written by anyone else wins; report what now stands.
         Ok(self
             .global_not_before()
@@ -1367,7 +1385,18 @@ impl Store for ScyllaStore {
         })
     }
 
+    /// Succeeds only while the keyspace answers a read at the configured consistency (one row
+    /// of `settings`, a partition every node of a three-node data centre holds): a node's
+    /// `system.local` answers while its peers are down, so it would report a cluster that has
+    /// lost its quorum as serving. Before the schema exists, it only asks whether a node
+    /// answers at all.
     async fn ping(&self) -> Result<(), StoreError> {
+        if let Some(st) = self.statements.get() {
+            let _: Option<(Option<i64>,)> = self
+                .first_row("ping", &st.select_global_not_before, ())
+                .await?;
+            return Ok(());
+        }
         self.session
             .execute_unpaged(&self.ping, ())
             .await

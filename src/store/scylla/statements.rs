@@ -38,6 +38,15 @@ pub(super) struct Statements {
     pub select_audit_by_user: PreparedStatement,
     pub select_audit_by_day: PreparedStatement,
     pub select_schema_versions: PreparedStatement,
+    /// The statements of the batches below, on their own (idempotent): written one by one
+    /// when the batchlog is unavailable (`logged`).
+    pub insert_session: PreparedStatement,
+    pub insert_session_by_user: PreparedStatement,
+    pub revoke_session: PreparedStatement,
+    pub revoke_session_by_user: PreparedStatement,
+    pub delete_session_by_user: PreparedStatement,
+    pub upsert_user_not_before: PreparedStatement,
+    pub upsert_global_not_before: PreparedStatement,
     /// Issue: `insert_session` and `insert_session_by_user`, logged.
     pub issue_batch: Batch,
     /// Revoke: `revoke_session`, `revoke_session_by_user` and `insert_feed`, logged, so no
@@ -69,11 +78,11 @@ impl Statements {
         let mut rotate_refresh = p.plain("rotate_refresh", &cql.rotate_refresh).await?;
         rotate_refresh.set_is_idempotent(false);
         rotate_refresh.set_serial_consistency(Some(serial));
-        let issue_batch = logged_batch([
-            p.plain("insert_session", &cql.insert_session).await?,
-            p.plain("insert_session_by_user", &cql.insert_session_by_user)
-                .await?,
-        ]);
+        let insert_session = p.idempotent("insert_session", &cql.insert_session).await?;
+        let insert_session_by_user = p
+            .idempotent("insert_session_by_user", &cql.insert_session_by_user)
+            .await?;
+        let issue_batch = logged_batch([insert_session.clone(), insert_session_by_user.clone()]);
         let insert_feed = p.idempotent("insert_feed", &cql.insert_feed).await?;
         let mut select_slots = p.idempotent("select_slots", &cql.select_slots).await?;
         select_slots.set_consistency(match serial {
@@ -86,17 +95,21 @@ impl Statements {
         let mut update_slots = p.plain("update_slots", &cql.update_slots).await?;
         update_slots.set_is_idempotent(false);
         update_slots.set_serial_consistency(Some(serial));
-        let revoke_session = p.plain("revoke_session", &cql.revoke_session).await?;
+        let revoke_session = p.idempotent("revoke_session", &cql.revoke_session).await?;
+        let delete_session_by_user = p
+            .idempotent("delete_session_by_user", &cql.delete_session_by_user)
+            .await?;
+        let revoke_session_by_user = p
+            .idempotent("revoke_session_by_user", &cql.revoke_session_by_user)
+            .await?;
         let evict_batch = logged_batch([
             revoke_session.clone(),
-            p.plain("delete_session_by_user", &cql.delete_session_by_user)
-                .await?,
+            delete_session_by_user.clone(),
             insert_feed.clone(),
         ]);
         let revoke_batch = logged_batch([
-            revoke_session,
-            p.plain("revoke_session_by_user", &cql.revoke_session_by_user)
-                .await?,
+            revoke_session.clone(),
+            revoke_session_by_user.clone(),
             insert_feed.clone(),
         ]);
         let upsert_user_not_before = p
@@ -105,8 +118,10 @@ impl Statements {
         let upsert_global_not_before = p
             .idempotent("upsert_global_not_before", &cql.upsert_global_not_before)
             .await?;
-        let user_not_before_batch = logged_batch([upsert_user_not_before, insert_feed.clone()]);
-        let global_not_before_batch = logged_batch([upsert_global_not_before, insert_feed.clone()]);
+        let user_not_before_batch =
+            logged_batch([upsert_user_not_before.clone(), insert_feed.clone()]);
+        let global_not_before_batch =
+            logged_batch([upsert_global_not_before.clone(), insert_feed.clone()]);
         Ok(Self {
             select_session,
             select_session_serial,
@@ -154,6 +169,13 @@ impl Statements {
             select_schema_versions: p
                 .idempotent("select_schema_versions", &cql.select_schema_versions)
                 .await?,
+            insert_session,
+            insert_session_by_user,
+            revoke_session,
+            revoke_session_by_user,
+            delete_session_by_user,
+            upsert_user_not_before,
+            upsert_global_not_before,
             issue_batch,
             revoke_batch,
             user_not_before_batch,
