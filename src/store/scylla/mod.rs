@@ -43,6 +43,7 @@ mod cql;
 mod cursor;
 mod errors;
 mod logged;
+mod retry;
 mod rows;
 mod slots;
 mod statements;

@@ -10,6 +10,7 @@ use scylla::statement::prepared::PreparedStatement;
 use super::StoreError;
 use super::cql::Cql;
 use super::errors;
+use super::retry::RefusedRetryPolicy;
 
 /// The prepared statements of one keyspace.
 pub(super) struct Statements {
@@ -75,9 +76,11 @@ impl Statements {
             SerialConsistency::Serial => Consistency::Serial,
             SerialConsistency::LocalSerial => Consistency::LocalSerial,
         });
+        retry_refused(&mut select_session_serial);
         let mut rotate_refresh = p.plain("rotate_refresh", &cql.rotate_refresh).await?;
         rotate_refresh.set_is_idempotent(false);
         rotate_refresh.set_serial_consistency(Some(serial));
+        retry_refused(&mut rotate_refresh);
         let insert_session = p.idempotent("insert_session", &cql.insert_session).await?;
         let insert_session_by_user = p
             .idempotent("insert_session_by_user", &cql.insert_session_by_user)
@@ -89,12 +92,15 @@ impl Statements {
             SerialConsistency::Serial => Consistency::Serial,
             SerialConsistency::LocalSerial => Consistency::LocalSerial,
         });
+        retry_refused(&mut select_slots);
         let mut insert_slots = p.plain("insert_slots", &cql.insert_slots).await?;
         insert_slots.set_is_idempotent(false);
         insert_slots.set_serial_consistency(Some(serial));
+        retry_refused(&mut insert_slots);
         let mut update_slots = p.plain("update_slots", &cql.update_slots).await?;
         update_slots.set_is_idempotent(false);
         update_slots.set_serial_consistency(Some(serial));
+        retry_refused(&mut update_slots);
         let revoke_session = p.idempotent("revoke_session", &cql.revoke_session).await?;
         let delete_session_by_user = p
             .idempotent("delete_session_by_user", &cql.delete_session_by_user)
@@ -203,6 +209,12 @@ fn logged_batch<const N: usize>(statements: [PreparedStatement; N]) -> Batch {
     }
     batch.set_is_idempotent(true);
     batch
+}
+
+/// The LWTs and serial reads, which the default policy never retries, retry what a
+/// coordinator refused before starting it (see `retry`).
+fn retry_refused(ps: &mut PreparedStatement) {
+    ps.set_retry_policy(Some(std::sync::Arc::new(RefusedRetryPolicy)));
 }
 
 struct Preparer<'a> {
