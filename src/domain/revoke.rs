@@ -1,6 +1,7 @@
 //! Listing and ending sessions: the user's own (through their access token or, as RFC 7009
 //! token revocation, through any token of the session) and anyone's (operators).
 
+use super::access::AccessClaims;
 use super::audit::{AuditEntry, AuditKind, Caller, Role};
 use super::error::DomainError;
 use super::page_token;
@@ -99,7 +100,11 @@ impl Sessions {
         target: SessionId,
     ) -> Result<bool, DomainError> {
         let (claims, current) = self.authenticate(token).await?;
-        let Some(record) = self.store.get_session(target).await? else {
+        let read = self.store.get_session(target).await;
+        if read.is_err() {
+            self.forget_own_cached(&claims, target).await;
+        }
+        let Some(record) = read? else {
             return Err(DomainError::SessionNotFound);
         };
         if record.user_id != claims.user_id || record.tenant_id != claims.tenant_id {
@@ -196,10 +201,16 @@ impl Sessions {
         include_current: bool,
     ) -> Result<u32, DomainError> {
         let (claims, current) = self.authenticate(token).await?;
-        let sessions = self
+        let listed = self
             .store
             .list_user_sessions(&claims.user_id, Some(&claims.tenant_id))
-            .await?;
+            .await;
+        if listed.is_err() {
+            // Not recorded, but honoured here: the user's cached marks go, so none of their
+            // tokens is answered from the cache (see `forget_own_cached`).
+            self.caches.user_marks_moved(&claims.user_id).await;
+        }
+        let sessions = listed?;
         let ids: Vec<SessionId> = sessions
             .iter()
             .filter(|s| !s.is_revoked())
@@ -312,10 +323,14 @@ impl Sessions {
         let now = self.clock.now();
         // The mark first: from here on no older token of the user is accepted anywhere.
         let keep_until = now.plus(self.policy.max_session_ttl);
-        self.store
+        let marked = self
+            .store
             .set_user_not_before(&user, &tenant, now, keep_until)
-            .await?;
+            .await;
+        // Even on an error: honoured here at once, however long `--store-outage-grace` lets
+        // the caches answer while the store is down.
         self.caches.user_marks_moved(&user).await;
+        marked?;
         let tenant_filter = (!tenant.is_empty()).then_some(&tenant);
         let sessions = self.store.list_user_sessions(&user, tenant_filter).await?;
         let ids: Vec<SessionId> = sessions
@@ -415,6 +430,21 @@ impl Sessions {
             items: page.items,
             next_page_token: page_token::encode(&self.keys, &scope, page.next.as_deref()),
         })
+    }
+}
+
+impl Sessions {
+    /// A revocation the store could not take (not even the read before it) is still honoured
+    /// by this replica: the target's cached state goes, if the cache shows it to be the
+    /// caller's own, so that `--store-outage-grace` never answers `valid=true` from the cache
+    /// for a session whose owner tried to end it here. Its next check needs the store.
+    async fn forget_own_cached(&self, claims: &AccessClaims, target: SessionId) {
+        if let Some(Some(cached)) = self.caches.sessions.get(&target).await
+            && cached.record.user_id == claims.user_id
+            && cached.record.tenant_id == claims.tenant_id
+        {
+            self.caches.session_revoked(&target).await;
+        }
     }
 }
 

@@ -163,7 +163,9 @@ impl Sessions {
         if claims.expires_at <= now {
             return Ok(Verdict::Invalid(TokenProblem::Expired));
         }
-        let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
+        // Within the store-outage grace, cached entries still answer (misses still need the
+        // store); local revocations have already dropped theirs.
+        let fresh = self.caches.is_fresh(now, self.policy.validate_max_lag());
         let global = self.global_not_before(fresh).await?;
         if claims.issued_at < global {
             return Ok(Verdict::Invalid(TokenProblem::Revoked));
