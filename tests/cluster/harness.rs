@@ -189,7 +189,7 @@ impl Replica {
             .args(extra)
             .env("RUST_LOG", "sessiond=info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
             .stderr(file)
             .spawn()
             .expect("spawn sessiond");
@@ -231,6 +231,17 @@ impl Replica {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The replica's warnings and errors (the store's detail behind an UNAVAILABLE), last
+    /// ones first cut, for failure messages.
+    pub fn warnings(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// A new channel to the replica (calls carry their own deadlines).

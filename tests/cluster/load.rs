@@ -135,7 +135,7 @@ impl Load {
         let tally = std::mem::take(&mut *self.tally.lock().await);
         let calls = self.calls.load(Ordering::Relaxed);
         eprintln!(
-            "load: {calls} calls in {:.1?}, {} sessions, {} failed; slowest: {}",
+            "load: {calls} calls in {:.1?}, {} sessions, failures: {}; slowest: {}",
             self.started.elapsed(),
             sessions.len(),
             tally.failures.len(),

@@ -16,3 +16,4 @@ mod support;
 mod harness;
 mod load;
 mod multi_node;
+mod two_dc;

@@ -38,6 +38,11 @@ struct Setup {
 
 impl Setup {
     async fn new(prefix: &str) -> Self {
+        Self::with_flags(prefix, &[], &[]).await
+    }
+
+    /// Like `new`, with extra `sessiond serve` flags for A and for B.
+    async fn with_flags(prefix: &str, a_flags: &[&str], b_flags: &[&str]) -> Self {
         let (turn, cluster) = exclusive().await;
         let hosts = cluster.hosts("dc1").await;
         let ks = keyspace(prefix);
@@ -46,8 +51,8 @@ impl Setup {
         let work = tempfile::tempdir().expect("tempdir");
         let keys = work.path().join("keys");
         // A first creates the shared keys before B reads them.
-        let a = Replica::start("a", &uri, &keys, work.path(), &[]).await;
-        let b = Replica::start("b", &uri, &keys, work.path(), &[]).await;
+        let a = Replica::start("a", &uri, &keys, work.path(), a_flags).await;
+        let b = Replica::start("b", &uri, &keys, work.path(), b_flags).await;
         Self {
             cluster,
             work,
@@ -68,10 +73,12 @@ impl Setup {
     async fn assert_nothing_lost(&self, outcome: &Outcome, what: &str) {
         assert!(
             outcome.failures.is_empty(),
-            "{what}: {} of {} calls failed; first ones: {:#?}",
+            "{what}: {} of {} calls failed; first ones: {:#?}\nreplica a:\n{}\nreplica b:\n{}",
             outcome.failures.len(),
             outcome.calls,
-            &outcome.failures[..outcome.failures.len().min(10)]
+            &outcome.failures[..outcome.failures.len().min(10)],
+            self.a.warnings(),
+            self.b.warnings()
         );
         let revoked = outcome.sessions.iter().filter(|t| t.revoked).count();
         assert!(
@@ -88,7 +95,7 @@ impl Setup {
             &lost[..lost.len().min(10)]
         );
         eprintln!(
-            "{what}: {} calls, 0 failed; {} sessions ({revoked} revoked) read back at LOCAL_QUORUM; \
+            "{what}: {} calls, no failure; {} sessions ({revoked} revoked) read back at LOCAL_QUORUM; \
              health not SERVING in {} checks",
             outcome.calls,
             outcome.sessions.len(),
@@ -243,6 +250,87 @@ async fn two_nodes_down_fail_closed_within_the_deadline_and_service_returns_by_i
         );
         issue(client, "erin").await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a CQL cluster: scripts/test-cluster"]
+async fn store_outage_grace_answers_from_cache_for_its_bound_and_local_revocations_win() {
+    const GRACE: Duration = Duration::from_secs(10);
+    let s = Setup::with_flags("grace", &["--store-outage-grace", "10s"], &[]).await;
+    let (mut via_a, mut via_b) = (s.a.client().await, s.b.client().await);
+    let alice = issue(&mut via_a, "alice").await;
+    let bob = issue(&mut via_a, "bob").await;
+    for client in [&mut via_a, &mut via_b] {
+        for token in [&alice.access, &bob.access] {
+            assert_eq!(
+                validate(client, token).await,
+                Ok((true, 0)),
+                "cached before the outage"
+            );
+        }
+    }
+
+    // The store is gone: two of three replicas of everything.
+    s.cluster.kill_now("2,3").await;
+    let down = Instant::now();
+    // B (the default, 0s) fails closed once its feed is 3 x poll + 2s stale.
+    crate::support::poll_until("B (no grace) to fail closed", Duration::from_secs(60), || {
+        let (mut client, token) = (via_b.clone(), alice.access.clone());
+        async move { (validate(&mut client, &token).await == Err(Code::Unavailable)).then_some(()) }
+    })
+    .await;
+    let b_closed = down.elapsed();
+    // A still answers from its cache.
+    assert_eq!(
+        validate(&mut via_a, &alice.access).await,
+        Ok((true, 0)),
+        "A, within its grace, answers from the cache"
+    );
+    // Bob signs out through A: the store cannot take it, but A honours it from now on.
+    let request = pb::RevokeRequest {
+        access_token: bob.access.clone(),
+        session_id: bob.session_id.clone(),
+    };
+    let revoked = tokio::time::timeout(CALL_DEADLINE, via_a.revoke(request))
+        .await
+        .expect("Revoke answered within the deadline");
+    assert_eq!(
+        revoked.map(|_| ()).map_err(|s| s.code()),
+        Err(Code::Unavailable)
+    );
+    // A fails closed once the grace is over too; bob is never valid again on A meanwhile.
+    let a_closed = loop {
+        match validate(&mut via_a, &bob.access).await {
+            Ok((true, _)) => panic!("A answered valid=true for a session revoked through it"),
+            Ok(_) | Err(Code::Unavailable) => {}
+            Err(code) => panic!("Validate answered {code:?}"),
+        }
+        if validate(&mut via_a, &alice.access).await == Err(Code::Unavailable) {
+            break down.elapsed();
+        }
+        assert!(
+            down.elapsed() < Duration::from_secs(90),
+            "A never failed closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "store down: B (grace 0s) fails closed after {b_closed:.1?}, A (grace {GRACE:?}) after \
+         {a_closed:.1?}"
+    );
+    let extra = a_closed.saturating_sub(b_closed);
+    assert!(
+        extra + POLL + Duration::from_secs(1) >= GRACE && extra <= GRACE + POLL * 3,
+        "A answered from its cache {extra:?} longer than B, not about the {GRACE:?} grace"
+    );
+    s.cluster.start("2,3").await;
+    s.a.await_health(ServingStatus::Serving, Duration::from_secs(90))
+        .await;
+    crate::support::poll_until("A to answer again", Duration::from_secs(60), || {
+        let (mut client, token) = (via_a.clone(), alice.access.clone());
+        async move { (validate(&mut client, &token).await == Ok((true, 0))).then_some(()) }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
