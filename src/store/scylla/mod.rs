@@ -34,8 +34,9 @@
 //! cells go before it says the row has ended, so tests give lifetimes far longer than the real
 //! time between their steps. `USING TIMESTAMP` carries a "not before" instant itself (see
 //! `cql`); one ahead of the node's clock is harmless, as no statement with a server-assigned
-//! timestamp writes those tables. The revocation feed and the cap's pending slots are real-time
-//! mechanisms and keep the wall clock (see `feed_now` and `slots`).
+//! timestamp writes those tables. The revocation feed, the cap's pending slots and a session's
+//! insert timestamp (`insert_timestamp`) are real-time mechanisms and keep the wall clock (see
+//! `feed_now` and `slots`).
 
 mod buckets;
 mod config;
@@ -789,6 +790,14 @@ impl ScyllaStore {
     }
 }
 
+/// The one write timestamp of every copy of a session's inserts (see `cql`): the start of the
+/// millisecond before `now`. Cassandra stamps server-side writes with its clock's milliseconds
+/// × 1000, so a write the server stamps after this call began (a revocation, an eviction's
+/// delete, a rotation) is never older than the inserts, not even within the same millisecond.
+fn insert_timestamp(now: Timestamp) -> i64 {
+    (now.as_micros().div_euclid(1000) - 1) * 1000
+}
+
 /// Reads `[applied]` of a compare-and-set. Cassandra answers `[applied]` alone on success and
 /// with the current values on failure; ScyllaDB always adds the row. Only the flag matters.
 fn cas_applied(result: scylla::response::query_result::QueryResult) -> Result<bool, StoreError> {
@@ -1025,7 +1034,7 @@ impl Store for ScyllaStore {
             // Already expired: reads would treat it as absent, so there is nothing to keep.
             return Ok(());
         };
-        let values = SessionValues::new(record, ttl);
+        let values = SessionValues::new(record, ttl, insert_timestamp(SystemClock.now()));
         let parts = [&st.insert_session, &st.insert_session_by_user];
         self.logged2("issuing session", &st.issue_batch, parts, &values, &values)
             .await
