@@ -1,7 +1,7 @@
 //! Two data centres of three nodes each (`SESSIOND_CLUSTER_DC2_NODES=3`, nodes 4-6): a
 //! replica in each with `dc=` set, a revocation made in dc1 honoured in dc2, and dc1 serving on
-//! while dc2 is lost whole. `scripts/test-cluster --two-dc` starts such a cluster and runs
-//! only these; on a one-DC cluster they fail, saying so.
+//! while dc2 is lost whole. `scripts/test-cluster --two-dc` (its own CI section) starts such a
+//! cluster and runs only these; on a one-DC cluster they fail, saying so.
 
 use std::time::{Duration, Instant};
 
