@@ -335,6 +335,15 @@ impl Sessions {
                     {
                         self.caches.sessions.invalidate(&id).await;
                     }
+                    None => {
+                        // Not kept: the id comes from a token this service signed, so the
+                        // session exists or existed. Absent here, it is either gone for good
+                        // (and its tokens are about to expire) or not replicated to this data
+                        // centre yet; a cached "unknown" would outlive the replication lag by
+                        // the cache's whole lifetime.
+                        self.caches.sessions.invalidate(&id).await;
+                        return Ok(None);
+                    }
                     state => return Ok(state),
                 }
             }
