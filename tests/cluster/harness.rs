@@ -244,6 +244,17 @@ impl Replica {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// The replica's log lines that mention any of `needles` (session ids), for failure
+    /// messages.
+    pub fn lines_with(&self, needles: &[&str]) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| needles.iter().any(|n| l.contains(n)))
+            .collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
     /// A new channel to the replica (calls carry their own deadlines).
     pub async fn channel(&self) -> Channel {
         Endpoint::from_shared(format!("http://{}", self.addr))
@@ -294,4 +305,44 @@ impl Drop for Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The stored refresh and revocation columns of `ids` in `ks`, one line each, read at
+/// LOCAL_QUORUM with their write times: what a failure message needs to tell a lost write
+/// from a later one.
+pub async fn stored_sessions(hosts: &str, ks: &str, ids: &[&str]) -> Vec<String> {
+    use scylla::client::session_builder::SessionBuilder;
+    let nodes: Vec<&str> = hosts.split(',').collect();
+    let Ok(session) = SessionBuilder::new().known_nodes(&nodes).build().await else {
+        return vec!["(could not connect to read the rows)".to_owned()];
+    };
+    let query = format!(
+        "SELECT refresh_generation, writetime(refresh_generation), revoked_at, revoke_reason \
+         FROM {ks}.sessions WHERE session_id = ?"
+    );
+    let mut lines = Vec::new();
+    for id in ids {
+        let Ok(uuid) = uuid::Uuid::parse_str(id) else {
+            continue;
+        };
+        let row = session
+            .query_unpaged(query.as_str(), (uuid,))
+            .await
+            .ok()
+            .and_then(|r| r.into_rows_result().ok())
+            .and_then(|r| {
+                r.maybe_first_row::<(
+                    Option<i64>,
+                    Option<i64>,
+                    Option<scylla::value::CqlTimestamp>,
+                    Option<String>,
+                )>()
+                .ok()
+                .flatten()
+            });
+        lines.push(format!(
+            "{id}: stored (generation, its writetime, revoked_at, reason) = {row:?}"
+        ));
+    }
+    lines
 }

@@ -12,7 +12,9 @@ use tokio::sync::{Barrier, MutexGuard};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::harness::{Cluster, Replica, exclusive, keyspace, migrate, migrate_command};
+use crate::harness::{
+    Cluster, Replica, exclusive, keyspace, migrate, migrate_command, stored_sessions,
+};
 use crate::load::{CALL_DEADLINE, Load, Outcome, read_back};
 use crate::support::{Client, issue, issue_request, refresh};
 
@@ -28,6 +30,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// One test's cluster, keyspace (RF 3 in dc1) and two replicas A and B sharing keys.
 struct Setup {
     cluster: Cluster,
+    hosts: String,
+    ks: String,
     work: TempDir,
     keys: PathBuf,
     uri: String,
@@ -55,6 +59,8 @@ impl Setup {
         let b = Replica::start("b", &uri, &keys, work.path(), b_flags).await;
         Self {
             cluster,
+            hosts,
+            ks,
             work,
             keys,
             uri,
@@ -88,12 +94,23 @@ impl Setup {
         );
         let fresh = self.fresh("fresh").await;
         let lost = read_back(&fresh, &outcome.sessions).await;
-        assert!(
-            lost.is_empty(),
-            "{what}: {} acknowledged writes did not read back: {:#?}",
-            lost.len(),
-            &lost[..lost.len().min(10)]
-        );
+        if !lost.is_empty() {
+            let ids: Vec<&str> = lost
+                .iter()
+                .filter_map(|l| l.split(':').next())
+                .take(10)
+                .collect();
+            let rows = stored_sessions(&self.hosts, &self.ks, &ids).await;
+            panic!(
+                "{what}: {} acknowledged writes did not read back: {:#?}\nstored: {rows:#?}\n\
+                 replica a:\n{}\nreplica b:\n{}\nfresh:\n{}",
+                lost.len(),
+                &lost[..lost.len().min(10)],
+                self.a.lines_with(&ids),
+                self.b.lines_with(&ids),
+                fresh.lines_with(&ids)
+            );
+        }
         eprintln!(
             "{what}: {} calls, no failure; {} sessions ({revoked} revoked) read back at LOCAL_QUORUM; \
              health not SERVING in {} checks",
