@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::harness::Replica;
+use super::harness::Replica;
 use crate::support::{Client, issue_request, poll_until};
 
 /// The deadline of every call the load makes: above the server's own (`--request-timeout`,

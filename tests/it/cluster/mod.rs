@@ -4,14 +4,12 @@
 //! directory, and every node kill, stop and start goes through the script (which signals only
 //! the PIDs it recorded and returns once the cluster's own gossip reports the change, so each
 //! step of a test follows what the cluster reports, never a sleep). `scripts/test-cluster`
-//! starts a cluster and runs this suite. The tests are ignored by a plain `cargo test`; run
-//! with `--include-ignored` but without the variable, every one of them fails, naming it.
+//! starts a cluster and runs this suite (`cargo test --test it cluster::`). The tests are ignored
+//! by a plain `cargo test`, and `scripts/test` skips them; run with `--include-ignored` but
+//! without the variable, every one of them fails, naming it.
 //!
 //! The tests share one cluster, so they take turns (`harness::exclusive`), each starting from
 //! every node up and leaving it so.
-
-#[path = "../support/mod.rs"]
-mod support;
 
 mod harness;
 mod load;

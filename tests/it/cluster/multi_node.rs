@@ -12,10 +12,10 @@ use tokio::sync::{Barrier, MutexGuard};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::harness::{
+use super::harness::{
     Cluster, Replica, exclusive, keyspace, migrate, migrate_command, stored_sessions,
 };
-use crate::load::{CALL_DEADLINE, Load, Outcome, read_back};
+use super::load::{CALL_DEADLINE, Load, Outcome, read_back};
 use crate::support::{Client, issue, issue_request, refresh};
 
 /// The replicas' `--revocation-poll` (sessiond's default).

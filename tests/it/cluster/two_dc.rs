@@ -9,8 +9,8 @@ use sessiond::pb;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::harness::{Replica, exclusive, keyspace, migrate};
-use crate::load::{CALL_DEADLINE, Load, read_back};
+use super::harness::{Replica, exclusive, keyspace, migrate};
+use super::load::{CALL_DEADLINE, Load, read_back};
 use crate::support::{Client, issue, poll_until};
 
 /// The replicas' `--revocation-poll` (sessiond's default).
