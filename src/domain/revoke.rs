@@ -1,7 +1,6 @@
 //! Listing and ending sessions: the user's own (through their access token or, as RFC 7009
 //! token revocation, through any token of the session) and anyone's (operators).
 
-use super::access::AccessClaims;
 use super::audit::{AuditEntry, AuditKind, Caller, Role};
 use super::error::DomainError;
 use super::page_token;
@@ -102,7 +101,8 @@ impl Sessions {
         let (claims, current) = self.authenticate(token).await?;
         let read = self.store.get_session(target).await;
         if read.is_err() {
-            self.forget_own_cached(&claims, target).await;
+            let owner = (&claims.user_id, &claims.tenant_id);
+            self.forget_own_cached(target, Some(owner)).await;
         }
         let Some(record) = read? else {
             return Err(DomainError::SessionNotFound);
@@ -147,6 +147,20 @@ impl Sessions {
         else {
             return Ok(false);
         };
+        let ended = self.revoke_presented(caller, &presented).await;
+        if ended.is_err() {
+            let owner = presented.user.as_ref().map(|(user, tenant)| (user, tenant));
+            self.forget_own_cached(presented.session_id, owner).await;
+        }
+        ended
+    }
+
+    /// `revoke_token` once the token is known to be authentic.
+    async fn revoke_presented(
+        &self,
+        caller: &Caller,
+        presented: &Presented,
+    ) -> Result<bool, DomainError> {
         let Some(record) = self.store.get_session(presented.session_id).await? else {
             return Ok(false);
         };
@@ -392,7 +406,17 @@ impl Sessions {
             ));
         }
         check_reason(reason)?;
-        let at = self.store.set_global_not_before(self.clock.now()).await?;
+        let at = match self.store.set_global_not_before(self.clock.now()).await {
+            Ok(at) => at,
+            Err(error) => {
+                // Not recorded (or its answer lost), but honoured here: nothing is answered
+                // from this replica's caches any more, however long `--store-outage-grace`
+                // lets them answer while the store is down. The store's word stands again
+                // once it answers.
+                self.caches.drop_state();
+                return Err(error.into());
+            }
+        };
         self.caches.raise_global_not_before(at);
         let audit = AuditEntry::new(AuditKind::GlobalRevoke, caller, Role::Admin)
             .reason(reason)
@@ -435,16 +459,21 @@ impl Sessions {
 
 impl Sessions {
     /// A revocation the store could not take (not even the read before it) is still honoured
-    /// by this replica: the target's cached state goes, if the cache shows it to be the
-    /// caller's own, so that `--store-outage-grace` never answers `valid=true` from the cache
-    /// for a session whose owner tried to end it here. Its next check needs the store.
-    async fn forget_own_cached(&self, claims: &AccessClaims, target: SessionId) {
-        if let Some(Some(cached)) = self.caches.sessions.get(&target).await
-            && cached.record.user_id == claims.user_id
-            && cached.record.tenant_id == claims.tenant_id
-        {
-            self.caches.session_revoked(&target).await;
+    /// by this replica: the target's cached state goes, so that `--store-outage-grace` never
+    /// answers `valid=true` from the cache for a session whose holder tried to end it here. Its
+    /// next check needs the store. With an `owner` (the user of an access token), only if the
+    /// cache shows the session to be theirs; without one (a refresh token, whose tag only the
+    /// session's holder can present), at once.
+    async fn forget_own_cached(&self, target: SessionId, owner: Option<(&UserId, &TenantId)>) {
+        if let Some((user, tenant)) = owner {
+            let Some(Some(cached)) = self.caches.sessions.get(&target).await else {
+                return;
+            };
+            if cached.record.user_id != *user || cached.record.tenant_id != *tenant {
+                return;
+            }
         }
+        self.caches.session_revoked(&target).await;
     }
 }
 
