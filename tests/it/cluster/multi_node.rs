@@ -366,16 +366,29 @@ async fn sixty_four_refreshes_of_one_token_over_two_replicas_have_exactly_one_wi
                 start.wait().await;
                 tokio::time::timeout(CALL_DEADLINE, refresh(&mut client, &token))
                     .await
-                    .map_err(|_| Code::DeadlineExceeded)
-                    .and_then(|r| r.map(|_| ()).map_err(|s| s.code()))
+                    .map_err(|_| (Code::DeadlineExceeded, String::new()))
+                    .and_then(|r| {
+                        r.map(|_| ())
+                            .map_err(|s| (s.code(), s.message().to_owned()))
+                    })
             }));
         }
         let mut winners = 0;
         for racer in racers {
             match racer.await.expect("racer panicked") {
                 Ok(()) => winners += 1,
-                Err(Code::Unauthenticated) => {}
-                Err(code) => panic!("round {round}: a losing refresh answered {code:?}"),
+                Err((Code::Unauthenticated, _)) => {}
+                Err((code, message)) => {
+                    let id = session.session_id.as_str();
+                    panic!(
+                        "round {round}: a losing refresh answered {code:?} ({message})\n\
+                         A's warnings:\n{}\nB's warnings:\n{}\nA on {id}:\n{}\nB on {id}:\n{}",
+                        s.a.warnings(),
+                        s.b.warnings(),
+                        s.a.lines_with(&[id]),
+                        s.b.lines_with(&[id]),
+                    )
+                }
             }
         }
         assert_eq!(
