@@ -574,11 +574,7 @@ impl ScyllaStore {
                 Err(e) => return Err(errors::execution("rotating refresh token", e)),
             };
             tracing::warn!(%id, attempt, error = %e, "refresh compare-and-set outcome unknown; reading it back");
-            let now = self.clock.now();
-            let Some(current) = self
-                .read_session(&st.select_session_serial, id, now)
-                .await?
-            else {
+            let Some(current) = self.read_session_serial(st, id).await? else {
                 return Ok(Rotation::Gone);
             };
             let state = current.refresh_state();
@@ -604,11 +600,7 @@ impl ScyllaStore {
         st: &Statements,
         id: SessionId,
     ) -> Result<Rotation, StoreError> {
-        let now = self.clock.now();
-        match self
-            .read_session(&st.select_session_serial, id, now)
-            .await?
-        {
+        match self.read_session_serial(st, id).await? {
             None => Ok(Rotation::Gone),
             Some(current) if current.is_revoked() => Ok(Rotation::Revoked),
             Some(current) => Ok(Rotation::Lost(Box::new(current))),
