@@ -1421,6 +1421,23 @@ mod tests {
     }
 
     #[test]
+    fn store_outage_grace_comes_from_flag_or_file_and_is_bounded() {
+        let c = serve(&["--store-outage-grace", "10s"]).expect("valid");
+        assert_eq!(c.store_outage_grace, Duration::from_secs(10));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file(&dir, "store_outage_grace = \"30s\"\n");
+        let c = serve(&["--config", &path]).expect("valid");
+        assert_eq!(c.store_outage_grace, Duration::from_secs(30));
+        let err = serve(&["--store-outage-grace", "2h"]).expect_err("over 1h");
+        assert!(
+            err.contains("--store-outage-grace")
+                && err.contains("SESSIOND_STORE_OUTAGE_GRACE")
+                && err.contains("at most 1h"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn audience_and_auth_cookie() {
         let c = Settings::default().resolve().expect("defaults are valid");
         assert_eq!(c.audience, "sessiond");
