@@ -1303,6 +1303,7 @@ async fn oauth2_revoke_the_store_cannot_take_drops_the_cached_session() {
             .sessions()
             .validate(pb::ValidateRequest {
                 access_token: access.clone(),
+                ..Default::default()
             })
             .await
             .map(|r| r.into_inner().valid);

@@ -703,6 +703,7 @@ async fn admin_revoke_all_sessions_the_store_cannot_take_drops_the_cached_state(
     let after = client
         .validate(pb::ValidateRequest {
             access_token: a.access.clone(),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner().valid);

@@ -241,6 +241,7 @@ impl Worker {
             tracked.revoked = true;
             let request = pb::ValidateRequest {
                 access_token: tracked.access.clone(),
+                ..Default::default()
             };
             if let Some(r) = self
                 .call(VALIDATE, self.own.clone().validate(request))
@@ -260,6 +261,7 @@ impl Worker {
     async fn expect_valid(&mut self, token: &str, what: &str) {
         let request = pb::ValidateRequest {
             access_token: token.to_owned(),
+            ..Default::default()
         };
         if let Some(r) = self
             .call(VALIDATE, self.other.clone().validate(request))
@@ -337,6 +339,7 @@ pub async fn read_back(fresh: &Replica, sessions: &[Tracked]) -> Vec<String> {
 async fn check_one(client: &mut Client, t: &Tracked) -> Option<String> {
     let request = pb::ValidateRequest {
         access_token: t.access.clone(),
+        ..Default::default()
     };
     let answer = match tokio::time::timeout(CALL_DEADLINE, client.validate(request)).await {
         Ok(Ok(r)) => r.into_inner(),

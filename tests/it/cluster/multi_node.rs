@@ -125,6 +125,7 @@ impl Setup {
 async fn validate(client: &mut Client, token: &str) -> Result<(bool, i32), Code> {
     let request = pb::ValidateRequest {
         access_token: token.to_owned(),
+        ..Default::default()
     };
     match tokio::time::timeout(CALL_DEADLINE, client.validate(request)).await {
         Ok(Ok(r)) => Ok((r.get_ref().valid, r.get_ref().reason)),
