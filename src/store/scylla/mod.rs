@@ -577,15 +577,8 @@ impl ScyllaStore {
             let Some(current) = self.read_session_serial(st, id).await? else {
                 return Ok(Rotation::Gone);
             };
-            let state = current.refresh_state();
-            if state == step.next {
-                return Ok(Rotation::Won);
-            }
-            if current.is_revoked() {
-                return Ok(Rotation::Revoked);
-            }
-            if state != step.expected {
-                return Ok(Rotation::Lost(Box::new(current)));
+            if let Some(settled) = settled(current, step) {
+                return Ok(settled);
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -788,6 +781,33 @@ impl ScyllaStore {
 /// delete, a rotation) is never older than the inserts, not even within the same millisecond.
 fn insert_timestamp(now: Timestamp) -> i64 {
     (now.as_micros().div_euclid(1000) - 1) * 1000
+}
+
+/// What the serial read after a compare-and-set of unknown outcome says of it, `None` when
+/// the expected state is still current (so the CAS certainly did not apply).
+///
+/// The next state alone does not tell whose CAS applied: a generation's token is derived from
+/// the session's salt, so every racer presenting the same token computes the same next state.
+/// The step's own instant, which the CAS writes as the replaced state's `rotated_at`, does: a
+/// racer that finds the next state stamped with another instant lost, and must not answer
+/// the winner's token as its own win (with `--refresh-grace 0s` a loser revokes the session).
+/// Two racers would have to read the clock in the same microsecond to be taken for each other.
+fn settled(current: SessionRecord, step: &RotationStep) -> Option<Rotation> {
+    let state = current.refresh_state();
+    if state == step.next {
+        let mine = current
+            .previous_refresh
+            .is_some_and(|p| p.state == step.expected && p.rotated_at == step.at);
+        return Some(if mine {
+            Rotation::Won
+        } else {
+            Rotation::Lost(Box::new(current))
+        });
+    }
+    if current.is_revoked() {
+        return Some(Rotation::Revoked);
+    }
+    (state != step.expected).then(|| Rotation::Lost(Box::new(current)))
 }
 
 /// Reads `[applied]` of a compare-and-set. Cassandra answers `[applied]` alone on success and
@@ -1409,5 +1429,77 @@ impl Store for ScyllaStore {
     async fn sweep(&self, _now: Timestamp) -> Result<u64, StoreError> {
         // TTL expires every row that expires; nothing to sweep.
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::records::{PreviousRefresh, RefreshHash, RefreshSalt, RefreshState, SignIn};
+
+    fn state(generation: u32, byte: u8) -> RefreshState {
+        RefreshState {
+            generation,
+            hash: RefreshHash([byte; 32]),
+        }
+    }
+
+    fn step(at: i64) -> RotationStep {
+        RotationStep {
+            expected: state(4, 4),
+            next: state(5, 5),
+            salt: RefreshSalt([9; 16]),
+            at: Timestamp::from_micros(at),
+            client: None,
+            sign_in: None,
+        }
+    }
+
+    fn session(current: RefreshState, previous: Option<(RefreshState, i64)>) -> SessionRecord {
+        SessionRecord {
+            id: SessionId::new(),
+            user_id: UserId::parse("user_id", "alice").expect("user"),
+            tenant_id: TenantId::none(),
+            created_at: Timestamp::from_micros(1),
+            last_seen_at: Timestamp::from_micros(1),
+            expires_at: Timestamp::from_micros(i64::MAX),
+            ip: String::new(),
+            user_agent: String::new(),
+            device_name: String::new(),
+            metadata: BTreeMap::new(),
+            refresh_generation: current.generation,
+            refresh_hash: current.hash,
+            refresh_salt: Some(RefreshSalt([9; 16])),
+            previous_refresh: previous.map(|(state, at)| PreviousRefresh {
+                state,
+                rotated_at: Timestamp::from_micros(at),
+            }),
+            idle_timeout: None,
+            sign_in: SignIn {
+                auth_time: Timestamp::from_micros(1),
+                acr: String::new(),
+                amr: Vec::new(),
+            },
+            revoked_at: None,
+            revoke_reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_unknown_rotation_is_won_only_if_the_next_state_carries_its_own_instant() {
+        let mine = step(1_000);
+        let by_me = session(state(5, 5), Some((state(4, 4), 1_000)));
+        assert_eq!(settled(by_me, &mine), Some(Rotation::Won));
+        // Another racer's identical next state, stamped with its own instant.
+        let by_other = session(state(5, 5), Some((state(4, 4), 1_001)));
+        assert!(matches!(settled(by_other, &mine), Some(Rotation::Lost(_))));
+        // Still the expected state: the CAS did not apply, try again.
+        assert_eq!(settled(session(state(4, 4), None), &mine), None);
+        // Moved on past the next state: lost.
+        let later = session(state(6, 6), Some((state(5, 5), 2_000)));
+        assert!(matches!(settled(later, &mine), Some(Rotation::Lost(_))));
+        let mut revoked = session(state(4, 4), None);
+        revoked.revoked_at = Some(Timestamp::from_micros(1_500));
+        assert_eq!(settled(revoked, &mine), Some(Rotation::Revoked));
     }
 }
