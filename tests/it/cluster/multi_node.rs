@@ -395,8 +395,12 @@ async fn sixty_four_refreshes_of_one_token_without_grace_have_exactly_one_winner
             }
         }
         assert_eq!(
-            winners, 1,
-            "round {round}: exactly one of 64 refreshes across two replicas must win"
+            winners,
+            1,
+            "round {round}: exactly one of 64 refreshes across two replicas must win\n\
+             A's warnings:\n{}\nB's warnings:\n{}",
+            s.a.warnings(),
+            s.b.warnings(),
         );
     }
 }
