@@ -152,6 +152,9 @@ pub struct Config {
     pub max_session_ttl: Duration,
     /// How often other replicas' revocations are picked up.
     pub revocation_poll: Duration,
+    /// How long past the feed's staleness limit `Validate` may still answer from cached
+    /// entries while the store does not answer (`0s`: fail closed).
+    pub store_outage_grace: Duration,
     /// Least time between two last-seen writes of one session.
     pub last_seen_interval: Duration,
     /// How long the previous refresh token still answers the same successor (0 = strict).
@@ -261,6 +264,7 @@ impl Config {
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             max_session_ttl: Duration::from_secs(90 * 24 * 3600),
             revocation_poll: Duration::from_secs(1),
+            store_outage_grace: Duration::ZERO,
             last_seen_interval: Duration::from_secs(60),
             refresh_grace: Duration::from_secs(10),
             idle_timeout: Duration::ZERO,
@@ -417,6 +421,11 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_REVOCATION_POLL", value_parser = parsed::<Duration>())]
     #[serde(with = "text")]
     pub revocation_poll: Option<Duration>,
+    /// How long Validate may answer from cache while the store is down, 0s to fail closed
+    /// [default: 0s]
+    #[arg(long, env = "SESSIOND_STORE_OUTAGE_GRACE", value_parser = parsed::<Duration>())]
+    #[serde(with = "text")]
+    pub store_outage_grace: Option<Duration>,
     /// Least time between two last-seen writes of a session [default: 60s]
     #[arg(long, env = "SESSIOND_LAST_SEEN_INTERVAL", value_parser = parsed::<Duration>())]
     #[serde(with = "text")]
@@ -559,6 +568,7 @@ impl Settings {
             session_ttl: s.session_ttl.unwrap_or(d.session_ttl),
             max_session_ttl: s.max_session_ttl.unwrap_or(d.max_session_ttl),
             revocation_poll: s.revocation_poll.unwrap_or(d.revocation_poll),
+            store_outage_grace: s.store_outage_grace.unwrap_or(d.store_outage_grace),
             last_seen_interval: s.last_seen_interval.unwrap_or(d.last_seen_interval),
             refresh_grace: s.refresh_grace.unwrap_or(d.refresh_grace),
             idle_timeout: s.idle_timeout.unwrap_or(d.idle_timeout),
@@ -932,6 +942,13 @@ impl Config {
                 "must be between 100ms and 60s",
             ));
         }
+        if self.store_outage_grace > Duration::from_secs(3600) {
+            return Err(invalid(
+                "--store-outage-grace",
+                "SESSIOND_STORE_OUTAGE_GRACE",
+                "must be at most 1h",
+            ));
+        }
         if self.last_seen_interval < second {
             return Err(invalid(
                 "--last-seen-interval",
@@ -1072,6 +1089,7 @@ mod tests {
         assert_eq!(c.session_ttl, Duration::from_secs(30 * 86400));
         assert_eq!(c.max_session_ttl, Duration::from_secs(90 * 86400));
         assert_eq!(c.revocation_poll, Duration::from_secs(1));
+        assert_eq!(c.store_outage_grace, Duration::ZERO);
     }
 
     #[test]
@@ -1400,6 +1418,23 @@ mod tests {
         assert_eq!(c.max_concurrent_streams, 32);
         assert_eq!(c.http_header_read_timeout, Duration::from_secs(2));
         assert_eq!(c.http_max_connections, 64);
+    }
+
+    #[test]
+    fn store_outage_grace_comes_from_flag_or_file_and_is_bounded() {
+        let c = serve(&["--store-outage-grace", "10s"]).expect("valid");
+        assert_eq!(c.store_outage_grace, Duration::from_secs(10));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file(&dir, "store_outage_grace = \"30s\"\n");
+        let c = serve(&["--config", &path]).expect("valid");
+        assert_eq!(c.store_outage_grace, Duration::from_secs(30));
+        let err = serve(&["--store-outage-grace", "2h"]).expect_err("over 1h");
+        assert!(
+            err.contains("--store-outage-grace")
+                && err.contains("SESSIOND_STORE_OUTAGE_GRACE")
+                && err.contains("at most 1h"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -295,7 +295,8 @@ impl Meters {
 pub struct Caches {
     /// Verified access tokens.
     pub tokens: moka::sync::Cache<Arc<str>, Arc<AccessClaims>>,
-    /// Session state; `None` caches "no such session" (ids come from verified tokens only).
+    /// Session state. A `None` ("no such session") is dropped right after the lookup that
+    /// made it (`validate`), so a session not yet replicated here is not taken for unknown.
     pub sessions: moka::future::Cache<SessionId, Option<Arc<CachedSession>>>,
     /// Per-user "not before" marks.
     pub users: moka::future::Cache<UserId, Arc<CachedMarks>>,

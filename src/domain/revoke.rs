@@ -99,7 +99,12 @@ impl Sessions {
         target: SessionId,
     ) -> Result<bool, DomainError> {
         let (claims, current) = self.authenticate(token).await?;
-        let Some(record) = self.store.get_session(target).await? else {
+        let read = self.store.get_session(target).await;
+        if read.is_err() {
+            let owner = (&claims.user_id, &claims.tenant_id);
+            self.forget_own_cached(target, Some(owner)).await;
+        }
+        let Some(record) = read? else {
             return Err(DomainError::SessionNotFound);
         };
         if record.user_id != claims.user_id || record.tenant_id != claims.tenant_id {
@@ -142,6 +147,20 @@ impl Sessions {
         else {
             return Ok(false);
         };
+        let ended = self.revoke_presented(caller, &presented).await;
+        if ended.is_err() {
+            let owner = presented.user.as_ref().map(|(user, tenant)| (user, tenant));
+            self.forget_own_cached(presented.session_id, owner).await;
+        }
+        ended
+    }
+
+    /// `revoke_token` once the token is known to be authentic.
+    async fn revoke_presented(
+        &self,
+        caller: &Caller,
+        presented: &Presented,
+    ) -> Result<bool, DomainError> {
         let Some(record) = self.store.get_session(presented.session_id).await? else {
             return Ok(false);
         };
@@ -196,10 +215,16 @@ impl Sessions {
         include_current: bool,
     ) -> Result<u32, DomainError> {
         let (claims, current) = self.authenticate(token).await?;
-        let sessions = self
+        let listed = self
             .store
             .list_user_sessions(&claims.user_id, Some(&claims.tenant_id))
-            .await?;
+            .await;
+        if listed.is_err() {
+            // Not recorded, but honoured here: the user's cached marks go, so none of their
+            // tokens is answered from the cache (see `forget_own_cached`).
+            self.caches.user_marks_moved(&claims.user_id).await;
+        }
+        let sessions = listed?;
         let ids: Vec<SessionId> = sessions
             .iter()
             .filter(|s| !s.is_revoked())
@@ -312,10 +337,14 @@ impl Sessions {
         let now = self.clock.now();
         // The mark first: from here on no older token of the user is accepted anywhere.
         let keep_until = now.plus(self.policy.max_session_ttl);
-        self.store
+        let marked = self
+            .store
             .set_user_not_before(&user, &tenant, now, keep_until)
-            .await?;
+            .await;
+        // Even on an error: honoured here at once, however long `--store-outage-grace` lets
+        // the caches answer while the store is down.
         self.caches.user_marks_moved(&user).await;
+        marked?;
         let tenant_filter = (!tenant.is_empty()).then_some(&tenant);
         let sessions = self.store.list_user_sessions(&user, tenant_filter).await?;
         let ids: Vec<SessionId> = sessions
@@ -377,7 +406,17 @@ impl Sessions {
             ));
         }
         check_reason(reason)?;
-        let at = self.store.set_global_not_before(self.clock.now()).await?;
+        let at = match self.store.set_global_not_before(self.clock.now()).await {
+            Ok(at) => at,
+            Err(error) => {
+                // Not recorded (or its answer lost), but honoured here: nothing is answered
+                // from this replica's caches any more, however long `--store-outage-grace`
+                // lets them answer while the store is down. The store's word stands again
+                // once it answers.
+                self.caches.drop_state();
+                return Err(error.into());
+            }
+        };
         self.caches.raise_global_not_before(at);
         let audit = AuditEntry::new(AuditKind::GlobalRevoke, caller, Role::Admin)
             .reason(reason)
@@ -415,6 +454,26 @@ impl Sessions {
             items: page.items,
             next_page_token: page_token::encode(&self.keys, &scope, page.next.as_deref()),
         })
+    }
+}
+
+impl Sessions {
+    /// A revocation the store could not take (not even the read before it) is still honoured
+    /// by this replica: the target's cached state goes, so that `--store-outage-grace` never
+    /// answers `valid=true` from the cache for a session whose holder tried to end it here. Its
+    /// next check needs the store. With an `owner` (the user of an access token), only if the
+    /// cache shows the session to be theirs; without one (a refresh token, whose tag only the
+    /// session's holder can present), at once.
+    async fn forget_own_cached(&self, target: SessionId, owner: Option<(&UserId, &TenantId)>) {
+        if let Some((user, tenant)) = owner {
+            let Some(Some(cached)) = self.caches.sessions.get(&target).await else {
+                return;
+            };
+            if cached.record.user_id != *user || cached.record.tenant_id != *tenant {
+                return;
+            }
+        }
+        self.caches.session_revoked(&target).await;
     }
 }
 

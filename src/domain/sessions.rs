@@ -47,6 +47,9 @@ pub struct Policy {
     pub last_seen_interval: Duration,
     /// How often the revocation feed is read.
     pub revocation_poll: Duration,
+    /// How long past `max_feed_lag` `Validate` may still answer from cached entries while the
+    /// feed (the store) does not answer; zero fails closed at `max_feed_lag`.
+    pub store_outage_grace: Duration,
     /// Cache sizes.
     pub caches: CacheLimits,
     /// How long after a rotation the previous refresh token still answers the same
@@ -60,6 +63,14 @@ impl Policy {
     /// How stale cached state may grow before it is no longer trusted: a few missed polls.
     pub fn max_feed_lag(&self) -> Duration {
         self.revocation_poll * 3 + Duration::from_secs(2)
+    }
+
+    /// How stale cached state may grow before `Validate` (and the surfaces sharing its hot
+    /// path) stops trusting it: `max_feed_lag` plus the store-outage grace. So a revocation
+    /// made through another replica may go unseen here for at most this long (plus one feed
+    /// read); one made through this replica drops its entry at once, whatever the grace.
+    pub fn validate_max_lag(&self) -> Duration {
+        self.max_feed_lag().saturating_add(self.store_outage_grace)
     }
 }
 

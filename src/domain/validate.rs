@@ -163,7 +163,9 @@ impl Sessions {
         if claims.expires_at <= now {
             return Ok(Verdict::Invalid(TokenProblem::Expired));
         }
-        let fresh = self.caches.is_fresh(now, self.policy.max_feed_lag());
+        // Within the store-outage grace, cached entries still answer (misses still need the
+        // store); local revocations have already dropped theirs.
+        let fresh = self.caches.is_fresh(now, self.policy.validate_max_lag());
         let global = self.global_not_before(fresh).await?;
         if claims.issued_at < global {
             return Ok(Verdict::Invalid(TokenProblem::Revoked));
@@ -332,6 +334,15 @@ impl Sessions {
                             || s.record.refresh_generation < generation =>
                     {
                         self.caches.sessions.invalidate(&id).await;
+                    }
+                    None => {
+                        // Not kept: the id comes from a token this service signed, so the
+                        // session exists or existed. Absent here, it is either gone for good
+                        // (and its tokens are about to expire) or not replicated to this data
+                        // centre yet; a cached "unknown" would outlive the replication lag by
+                        // the cache's whole lifetime.
+                        self.caches.sessions.invalidate(&id).await;
+                        return Ok(None);
                     }
                     state => return Ok(state),
                 }

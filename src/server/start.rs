@@ -50,6 +50,7 @@ fn policy(config: &Config) -> Policy {
         max_sessions_per_user: config.max_sessions_per_user,
         last_seen_interval: config.last_seen_interval,
         revocation_poll: config.revocation_poll,
+        store_outage_grace: config.store_outage_grace,
         caches: CacheLimits::default(),
         refresh_grace: config.refresh_grace,
         idle_timeout: (!config.idle_timeout.is_zero()).then_some(config.idle_timeout),

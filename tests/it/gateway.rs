@@ -1265,6 +1265,61 @@ async fn oauth2_revoke_answers_200_for_unusable_tokens_and_ends_nothing() {
     assert!(validate(&gateway, &fresh).await.0);
 }
 
+/// An RFC 7009 revocation the store cannot take is still honoured by the replica asked: the
+/// session's cached state goes, so the replica answers from the store again (and, the store
+/// failing, refuses) instead of `valid=true` from its cache; with the store back, the store's
+/// word stands, since nothing was recorded.
+#[tokio::test]
+async fn oauth2_revoke_the_store_cannot_take_drops_the_cached_session() {
+    use sessiond::hooks::{Fault, Hooks, Op};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let reads_fail = Arc::new(AtomicBool::new(false));
+    let failing = reads_fail.clone();
+    let gateway = Gateway::start_with(move |c| {
+        c.hooks = Hooks::default().fail_store(move |op| {
+            (op == Op::GetSession && failing.load(Ordering::SeqCst)).then_some(Fault::FailBefore)
+        });
+    })
+    .await;
+    let by_access = gateway.issue("user-1", "", None).await;
+    let by_refresh = gateway.issue("user-1", "", None).await;
+    for issued in [&by_access, &by_refresh] {
+        assert!(validate(&gateway, &access_token(issued)).await.0);
+    }
+
+    reads_fail.store(true, Ordering::SeqCst);
+    for (issued, token, hint) in [
+        (&by_access, access_token(&by_access), "access_token"),
+        (&by_refresh, refresh_token(&by_refresh), "refresh_token"),
+    ] {
+        let access = access_token(issued);
+        // Cached: answered without the store.
+        assert!(validate(&gateway, &access).await.0, "{hint}: cached before");
+        let response = gateway.revoke_token(&token, Some(hint), None).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{hint}");
+        let after = gateway
+            .sessions()
+            .validate(pb::ValidateRequest {
+                access_token: access.clone(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner().valid);
+        assert_eq!(
+            after.map_err(|s| s.code()),
+            Err(Code::Unavailable),
+            "{hint}: the cached session must be gone, so Validate needs the store"
+        );
+    }
+
+    reads_fail.store(false, Ordering::SeqCst);
+    for issued in [&by_access, &by_refresh] {
+        assert!(validate(&gateway, &access_token(issued)).await.0);
+    }
+}
+
 #[tokio::test]
 async fn oauth2_revoke_refuses_bad_requests_and_unauthenticated_callers() {
     let gateway = Gateway::start_with_callers().await;

@@ -3,8 +3,10 @@
 //! ports through `support` and calls them with the generated client, raw HTTP or raw HTTP/2.
 //!
 //! The CQL suites are ignored by a plain `cargo test`; `scripts/test` starts a node and runs
-//! them with `--include-ignored` (and without a node named, they fail). `tests/otlp.rs` stays a
-//! binary of its own: it installs the process-wide telemetry subscriber.
+//! them with `--include-ignored` (and without a node named, they fail). The multi-node suite
+//! (`cluster`) needs a cluster of several nodes: `scripts/test` skips it and
+//! `scripts/test-cluster` starts one and runs it. `tests/otlp.rs` stays a binary of its own: it
+//! installs the process-wide telemetry subscriber.
 
 // Test code fails by panicking, and indexes what it has just asserted the length of.
 #![allow(
@@ -19,6 +21,7 @@ mod support;
 
 mod admin_http;
 mod admission;
+mod cluster;
 mod cql_faults;
 mod gateway;
 mod idle;

@@ -666,6 +666,57 @@ async fn admin_revoke_all_sessions_needs_confirmation_and_rejects_earlier_tokens
     assert_eq!(ids(&sessions), vec![later.session_id.clone()]);
 }
 
+/// The emergency switch, when the store cannot take it, is still honoured by the replica
+/// asked: its cached sessions go, so it answers from the store again (and, the store failing,
+/// refuses) instead of `valid=true` from its cache.
+#[tokio::test]
+async fn admin_revoke_all_sessions_the_store_cannot_take_drops_the_cached_state() {
+    use sessiond::hooks::{Fault, Hooks, Op};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let down = Arc::new(AtomicBool::new(false));
+    let failing = down.clone();
+    let server = TestServer::start_with(move |c| {
+        c.hooks = Hooks::default().fail_store(move |op| {
+            let hit = matches!(op, Op::SetGlobalNotBefore | Op::GetSession);
+            (hit && failing.load(Ordering::SeqCst)).then_some(Fault::FailBefore)
+        });
+    })
+    .await;
+    let mut client = server.client();
+    let a = server.issue("alice").await;
+    assert_valid(&mut client, &a.access).await;
+
+    down.store(true, Ordering::SeqCst);
+    // Cached: answered without the store.
+    assert_valid(&mut client, &a.access).await;
+    let switched = client
+        .admin_revoke_all_sessions(pb::AdminRevokeAllSessionsRequest {
+            reason: "incident".into(),
+            confirm: true,
+        })
+        .await;
+    assert_eq!(
+        switched.map(|_| ()).map_err(|s| s.code()),
+        Err(Code::Unavailable)
+    );
+    let after = client
+        .validate(pb::ValidateRequest {
+            access_token: a.access.clone(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().valid);
+    assert_eq!(
+        after.map_err(|s| s.code()),
+        Err(Code::Unavailable),
+        "the cached session must be gone, so Validate needs the store"
+    );
+
+    down.store(false, Ordering::SeqCst);
+    assert_valid(&mut client, &a.access).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Validate's reasons.
 

@@ -21,6 +21,16 @@
 //!   latest instant wins by last-write-wins without a read-modify-write: a "not before" mark
 //!   never moves backwards, whatever order concurrent writers land in. No other statement
 //!   writes those tables, so no server-assigned timestamp competes with these.
+//! - A session's two INSERTs carry `USING TIMESTAMP`, the millisecond before
+//!   `create_session` began by the wall clock (not the service's clock: it is compared with
+//!   the nodes' own write timestamps), the same for every copy. They are retried, speculated
+//!   and (while the batchlog is unreachable) rewritten one by one, so a copy may still land
+//!   after `Issue` has answered; with a server-assigned timestamp such a late copy would
+//!   overwrite a refresh rotation made meanwhile (the CAS writes the same `refresh_*` cells)
+//!   and undo an acknowledged rotation. Stamped once, before the first attempt, every copy is
+//!   older than anything written after `Issue` answered. This needs the nodes' clocks not to
+//!   lag sessiond's by more than the time from an `Issue` to the session's first `Refresh`
+//!   (NTP keeps it to milliseconds).
 //! - `user_session_slots` holds, per user, the sessions that count against the per-user cap
 //!   (id → expires_at). Only a compare-and-set on that one partition changes it, so racing
 //!   `Issue`s of one user are decided one after the other by Paxos on that user's replicas,
@@ -277,11 +287,12 @@ impl Cql {
         let by_user_key = "user_id = ? AND tenant_id = ? AND created_at = ? AND session_id = ?";
         Self {
             insert_session: format!(
-                "INSERT INTO {ks}.sessions ({SESSION_COLUMNS}) VALUES ({SESSION_MARKERS}) USING TTL ?"
+                "INSERT INTO {ks}.sessions ({SESSION_COLUMNS}) VALUES ({SESSION_MARKERS}) \
+                 USING TTL ? AND TIMESTAMP ?"
             ),
             insert_session_by_user: format!(
                 "INSERT INTO {ks}.sessions_by_user ({SESSION_COLUMNS}) VALUES ({SESSION_MARKERS}) \
-                 USING TTL ?"
+                 USING TTL ? AND TIMESTAMP ?"
             ),
             select_session: format!(
                 "SELECT {SESSION_COLUMNS} FROM {ks}.sessions WHERE session_id = ?"

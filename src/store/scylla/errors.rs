@@ -104,6 +104,21 @@ pub(super) fn cas_outcome_unknown(e: &ExecutionError) -> bool {
     }
 }
 
+/// True when a read at serial consistency timed out. A serial read runs a Paxos round of its
+/// own, so while racing compare-and-sets hold the partition's ballots it times out as they do
+/// (Cassandra reports a CAS write timeout); it writes nothing of its own, so reading again
+/// later is harmless.
+pub(super) fn serial_read_timed_out(e: &ExecutionError) -> bool {
+    matches!(
+        e,
+        ExecutionError::RequestTimeout(_)
+            | ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+                DbError::WriteTimeout { .. } | DbError::ReadTimeout { .. },
+                _
+            ))
+    )
+}
+
 /// True when a server rejected a statement because of its paging state: the cursor is not one
 /// of this listing (or this server version), so the caller gets `BadCursor`.
 pub(super) fn rejects_paging_state(e: &ExecutionError) -> bool {

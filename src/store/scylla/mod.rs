@@ -18,7 +18,9 @@
 //!   on (a TTL's second of slack, or a manual clock ahead of the node's).
 //! - Every revocation's feed row is in the same logged batch as the revocation, so no
 //!   revocation reaches the store without reaching the feed, and a replica that reads the event
-//!   and re-reads the store sees the revocation.
+//!   and re-reads the store sees the revocation. While the batchlog is unavailable (a node dead
+//!   but not yet convicted) the batch's statements are written one by one, the feed row last
+//!   (`logged`).
 //!
 //! It holds no policy (which sessions may be revoked, caps, token checks live in `domain`), and
 //! all CQL text lives in `cql`.
@@ -32,14 +34,17 @@
 //! cells go before it says the row has ended, so tests give lifetimes far longer than the real
 //! time between their steps. `USING TIMESTAMP` carries a "not before" instant itself (see
 //! `cql`); one ahead of the node's clock is harmless, as no statement with a server-assigned
-//! timestamp writes those tables. The revocation feed and the cap's pending slots are real-time
-//! mechanisms and keep the wall clock (see `feed_now` and `slots`).
+//! timestamp writes those tables. The revocation feed, the cap's pending slots and a session's
+//! insert timestamp (`insert_timestamp`) are real-time mechanisms and keep the wall clock (see
+//! `feed_now` and `slots`).
 
 mod buckets;
 mod config;
 mod cql;
 mod cursor;
 mod errors;
+mod logged;
+mod retry;
 mod rows;
 mod slots;
 mod statements;
@@ -119,6 +124,8 @@ pub struct ScyllaStore {
     /// The service's clock, for every instant of session time: expiry on read, TTLs, the
     /// cap's slots and the audit listing's window (see "Time" below).
     clock: SharedClock,
+    /// Whether logged batches are being written one by one (see `logged`).
+    batch_health: logged::BatchHealth,
 }
 
 impl fmt::Debug for ScyllaStore {
@@ -165,6 +172,7 @@ impl ScyllaStore {
             ping,
             statements: OnceCell::new(),
             clock,
+            batch_health: logged::BatchHealth::new(),
         };
         // Not an error yet: `migrate` is about to run, or the caller checks `check_schema`.
         if let Err(error) = store.statements().await {
@@ -566,22 +574,11 @@ impl ScyllaStore {
                 Err(e) => return Err(errors::execution("rotating refresh token", e)),
             };
             tracing::warn!(%id, attempt, error = %e, "refresh compare-and-set outcome unknown; reading it back");
-            let now = self.clock.now();
-            let Some(current) = self
-                .read_session(&st.select_session_serial, id, now)
-                .await?
-            else {
+            let Some(current) = self.read_session_serial(st, id).await? else {
                 return Ok(Rotation::Gone);
             };
-            let state = current.refresh_state();
-            if state == step.next {
-                return Ok(Rotation::Won);
-            }
-            if current.is_revoked() {
-                return Ok(Rotation::Revoked);
-            }
-            if state != step.expected {
-                return Ok(Rotation::Lost(Box::new(current)));
+            if let Some(settled) = settled(current, step) {
+                return Ok(settled);
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -596,11 +593,7 @@ impl ScyllaStore {
         st: &Statements,
         id: SessionId,
     ) -> Result<Rotation, StoreError> {
-        let now = self.clock.now();
-        match self
-            .read_session(&st.select_session_serial, id, now)
-            .await?
-        {
+        match self.read_session_serial(st, id).await? {
             None => Ok(Rotation::Gone),
             Some(current) if current.is_revoked() => Ok(Rotation::Revoked),
             Some(current) => Ok(Rotation::Lost(Box::new(current))),
@@ -662,11 +655,16 @@ impl ScyllaStore {
             id.as_uuid(),
         );
         let feed = feed_row(&RevocationEvent::Session(id));
-        let written = match listing {
+        let what = "revoking session";
+        match listing {
             Listing::Keep => {
-                self.session
-                    .batch(&st.revoke_batch, (session_row, user_row, feed))
-                    .await
+                let parts = [
+                    &st.revoke_session,
+                    &st.revoke_session_by_user,
+                    &st.insert_feed,
+                ];
+                self.logged3(what, &st.revoke_batch, parts, session_row, user_row, feed)
+                    .await?;
             }
             Listing::Drop => {
                 let user_key = (
@@ -675,12 +673,15 @@ impl ScyllaStore {
                     record.created_at.as_micros(),
                     id.as_uuid(),
                 );
-                self.session
-                    .batch(&st.evict_batch, (session_row, user_key, feed))
-                    .await
+                let parts = [
+                    &st.revoke_session,
+                    &st.delete_session_by_user,
+                    &st.insert_feed,
+                ];
+                self.logged3(what, &st.evict_batch, parts, session_row, user_key, feed)
+                    .await?;
             }
-        };
-        written.map_err(|e| errors::execution("revoking session", e))?;
+        }
         record.revoked_at = Some(at);
         record.revoke_reason = reason.to_owned();
         Ok(Revocation::Revoked(Box::new(record)))
@@ -772,6 +773,41 @@ impl ScyllaStore {
             .map(|s| cursor::encode_paging(kind, s));
         Ok(Page { items, next })
     }
+}
+
+/// The one write timestamp of every copy of a session's inserts (see `cql`): the start of the
+/// millisecond before `now`. Cassandra stamps server-side writes with its clock's milliseconds
+/// × 1000, so a write the server stamps after this call began (a revocation, an eviction's
+/// delete, a rotation) is never older than the inserts, not even within the same millisecond.
+fn insert_timestamp(now: Timestamp) -> i64 {
+    (now.as_micros().div_euclid(1000) - 1) * 1000
+}
+
+/// What the serial read after a compare-and-set of unknown outcome says of it, `None` when
+/// the expected state is still current (so the CAS certainly did not apply).
+///
+/// The next state alone does not tell whose CAS applied: a generation's token is derived from
+/// the session's salt, so every racer presenting the same token computes the same next state.
+/// The step's own instant, which the CAS writes as the replaced state's `rotated_at`, does: a
+/// racer that finds the next state stamped with another instant lost, and must not answer
+/// the winner's token as its own win (with `--refresh-grace 0s` a loser revokes the session).
+/// Two racers would have to read the clock in the same microsecond to be taken for each other.
+fn settled(current: SessionRecord, step: &RotationStep) -> Option<Rotation> {
+    let state = current.refresh_state();
+    if state == step.next {
+        let mine = current
+            .previous_refresh
+            .is_some_and(|p| p.state == step.expected && p.rotated_at == step.at);
+        return Some(if mine {
+            Rotation::Won
+        } else {
+            Rotation::Lost(Box::new(current))
+        });
+    }
+    if current.is_revoked() {
+        return Some(Rotation::Revoked);
+    }
+    (state != step.expected).then(|| Rotation::Lost(Box::new(current)))
 }
 
 /// Reads `[applied]` of a compare-and-set. Cassandra answers `[applied]` alone on success and
@@ -1010,12 +1046,10 @@ impl Store for ScyllaStore {
             // Already expired: reads would treat it as absent, so there is nothing to keep.
             return Ok(());
         };
-        let values = SessionValues::new(record, ttl);
-        self.session
-            .batch(&st.issue_batch, (&values, &values))
+        let values = SessionValues::new(record, ttl, insert_timestamp(SystemClock.now()));
+        let parts = [&st.insert_session, &st.insert_session_by_user];
+        self.logged2("issuing session", &st.issue_batch, parts, &values, &values)
             .await
-            .map(|_| ())
-            .map_err(|e| errors::execution("issuing session", e))
     }
 
     async fn create_session_capped(
@@ -1166,11 +1200,15 @@ impl Store for ScyllaStore {
         };
         let micros = at.as_micros();
         let mark = (user.as_str(), tenant.as_str(), micros, ttl, micros);
-        self.session
-            .batch(&st.user_not_before_batch, (mark, feed))
-            .await
-            .map(|_| ())
-            .map_err(|e| errors::execution("storing user not-before", e))
+        let parts = [&st.upsert_user_not_before, &st.insert_feed];
+        self.logged2(
+            "storing user not-before",
+            &st.user_not_before_batch,
+            parts,
+            mark,
+            feed,
+        )
+        .await
     }
 
     async fn user_not_before(&self, user: &UserId) -> Result<UserNotBefore, StoreError> {
@@ -1198,13 +1236,15 @@ impl Store for ScyllaStore {
     async fn set_global_not_before(&self, at: Timestamp) -> Result<Timestamp, StoreError> {
         let st = self.statements().await?;
         let micros = at.as_micros();
-        self.session
-            .batch(
-                &st.global_not_before_batch,
-                ((micros, micros), feed_row(&RevocationEvent::Global)),
-            )
-            .await
-            .map_err(|e| errors::execution("storing global not-before", e))?;
+        let parts = [&st.upsert_global_not_before, &st.insert_feed];
+        self.logged2(
+            "storing global not-before",
+            &st.global_not_before_batch,
+            parts,
+            (micros, micros),
+            feed_row(&RevocationEvent::Global),
+        )
+        .await?;
         // A later instant written by anyone else wins; report what now stands.
         Ok(self
             .global_not_before()
@@ -1367,7 +1407,18 @@ impl Store for ScyllaStore {
         })
     }
 
+    /// Succeeds only while the keyspace answers a read at the configured consistency (one row
+    /// of `settings`, a partition every node of a three-node data centre holds): a node's
+    /// `system.local` answers while its peers are down, so it would report a cluster that has
+    /// lost its quorum as serving. Before the schema exists, it only asks whether a node
+    /// answers at all.
     async fn ping(&self) -> Result<(), StoreError> {
+        if let Some(st) = self.statements.get() {
+            let _: Option<(Option<i64>,)> = self
+                .first_row("ping", &st.select_global_not_before, ())
+                .await?;
+            return Ok(());
+        }
         self.session
             .execute_unpaged(&self.ping, ())
             .await
@@ -1378,5 +1429,77 @@ impl Store for ScyllaStore {
     async fn sweep(&self, _now: Timestamp) -> Result<u64, StoreError> {
         // TTL expires every row that expires; nothing to sweep.
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::records::{PreviousRefresh, RefreshHash, RefreshSalt, RefreshState, SignIn};
+
+    fn state(generation: u32, byte: u8) -> RefreshState {
+        RefreshState {
+            generation,
+            hash: RefreshHash([byte; 32]),
+        }
+    }
+
+    fn step(at: i64) -> RotationStep {
+        RotationStep {
+            expected: state(4, 4),
+            next: state(5, 5),
+            salt: RefreshSalt([9; 16]),
+            at: Timestamp::from_micros(at),
+            client: None,
+            sign_in: None,
+        }
+    }
+
+    fn session(current: RefreshState, previous: Option<(RefreshState, i64)>) -> SessionRecord {
+        SessionRecord {
+            id: SessionId::new(),
+            user_id: UserId::parse("user_id", "alice").expect("user"),
+            tenant_id: TenantId::none(),
+            created_at: Timestamp::from_micros(1),
+            last_seen_at: Timestamp::from_micros(1),
+            expires_at: Timestamp::from_micros(i64::MAX),
+            ip: String::new(),
+            user_agent: String::new(),
+            device_name: String::new(),
+            metadata: BTreeMap::new(),
+            refresh_generation: current.generation,
+            refresh_hash: current.hash,
+            refresh_salt: Some(RefreshSalt([9; 16])),
+            previous_refresh: previous.map(|(state, at)| PreviousRefresh {
+                state,
+                rotated_at: Timestamp::from_micros(at),
+            }),
+            idle_timeout: None,
+            sign_in: SignIn {
+                auth_time: Timestamp::from_micros(1),
+                acr: String::new(),
+                amr: Vec::new(),
+            },
+            revoked_at: None,
+            revoke_reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_unknown_rotation_is_won_only_if_the_next_state_carries_its_own_instant() {
+        let mine = step(1_000);
+        let by_me = session(state(5, 5), Some((state(4, 4), 1_000)));
+        assert_eq!(settled(by_me, &mine), Some(Rotation::Won));
+        // Another racer's identical next state, stamped with its own instant.
+        let by_other = session(state(5, 5), Some((state(4, 4), 1_001)));
+        assert!(matches!(settled(by_other, &mine), Some(Rotation::Lost(_))));
+        // Still the expected state: the CAS did not apply, try again.
+        assert_eq!(settled(session(state(4, 4), None), &mine), None);
+        // Moved on past the next state: lost.
+        let later = session(state(6, 6), Some((state(5, 5), 2_000)));
+        assert!(matches!(settled(later, &mine), Some(Rotation::Lost(_))));
+        let mut revoked = session(state(4, 4), None);
+        revoked.revoked_at = Some(Timestamp::from_micros(1_500));
+        assert_eq!(settled(revoked, &mine), Some(Rotation::Revoked));
     }
 }

@@ -168,11 +168,15 @@ pub(super) struct SessionValues<'a> {
     amr: MaybeUnset<&'a [String]>,
     #[scylla(rename = "[ttl]")]
     ttl: i32,
+    /// The write timestamp, taken once before the first attempt, so that a late copy of the
+    /// insert never overwrites a later write (see `cql`).
+    #[scylla(rename = "[timestamp]")]
+    timestamp: i64,
 }
 
 impl<'a> SessionValues<'a> {
-    /// The values that store `r`, expiring after `ttl` seconds.
-    pub fn new(r: &'a SessionRecord, ttl: i32) -> Self {
+    /// The values that store `r`, expiring after `ttl` seconds, written at `written_at` (µs).
+    pub fn new(r: &'a SessionRecord, ttl: i32, written_at: i64) -> Self {
         Self {
             session_id: r.id.as_uuid(),
             user_id: r.user_id.as_str(),
@@ -219,6 +223,7 @@ impl<'a> SessionValues<'a> {
                 MaybeUnset::Set(&r.sign_in.amr)
             },
             ttl,
+            timestamp: written_at,
         }
     }
 }
@@ -540,7 +545,7 @@ mod tests {
 
     /// What the database hands back for the values written from `r`.
     fn row_of(r: &SessionRecord) -> SessionRow {
-        let v = SessionValues::new(r, 60);
+        let v = SessionValues::new(r, 60, 1);
         SessionRow {
             session_id: v.session_id,
             user_id: Some(v.user_id.to_owned()),
@@ -587,7 +592,7 @@ mod tests {
         bare.idle_timeout = None;
         bare.sign_in.acr.clear();
         bare.sign_in.amr.clear();
-        let v = SessionValues::new(&bare, 60);
+        let v = SessionValues::new(&bare, 60, 1);
         assert!(matches!(v.ip, MaybeUnset::Unset));
         assert!(matches!(v.metadata, MaybeUnset::Unset));
         assert!(matches!(v.revoked_at, MaybeUnset::Unset));

@@ -10,6 +10,7 @@ use scylla::statement::prepared::PreparedStatement;
 use super::StoreError;
 use super::cql::Cql;
 use super::errors;
+use super::retry::RefusedRetryPolicy;
 
 /// The prepared statements of one keyspace.
 pub(super) struct Statements {
@@ -38,6 +39,15 @@ pub(super) struct Statements {
     pub select_audit_by_user: PreparedStatement,
     pub select_audit_by_day: PreparedStatement,
     pub select_schema_versions: PreparedStatement,
+    /// The statements of the batches below, on their own (idempotent): written one by one
+    /// when the batchlog is unavailable (`logged`).
+    pub insert_session: PreparedStatement,
+    pub insert_session_by_user: PreparedStatement,
+    pub revoke_session: PreparedStatement,
+    pub revoke_session_by_user: PreparedStatement,
+    pub delete_session_by_user: PreparedStatement,
+    pub upsert_user_not_before: PreparedStatement,
+    pub upsert_global_not_before: PreparedStatement,
     /// Issue: `insert_session` and `insert_session_by_user`, logged.
     pub issue_batch: Batch,
     /// Revoke: `revoke_session`, `revoke_session_by_user` and `insert_feed`, logged, so no
@@ -66,37 +76,46 @@ impl Statements {
             SerialConsistency::Serial => Consistency::Serial,
             SerialConsistency::LocalSerial => Consistency::LocalSerial,
         });
+        retry_refused(&mut select_session_serial);
         let mut rotate_refresh = p.plain("rotate_refresh", &cql.rotate_refresh).await?;
         rotate_refresh.set_is_idempotent(false);
         rotate_refresh.set_serial_consistency(Some(serial));
-        let issue_batch = logged_batch([
-            p.plain("insert_session", &cql.insert_session).await?,
-            p.plain("insert_session_by_user", &cql.insert_session_by_user)
-                .await?,
-        ]);
+        retry_refused(&mut rotate_refresh);
+        let insert_session = p.idempotent("insert_session", &cql.insert_session).await?;
+        let insert_session_by_user = p
+            .idempotent("insert_session_by_user", &cql.insert_session_by_user)
+            .await?;
+        let issue_batch = logged_batch([insert_session.clone(), insert_session_by_user.clone()]);
         let insert_feed = p.idempotent("insert_feed", &cql.insert_feed).await?;
         let mut select_slots = p.idempotent("select_slots", &cql.select_slots).await?;
         select_slots.set_consistency(match serial {
             SerialConsistency::Serial => Consistency::Serial,
             SerialConsistency::LocalSerial => Consistency::LocalSerial,
         });
+        retry_refused(&mut select_slots);
         let mut insert_slots = p.plain("insert_slots", &cql.insert_slots).await?;
         insert_slots.set_is_idempotent(false);
         insert_slots.set_serial_consistency(Some(serial));
+        retry_refused(&mut insert_slots);
         let mut update_slots = p.plain("update_slots", &cql.update_slots).await?;
         update_slots.set_is_idempotent(false);
         update_slots.set_serial_consistency(Some(serial));
-        let revoke_session = p.plain("revoke_session", &cql.revoke_session).await?;
+        retry_refused(&mut update_slots);
+        let revoke_session = p.idempotent("revoke_session", &cql.revoke_session).await?;
+        let delete_session_by_user = p
+            .idempotent("delete_session_by_user", &cql.delete_session_by_user)
+            .await?;
+        let revoke_session_by_user = p
+            .idempotent("revoke_session_by_user", &cql.revoke_session_by_user)
+            .await?;
         let evict_batch = logged_batch([
             revoke_session.clone(),
-            p.plain("delete_session_by_user", &cql.delete_session_by_user)
-                .await?,
+            delete_session_by_user.clone(),
             insert_feed.clone(),
         ]);
         let revoke_batch = logged_batch([
-            revoke_session,
-            p.plain("revoke_session_by_user", &cql.revoke_session_by_user)
-                .await?,
+            revoke_session.clone(),
+            revoke_session_by_user.clone(),
             insert_feed.clone(),
         ]);
         let upsert_user_not_before = p
@@ -105,8 +124,10 @@ impl Statements {
         let upsert_global_not_before = p
             .idempotent("upsert_global_not_before", &cql.upsert_global_not_before)
             .await?;
-        let user_not_before_batch = logged_batch([upsert_user_not_before, insert_feed.clone()]);
-        let global_not_before_batch = logged_batch([upsert_global_not_before, insert_feed.clone()]);
+        let user_not_before_batch =
+            logged_batch([upsert_user_not_before.clone(), insert_feed.clone()]);
+        let global_not_before_batch =
+            logged_batch([upsert_global_not_before.clone(), insert_feed.clone()]);
         Ok(Self {
             select_session,
             select_session_serial,
@@ -154,6 +175,13 @@ impl Statements {
             select_schema_versions: p
                 .idempotent("select_schema_versions", &cql.select_schema_versions)
                 .await?,
+            insert_session,
+            insert_session_by_user,
+            revoke_session,
+            revoke_session_by_user,
+            delete_session_by_user,
+            upsert_user_not_before,
+            upsert_global_not_before,
             issue_batch,
             revoke_batch,
             user_not_before_batch,
@@ -181,6 +209,12 @@ fn logged_batch<const N: usize>(statements: [PreparedStatement; N]) -> Batch {
     }
     batch.set_is_idempotent(true);
     batch
+}
+
+/// The LWTs and serial reads, which the default policy never retries, retry what a
+/// coordinator refused before starting it (see `retry`).
+fn retry_refused(ps: &mut PreparedStatement) {
+    ps.set_retry_policy(Some(std::sync::Arc::new(RefusedRetryPolicy)));
 }
 
 struct Preparer<'a> {
