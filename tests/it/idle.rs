@@ -218,27 +218,14 @@ async fn a_too_short_idle_timeout_is_refused() {
 
 /// Replicas A and B on one fresh keyspace of the CQL node, sharing keys and `clock`.
 async fn two_replicas(clock: &ManualClock) -> (TestServer, TestServer, tempfile::TempDir) {
-    let node = std::env::var("SESSIOND_TEST_CQL")
-        .ok()
-        .filter(|a| !a.is_empty())
-        .expect("SESSIOND_TEST_CQL must name a CQL node (scripts/test starts one)");
-    let keys = tempfile::tempdir().expect("key dir");
-    let keyspace = format!("sessiond_idle_{}", uuid::Uuid::new_v4().simple());
-    let uri = format!("scylla://{node}/{keyspace}?rf=1");
-    let setup = |c: &mut Config| {
-        c.store = uri.parse().expect("store uri");
-        c.migrate = true;
-        c.key_dir = keys.path().to_owned();
-        c.clock = clock.shared();
+    TestServer::cql_replicas_on(clock, |c| {
         c.last_seen_interval = INTERVAL;
         // Cached state counts as fresh for 3 × poll + 2s of the manual clock: a long poll
         // keeps the replicas answering from their caches across the test's jumps, which is
         // the path under test (a stale-looking feed would send every check to the store).
         c.revocation_poll = Duration::from_secs(60);
-    };
-    let a = TestServer::start_with(setup).await;
-    let b = TestServer::start_with(setup).await;
-    (a, b, keys)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,6 @@ use crate::support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sessiond::config::Config;
 use sessiond::model::ManualClock;
 use sessiond::pb;
 use support::{
@@ -345,24 +344,11 @@ async fn two_replicas(
     clock: &ManualClock,
     grace: Duration,
 ) -> (TestServer, TestServer, tempfile::TempDir) {
-    let node = std::env::var("SESSIOND_TEST_CQL")
-        .ok()
-        .filter(|a| !a.is_empty())
-        .expect("SESSIOND_TEST_CQL must name a CQL node (scripts/test starts one)");
-    let keys = tempfile::tempdir().expect("key dir");
-    let keyspace = format!("sessiond_grace_{}", uuid::Uuid::new_v4().simple());
-    let uri = format!("scylla://{node}/{keyspace}?rf=1");
-    let setup = |c: &mut Config| {
-        c.store = uri.parse().expect("store uri");
-        c.migrate = true;
-        c.key_dir = keys.path().to_owned();
-        c.clock = clock.shared();
+    TestServer::cql_replicas_on(clock, |c| {
         c.refresh_grace = grace;
         c.revocation_poll = Duration::from_millis(200);
-    };
-    let a = TestServer::start_with(setup).await;
-    let b = TestServer::start_with(setup).await;
-    (a, b, keys)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

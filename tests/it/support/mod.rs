@@ -121,6 +121,31 @@ impl TestServer {
         server
     }
 
+    /// Replicas A and B of one fresh keyspace on the CQL node `SESSIOND_TEST_CQL` names,
+    /// sharing keys and `clock`, each with `tweak` applied; the returned directory holds the
+    /// keys and must outlive both.
+    pub async fn cql_replicas_on(
+        clock: &ManualClock,
+        tweak: impl Fn(&mut Config),
+    ) -> (Self, Self, TempDir) {
+        let node = std::env::var("SESSIOND_TEST_CQL")
+            .ok()
+            .filter(|a| !a.is_empty())
+            .expect("SESSIOND_TEST_CQL must name a CQL node (scripts/test starts one)");
+        let keys = tempfile::tempdir().expect("key dir");
+        let keyspace = format!("sessiond_pair_{}", uuid::Uuid::new_v4().simple());
+        let uri = format!("scylla://{node}/{keyspace}?rf=1");
+        let setup = |c: &mut Config| {
+            c.store = uri.parse().expect("store uri");
+            c.migrate = true;
+            c.key_dir = keys.path().to_owned();
+            tweak(c);
+        };
+        let a = Self::start_on(clock, setup).await;
+        let b = Self::start_on(clock, setup).await;
+        (a, b, keys)
+    }
+
     /// The manual clock this server runs on; panics for a server on the system clock.
     pub fn clock(&self) -> &ManualClock {
         self.clock
