@@ -16,16 +16,9 @@ use crate::support::{Client, issue, poll_until};
 /// The replicas' `--revocation-poll` (sessiond's default).
 const POLL: Duration = Duration::from_secs(1);
 
+/// One Validate with this suite's deadline: `Ok((valid, reason))` or the status code.
 async fn validate(client: &mut Client, token: &str) -> Result<(bool, i32), Code> {
-    let request = pb::ValidateRequest {
-        access_token: token.to_owned(),
-        ..Default::default()
-    };
-    match tokio::time::timeout(CALL_DEADLINE, client.validate(request)).await {
-        Ok(Ok(r)) => Ok((r.get_ref().valid, r.get_ref().reason)),
-        Ok(Err(status)) => Err(status.code()),
-        Err(_) => Err(Code::DeadlineExceeded),
-    }
+    crate::support::validate_within(client, token, CALL_DEADLINE).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

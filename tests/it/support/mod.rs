@@ -278,6 +278,24 @@ pub async fn refresh(client: &mut Client, refresh_token: &str) -> Result<Issued,
         .map(|r| r.into_inner().into())
 }
 
+/// One Validate that must answer within `deadline`: `Ok((valid, reason))`, or the status code
+/// (`DEADLINE_EXCEEDED` when no answer came in time), for tests where the store may be down.
+pub async fn validate_within(
+    client: &mut Client,
+    token: &str,
+    deadline: Duration,
+) -> Result<(bool, i32), tonic::Code> {
+    let request = pb::ValidateRequest {
+        access_token: token.to_owned(),
+        ..Default::default()
+    };
+    match tokio::time::timeout(deadline, client.validate(request)).await {
+        Ok(Ok(r)) => Ok((r.get_ref().valid, r.get_ref().reason)),
+        Ok(Err(status)) => Err(status.code()),
+        Err(_) => Err(tonic::Code::DeadlineExceeded),
+    }
+}
+
 /// Validates `token`: `(valid, reason)`. Validate never fails for a well-formed request.
 pub async fn validate(client: &mut Client, token: &str) -> (bool, pb::InvalidReason) {
     let r = client
