@@ -143,6 +143,16 @@ pub(super) fn column_exists(e: &ExecutionError) -> bool {
     }
 }
 
+/// True when a query failed because its table or keyspace is unknown to the coordinator.
+pub(super) fn table_missing(e: &ExecutionError) -> bool {
+    match e {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(DbError::Invalid, msg)) => {
+            msg.to_ascii_lowercase().contains("does not exist")
+        }
+        _ => false,
+    }
+}
+
 /// True when a statement failed because the keyspace or a table does not exist (yet).
 pub(super) fn schema_missing(e: &PrepareError) -> bool {
     match e {
@@ -259,5 +269,18 @@ mod tests {
             alive: 1,
         })));
         assert!(!cas_outcome_unknown(&db(DbError::Invalid)));
+    }
+
+    #[test]
+    fn only_an_unknown_table_counts_as_missing() {
+        let missing = ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::Invalid,
+            "table schema_migrations does not exist".into(),
+        ));
+        assert!(table_missing(&missing));
+        assert!(!table_missing(&db(DbError::Invalid)));
+        assert!(!table_missing(&ExecutionError::RequestTimeout(
+            Duration::from_secs(1)
+        )));
     }
 }

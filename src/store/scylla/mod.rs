@@ -213,10 +213,7 @@ impl ScyllaStore {
                     self.ddl_step(statement, migration.upgrade_only).await?;
                 }
             }
-            self.session
-                .await_schema_agreement()
-                .await
-                .map_err(errors::schema_agreement)?;
+            self.await_agreement().await?;
             let record = (
                 migration.version,
                 migration.description,
@@ -229,10 +226,7 @@ impl ScyllaStore {
                 .map_err(|e| errors::execution("recording migration", e))?;
             tracing::info!(keyspace = %ks, version = migration.version, "applied schema migration");
         }
-        self.session
-            .await_schema_agreement()
-            .await
-            .map_err(errors::schema_agreement)?;
+        self.await_agreement().await?;
         self.statements().await.map(|_| ())
     }
 
@@ -349,15 +343,30 @@ impl ScyllaStore {
         }
     }
 
+    /// The migration versions recorded so far. A node that has not yet learnt of a table
+    /// another process just created answers "does not exist"; such a read is retried after
+    /// the nodes agree, a bounded number of times.
     async fn applied_migrations(&self) -> Result<HashSet<i32>, StoreError> {
-        let result = self
-            .session
-            .query_unpaged(
-                self.ddl_statement(cql::select_migrations(&self.config.keyspace)),
-                (),
-            )
-            .await
-            .map_err(|e| errors::execution("reading migrations", e))?;
+        const ATTEMPTS: u32 = 3;
+        let mut attempt = 1;
+        let result = loop {
+            let outcome = self
+                .session
+                .query_unpaged(
+                    self.ddl_statement(cql::select_migrations(&self.config.keyspace)),
+                    (),
+                )
+                .await;
+            match outcome {
+                Ok(result) => break result,
+                Err(e) if attempt < ATTEMPTS && errors::table_missing(&e) => {
+                    tracing::info!(attempt, "migrations table not yet known to the coordinator");
+                    attempt += 1;
+                    self.await_agreement().await?;
+                }
+                Err(e) => return Err(errors::execution("reading migrations", e)),
+            }
+        };
         let rows = result
             .into_rows_result()
             .map_err(|e| errors::decode("migrations", e))?;
@@ -387,21 +396,33 @@ impl ScyllaStore {
             .query_unpaged(self.ddl_statement(text.to_owned()), ())
             .await;
         match outcome {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e) if adds_columns && errors::column_exists(&e) => {
                 tracing::info!(statement = %text, "columns already present");
-                Ok(())
             }
-            Err(e) => Err(errors::execution("applying schema", e)),
+            Err(e) => return Err(errors::execution("applying schema", e)),
         }
+        self.await_agreement().await
     }
 
+    /// One schema statement, then agreement. The driver waits for agreement only when the
+    /// answer reports a schema change; an `IF NOT EXISTS` that found the object (another
+    /// process created it a moment ago through another node) reports none, and the next
+    /// statement could reach a node that has not learnt of it yet.
     async fn ddl(&self, text: &str) -> Result<(), StoreError> {
         self.session
             .query_unpaged(self.ddl_statement(text.to_owned()), ())
             .await
+            .map_err(|e| errors::execution("applying schema", e))?;
+        self.await_agreement().await
+    }
+
+    async fn await_agreement(&self) -> Result<(), StoreError> {
+        self.session
+            .await_schema_agreement()
+            .await
             .map(|_| ())
-            .map_err(|e| errors::execution("applying schema", e))
+            .map_err(errors::schema_agreement)
     }
 }
 
