@@ -29,6 +29,7 @@ use rand::RngCore;
 use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
 
+use crate::domain::access;
 use crate::domain::secrets::{Keyring, SigningKey, VerifyingKey};
 
 const PEPPER_FILE: &str = "pepper";
@@ -279,14 +280,15 @@ fn private_key(path: &Path, pem: &str) -> Result<(SigningKey, VerifyingKey), Key
     if verifying.algorithm != algorithm {
         return Err(invalid("public and private halves disagree".into()));
     }
-    Ok((
-        SigningKey {
-            kid,
-            algorithm,
-            encoding,
-        },
-        verifying,
-    ))
+    let ed25519 = match algorithm {
+        Algorithm::EdDSA => Some(
+            ed25519_dalek::SigningKey::from_pkcs8_pem(pem).map_err(|e| invalid(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let signing =
+        SigningKey::new(kid, algorithm, encoding, ed25519, access::TYP).map_err(invalid)?;
+    Ok((signing, verifying))
 }
 
 /// The algorithm of a PKCS#8 PEM private key (v1 or v2) of any supported type, and its public
@@ -455,6 +457,44 @@ mod tests {
             // Loading again reads the same key back.
             let again = load(&sources).expect("keys");
             assert_eq!(again.signing.kid, keys.signing.kid);
+        }
+    }
+
+    #[test]
+    fn tokens_are_the_jws_jsonwebtoken_writes() {
+        let body = serde_json::json!({"sub": "user-1", "exp": 1_700_000_060, "acr": "mfa"});
+        for algorithm in [
+            KeyAlgorithm::EdDsa,
+            KeyAlgorithm::Es256,
+            KeyAlgorithm::Rs256,
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let sources = KeySources {
+                algorithm,
+                ..KeySources::in_dir(dir.path())
+            };
+            let keys = load(&sources).expect("keys");
+            let ours = keys.signing.sign(&body).expect("sign");
+            let mut header = jsonwebtoken::Header::new(keys.signing.algorithm);
+            header.typ = Some(access::TYP.to_owned());
+            header.kid = Some(keys.signing.kid.clone());
+            let theirs =
+                jsonwebtoken::encode(&header, &body, &keys.signing.encoding).expect("encode");
+            if algorithm == KeyAlgorithm::EdDsa {
+                // Deterministic signatures: the very same bytes.
+                assert_eq!(ours, theirs);
+            } else {
+                let (input, _) = ours.rsplit_once('.').expect("jws");
+                let (expected, _) = theirs.rsplit_once('.').expect("jws");
+                assert_eq!(input, expected, "{algorithm:?}: header and claims");
+            }
+            let verifying = keys.verifying.get(&keys.signing.kid).expect("own key");
+            let mut validation = jsonwebtoken::Validation::new(keys.signing.algorithm);
+            validation.validate_exp = false;
+            validation.required_spec_claims.clear();
+            let decoded =
+                jsonwebtoken::decode::<serde_json::Value>(&ours, &verifying.decoding, &validation);
+            assert_eq!(decoded.expect("verifies").claims, body, "{algorithm:?}");
         }
     }
 

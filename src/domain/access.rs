@@ -25,7 +25,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -126,9 +126,6 @@ pub fn sign(keys: &Keyring, issuer: &str, claims: &AccessClaims) -> Result<Strin
     let grant = claims.grant.as_ref().ok_or_else(|| {
         DomainError::Internal("refusing to sign an access token without its grant".into())
     })?;
-    let mut header = Header::new(keys.signing.algorithm);
-    header.typ = Some(TYP.to_owned());
-    header.kid = Some(keys.signing.kid.clone());
     let body = Claims {
         sub: claims.user_id.as_str().to_owned(),
         sid: claims.session_id.to_string(),
@@ -145,7 +142,9 @@ pub fn sign(keys: &Keyring, issuer: &str, claims: &AccessClaims) -> Result<Strin
         amr: claims.amr.clone(),
         sgen: claims.refresh_generation,
     };
-    let token = jsonwebtoken::encode(&header, &body, &keys.signing.encoding)
+    let token = keys
+        .signing
+        .sign(&body)
         .map_err(|e| DomainError::Internal(format!("cannot sign access token: {e}")))?;
     match keys.signing.algorithm {
         Algorithm::ES256 => low_s(token),
@@ -295,6 +294,7 @@ fn check_low_s(token: &str) -> Result<(), TokenProblem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::Header;
 
     fn keys() -> Keyring {
         let dir = tempfile::tempdir().expect("tempdir");
