@@ -45,6 +45,7 @@ type Faults = Arc<dyn Fn(Op) -> Option<Fault> + Send + Sync>;
 pub struct Hooks {
     pause: Option<Pause>,
     faults: Option<Faults>,
+    forget_written: bool,
 }
 
 impl Hooks {
@@ -66,6 +67,18 @@ impl Hooks {
         self
     }
 
+    /// Sessions this server writes are not kept in its cache, so the first check of their
+    /// tokens reads the store, as on a replica that did not write them.
+    pub fn forget_written_sessions(mut self) -> Self {
+        self.forget_written = true;
+        self
+    }
+
+    /// Whether a session this server just wrote may be kept in its cache.
+    pub(crate) fn keeps_written_sessions(&self) -> bool {
+        !self.forget_written
+    }
+
     /// Waits at `step` if a pause is set.
     pub(crate) async fn at(&self, step: Step) {
         if let Some(pause) = &self.pause {
@@ -84,6 +97,7 @@ impl fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("pause", &self.pause.is_some())
             .field("faults", &self.faults.is_some())
+            .field("forget_written", &self.forget_written)
             .finish()
     }
 }

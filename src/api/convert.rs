@@ -8,7 +8,7 @@ use crate::domain::client::{Client, parse_metadata};
 use crate::domain::{DomainError, IssueRequest, Session, SignInRequest, TokenPair, TokenProblem};
 use crate::model::FieldError;
 use crate::model::ids::{SessionId, TenantId, UserId};
-use crate::model::records::AuditRecord;
+use crate::model::records::{AuditRecord, SessionRecord};
 use crate::model::time::Timestamp;
 use crate::pb;
 
@@ -41,6 +41,29 @@ pub fn session(r: Session, current: bool) -> pb::Session {
         acr: r.sign_in.acr,
         amr: r.sign_in.amr,
     }
+}
+
+/// The `SESSION_VIEW_BASIC` answer: the ids, the lifetimes and the sign-in, read in place
+/// from the cached record (no copy of the client's details or metadata).
+pub fn basic_session(r: &SessionRecord) -> pb::Session {
+    pb::Session {
+        session_id: r.id.to_string(),
+        user_id: r.user_id.as_str().to_owned(),
+        tenant_id: r.tenant_id.as_str().to_owned(),
+        expires_at: Some(timestamp(r.expires_at)),
+        current: true,
+        idle_timeout: r.idle_timeout.map(duration),
+        auth_time: Some(timestamp(r.sign_in.auth_time)),
+        acr: r.sign_in.acr.clone(),
+        amr: r.sign_in.amr.clone(),
+        ..Default::default()
+    }
+}
+
+/// A request's `view`; an unknown value is refused rather than taken for the full view.
+pub fn session_view(view: i32) -> Result<pb::SessionView, DomainError> {
+    pb::SessionView::try_from(view)
+        .map_err(|_| DomainError::invalid_owned("view", format!("unknown value {view}")))
 }
 
 /// A domain duration as a protobuf duration.

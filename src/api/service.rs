@@ -86,11 +86,17 @@ impl SessionService for SessionApi {
                 .transpose()?,
             acr_values: r.acr_values,
         };
+        let view = convert::session_view(r.view)?;
         let reply = match self.sessions.validate_for(&r.access_token, &demand).await? {
             Verdict::Valid(valid) => pb::ValidateResponse {
                 valid: true,
                 reason: pb::InvalidReason::Unspecified as i32,
-                session: Some(convert::session(valid.session(), true)),
+                session: Some(match view {
+                    pb::SessionView::Basic => convert::basic_session(valid.record()),
+                    pb::SessionView::Unspecified | pb::SessionView::Full => {
+                        convert::session(valid.session(), true)
+                    }
+                }),
             },
             Verdict::Invalid(problem) => pb::ValidateResponse {
                 valid: false,

@@ -94,6 +94,10 @@ struct Args {
     /// Sessions issued up front and validated round-robin by `validate`.
     #[arg(long, default_value_t = 1000)]
     pool: usize,
+    /// How much of the session `validate` asks for: `full` (every field) or `basic` (ids,
+    /// lifetimes and sign-in, `SESSION_VIEW_BASIC`).
+    #[arg(long, value_enum, default_value_t = View::Full)]
+    view: View,
     /// Deadline of every call.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     rpc_timeout: Duration,
@@ -110,6 +114,23 @@ struct Args {
     /// if it fails. For a profiler's counters, e.g. `callgrind_control --zero PID`.
     #[arg(long)]
     before_cell: Option<String>,
+}
+
+/// The `view` of every `validate` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum View {
+    Full,
+    Basic,
+}
+
+impl View {
+    fn wire(self) -> i32 {
+        match self {
+            View::Full => pb::SessionView::Full as i32,
+            View::Basic => pb::SessionView::Basic as i32,
+        }
+    }
 }
 
 /// An RPC the generator can drive.
@@ -199,6 +220,7 @@ struct Report<'a> {
     requests: Option<u64>,
     warmup_s: f64,
     pool: usize,
+    view: View,
     client_threads: usize,
     cells: &'a [Cell],
     validate_over_empty: &'a [Ratio],
@@ -254,6 +276,7 @@ async fn run(args: &Args) -> Result<(), LoadError> {
             requests: args.requests,
             warmup_s: args.warmup.as_secs_f64(),
             pool: args.pool,
+            view: args.view,
             client_threads: client_threads(),
             cells: &cells,
             validate_over_empty: &ratios,
@@ -459,7 +482,8 @@ async fn measure(
         let Some(channel) = channels.get(worker % channels.len()).cloned() else {
             return Err(LoadError::Usage("no connection".into()));
         };
-        let work = Work::new(rpc, channel, worker, concurrency, tokens.clone(), tag)?;
+        let work =
+            Work::new(rpc, channel, worker, concurrency, tokens.clone(), tag)?.viewing(args.view);
         let histogram = new_histogram()?;
         tasks.push(tokio::spawn(drive(work, plan.clone(), histogram)));
     }
@@ -604,6 +628,7 @@ enum Work {
         client: SessionServiceClient<Channel>,
         tokens: Arc<[String]>,
         next: usize,
+        view: i32,
     },
     Issue {
         client: SessionServiceClient<Channel>,
@@ -642,6 +667,7 @@ impl Work {
                     client: SessionServiceClient::new(channel),
                     tokens,
                     next,
+                    view: View::Full.wire(),
                 }
             }
             Rpc::Issue => Work::Issue {
@@ -681,6 +707,14 @@ impl Work {
         Ok(())
     }
 
+    /// The same work, with `validate` asking for `wanted`.
+    fn viewing(mut self, wanted: View) -> Self {
+        if let Work::Validate { view, .. } = &mut self {
+            *view = wanted.wire();
+        }
+        self
+    }
+
     /// One timed call; a failure is described, not raised.
     async fn call(&mut self) -> Result<(), String> {
         match self {
@@ -688,12 +722,14 @@ impl Work {
                 client,
                 tokens,
                 next,
+                view,
             } => {
                 let token = tokens.get(*next).ok_or("empty token pool")?.clone();
                 *next = (*next + 1) % tokens.len();
                 let reply = client
                     .validate(pb::ValidateRequest {
                         access_token: token,
+                        view: *view,
                         ..Default::default()
                     })
                     .await

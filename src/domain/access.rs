@@ -152,6 +152,28 @@ pub fn sign(keys: &Keyring, issuer: &str, claims: &AccessClaims) -> Result<Strin
     }
 }
 
+/// Signs like [`sign`], and also returns the claims exactly as [`verify`] reads them back
+/// from the token (whole-second expiry), so the replica that mints a token can start with it
+/// verified; `None` for a token [`verify`] would refuse (longer than it accepts).
+pub fn sign_verified(
+    keys: &Keyring,
+    issuer: &str,
+    claims: &AccessClaims,
+) -> Result<(String, Option<AccessClaims>), DomainError> {
+    let token = sign(keys, issuer, claims)?;
+    if token.len() > MAX_TOKEN_BYTES {
+        return Ok((token, None));
+    }
+    let read_back = AccessClaims {
+        expires_at: Timestamp::from_micros(claims.expires_at.as_secs().saturating_mul(1_000_000)),
+        auth_time: claims
+            .auth_time
+            .map(|at| Timestamp::from_micros(at.as_secs().saturating_mul(1_000_000))),
+        ..claims.clone()
+    };
+    Ok((token, Some(read_back)))
+}
+
 /// Which profile a token's `typ` header says it follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Profile {
@@ -339,6 +361,29 @@ mod tests {
             "iss": "sessiond",
             "iat_us": c.issued_at.as_micros(),
         })
+    }
+
+    #[test]
+    fn minted_claims_are_what_verify_reads_back() {
+        let keys = keys();
+        let mut c = claims(Some(Grant::new("login", "sessiond")));
+        c.expires_at = c
+            .issued_at
+            .plus(std::time::Duration::from_micros(59_999_999));
+        c.auth_time = Some(c.issued_at);
+        c.acr = "urn:example:mfa".into();
+        c.amr = vec!["pwd".into(), "otp".into()];
+        c.refresh_generation = Some(7);
+        let (token, minted) = sign_verified(&keys, "sessiond", &c).expect("sign");
+        let verified = verify(&keys, "sessiond", "sessiond", &token).expect("verifies");
+        assert_eq!(minted, Some(verified));
+
+        // Past what `verify` accepts, nothing is vouched for.
+        c.amr = vec!["x".repeat(64); MAX_TOKEN_BYTES / 64];
+        let (token, minted) = sign_verified(&keys, "sessiond", &c).expect("sign");
+        assert!(token.len() > MAX_TOKEN_BYTES);
+        assert_eq!(minted, None);
+        assert!(verify(&keys, "sessiond", "sessiond", &token).is_err());
     }
 
     #[test]

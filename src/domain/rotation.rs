@@ -252,11 +252,18 @@ impl Sessions {
             client: changes.client.clone(),
             sign_in: changes.sign_in.clone(),
         };
+        // Taken before the write: a revocation landing after it makes the entry kept below
+        // stale.
+        let epoch = self.caches.session_epochs.of(&id);
         match self.store.rotate_refresh(id, &step).await? {
-            // Cached copies of the session (here and elsewhere) show the old client and
-            // sign-in; the new tokens carry the new generation (`sgen`), which makes the first
-            // check of one read the session again.
-            Rotation::Won => Ok(Ok((step.applied_to(record), token))),
+            // Copies of the session cached elsewhere show the old client and sign-in; the new
+            // tokens carry the new generation (`sgen`), which makes the first check of one
+            // there read the session again. This replica keeps the session as it now stands.
+            Rotation::Won => {
+                let next = step.applied_to(record);
+                self.keep_session(next.clone(), epoch).await;
+                Ok(Ok((next, token)))
+            }
             Rotation::Lost(current) => Ok(Err(*current)),
             // Lost to a revocation, not to a thief: no alarm.
             Rotation::Revoked => Err(DomainError::RefreshToken(TokenProblem::Revoked)),

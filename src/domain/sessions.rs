@@ -250,19 +250,27 @@ impl Sessions {
             .session(record.user_id.as_str(), Some(id))
             .client(&record.ip, &record.user_agent)
             .finish(self.clock.now());
+        // Taken before the write: a revocation landing after it makes the entry kept below
+        // stale.
+        let epoch = self.caches.session_epochs.of(&id);
         // Both writes usually land in the same group commit.
         let audits = [audit];
-        let (created, audited) = tokio::join!(
+        let fresh = self.caches.is_fresh(now, self.policy.validate_max_lag());
+        let (created, audited, _marks) = tokio::join!(
             self.store.create_session_capped(
                 &record,
                 self.policy.max_sessions_per_user,
                 SESSION_LIMIT_REASON
             ),
-            self.store.append_audit(&audits)
+            self.store.append_audit(&audits),
+            // Alongside the writes, so the first check of the new token reads nothing here;
+            // a failed read only leaves the marks to that check.
+            self.user_marks(&record.user_id, fresh)
         );
         let evicted = created?;
         audited?;
         self.evicted(caller, &record, &evicted).await?;
+        self.keep_session(record.clone(), epoch).await;
         let tokens = self.token_pair(caller, &record, &refresh, now)?;
         Ok(Issued {
             session: record.into(),
@@ -301,7 +309,14 @@ impl Sessions {
             amr: session.sign_in.amr.clone(),
             refresh_generation: Some(session.refresh_generation),
         };
-        let access_token = access::sign(&self.keys, &self.policy.issuer, &claims)?;
+        let (access_token, minted) =
+            access::sign_verified(&self.keys, &self.policy.issuer, &claims)?;
+        if let Some(minted) = minted {
+            // The caller's next step is usually a request validated here: no signature check.
+            self.caches
+                .tokens
+                .insert(Arc::from(access_token.as_str()), Arc::new(minted));
+        }
         Ok(TokenPair {
             access_token,
             // The token carries whole seconds; report what it carries.

@@ -356,6 +356,20 @@ impl Sessions {
         Ok(record.map(|r| Arc::new(cached(r, epoch))))
     }
 
+    /// Keeps a session this replica has just written, as the store now has it, so the first
+    /// check of its new token needs no read. `epoch` is the session's revocation epoch taken
+    /// before the write: an entry of a session revoked since is stale and never used.
+    pub(super) async fn keep_session(&self, record: SessionRecord, epoch: u64) {
+        if !self.hooks.keeps_written_sessions() {
+            return;
+        }
+        let id = record.id;
+        self.caches
+            .sessions
+            .insert(id, Some(Arc::new(cached(record, epoch))))
+            .await;
+    }
+
     /// The user's "not before" marks, from the cache while it is fresh and not stale by its
     /// epoch, else from the store.
     pub(super) async fn user_marks(

@@ -103,4 +103,9 @@ impl ValidToken {
     pub fn session(&self) -> Session {
         Session::from(&self.entry.record)
     }
+
+    /// The token's session as cached, to read a few fields without copying the rest.
+    pub fn record(&self) -> &SessionRecord {
+        &self.entry.record
+    }
 }

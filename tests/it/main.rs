@@ -24,6 +24,7 @@ mod admission;
 mod cluster;
 mod cql_faults;
 mod gateway;
+mod hot_path;
 mod idle;
 mod keys;
 mod lifetimes;

@@ -236,6 +236,82 @@ async fn validate_answers_valid_with_the_session() {
 }
 
 #[tokio::test]
+async fn validate_with_the_basic_view_answers_ids_lifetimes_and_sign_in_only() {
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    let issued: Issued = client
+        .issue(pb::IssueRequest {
+            user_id: "alice".into(),
+            tenant_id: "acme".into(),
+            client: Some(pb::ClientInfo {
+                ip: "203.0.113.7".into(),
+                user_agent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".into(),
+                device_name: String::new(),
+            }),
+            metadata: HashMap::from([("plan".to_owned(), "pro".to_owned())]),
+            idle_timeout: Some(duration(900)),
+            acr: "urn:example:mfa".into(),
+            amr: vec!["pwd".into(), "otp".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("issue")
+        .into_inner()
+        .into();
+    let answer = |view: pb::SessionView| {
+        let mut client = client.clone();
+        let token = issued.access.clone();
+        async move {
+            let reply = client
+                .validate(pb::ValidateRequest {
+                    access_token: token,
+                    view: view as i32,
+                    ..Default::default()
+                })
+                .await
+                .expect("validate")
+                .into_inner();
+            assert!(reply.valid, "{view:?}");
+            reply.session.expect("session set when valid")
+        }
+    };
+    let full = answer(pb::SessionView::Full).await;
+    assert_eq!(answer(pb::SessionView::Unspecified).await, full);
+    assert_eq!(full.ip, "203.0.113.7");
+    assert!(!full.device_name.is_empty());
+    let basic = answer(pb::SessionView::Basic).await;
+    assert_eq!(
+        basic,
+        pb::Session {
+            session_id: full.session_id.clone(),
+            user_id: "alice".into(),
+            tenant_id: "acme".into(),
+            expires_at: full.expires_at,
+            current: true,
+            idle_timeout: Some(duration(900)),
+            auth_time: full.auth_time,
+            acr: "urn:example:mfa".into(),
+            amr: vec!["pwd".into(), "otp".into()],
+            ..Default::default()
+        },
+        "the basic view carries exactly the ids, lifetimes and sign-in"
+    );
+    assert_eq!(basic.session_id, issued.session_id);
+
+    // An unknown view is refused, not answered in full.
+    let status = client
+        .validate(pb::ValidateRequest {
+            access_token: issued.access.clone(),
+            view: 7,
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown view");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("view"), "{}", status.message());
+}
+
+#[tokio::test]
 async fn list_shows_own_active_sessions_and_marks_the_current_one() {
     let server = TestServer::start().await;
     let mut client = server.client();

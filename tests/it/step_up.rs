@@ -253,6 +253,7 @@ impl Server {
                 access_token: token.to_owned(),
                 max_age: max_age.map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
                 acr_values: acr_values.iter().map(|v| (*v).to_owned()).collect(),
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|s| panic!("validate must answer OK, got {s:?}"));
@@ -450,6 +451,7 @@ async fn max_age_asks_for_a_recent_sign_in() {
                 nanos: 0,
             }),
             acr_values: Vec::new(),
+            ..Default::default()
         })
         .await
         .expect_err("a negative max_age is refused");
@@ -841,6 +843,7 @@ async fn step_up_needs_the_issuer_role() {
                 access_token: first.access.clone(),
                 max_age: None,
                 acr_values: strings(&[PWD]),
+                ..Default::default()
             })
             .await
             .expect("validate as gate")

@@ -249,6 +249,12 @@ impl From<pb::RefreshResponse> for Issued {
     }
 }
 
+impl From<pb::StepUpResponse> for Issued {
+    fn from(r: pb::StepUpResponse) -> Self {
+        Self::from_parts(r.session, r.tokens)
+    }
+}
+
 /// An `Issue` request for `user` with nothing else set.
 pub fn issue_request(user: &str) -> pb::IssueRequest {
     pb::IssueRequest {

@@ -1,0 +1,108 @@
+//! The replica that writes a session starts with it in its caches: the first check of a token
+//! it just issued, refreshed or stepped up reads nothing from the store. Observed from outside
+//! by failing every session read once the token is out.
+
+use crate::support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sessiond::hooks::{Fault, Hooks, Op};
+use sessiond::pb;
+use support::*;
+use tonic::Code;
+
+/// Fails every read of a session or of a user's marks once armed.
+#[derive(Clone, Default)]
+struct StoreReadsFail(Arc<AtomicBool>);
+
+impl StoreReadsFail {
+    fn hooks(&self) -> Hooks {
+        let armed = self.0.clone();
+        Hooks::default().fail_store(move |op| {
+            let read = matches!(op, Op::GetSession | Op::UserNotBefore);
+            (read && armed.load(Ordering::SeqCst)).then_some(Fault::FailBefore)
+        })
+    }
+
+    fn arm(&self, on: bool) {
+        self.0.store(on, Ordering::SeqCst);
+    }
+}
+
+async fn validate_code(client: &mut Client, token: &str) -> Result<bool, Code> {
+    client
+        .validate(pb::ValidateRequest {
+            access_token: token.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().valid)
+        .map_err(|s| s.code())
+}
+
+#[tokio::test]
+async fn tokens_this_replica_minted_are_checked_without_reading_the_store() {
+    let reads = StoreReadsFail::default();
+    let server = TestServer::start_with(|c| c.hooks = reads.hooks()).await;
+    let mut client = server.client();
+
+    let issued = server.issue("warm").await;
+    reads.arm(true);
+    assert_eq!(validate_code(&mut client, &issued.access).await, Ok(true));
+
+    reads.arm(false);
+    let refreshed = refresh(&mut client, &issued.refresh)
+        .await
+        .expect("refresh");
+    reads.arm(true);
+    assert_eq!(
+        validate_code(&mut client, &refreshed.access).await,
+        Ok(true)
+    );
+
+    reads.arm(false);
+    let stepped: Issued = client
+        .step_up(pb::StepUpRequest {
+            access_token: refreshed.access.clone(),
+            acr: "urn:example:mfa".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("step up")
+        .into_inner()
+        .into();
+    reads.arm(true);
+    assert_eq!(validate_code(&mut client, &stepped.access).await, Ok(true));
+
+    // A revocation here drops the kept entry: the next check must ask the store.
+    reads.arm(false);
+    client
+        .revoke(pb::RevokeRequest {
+            access_token: stepped.access.clone(),
+            session_id: stepped.session_id.clone(),
+        })
+        .await
+        .expect("revoke");
+    reads.arm(true);
+    assert_eq!(
+        validate_code(&mut client, &stepped.access).await,
+        Err(Code::Unavailable)
+    );
+}
+
+#[tokio::test]
+async fn without_the_kept_entry_the_first_check_reads_the_store() {
+    let reads = StoreReadsFail::default();
+    let server =
+        TestServer::start_with(|c| c.hooks = reads.hooks().forget_written_sessions()).await;
+    let mut client = server.client();
+    let issued = server.issue("cold").await;
+    reads.arm(true);
+    assert_eq!(
+        validate_code(&mut client, &issued.access).await,
+        Err(Code::Unavailable)
+    );
+    reads.arm(false);
+    assert_eq!(validate_code(&mut client, &issued.access).await, Ok(true));
+}
