@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
@@ -27,6 +28,9 @@ use crate::keystore::{KeyAlgorithm, KeySources};
 use crate::store::backend::{Backend, StoreSettings};
 use crate::store::embedded::EmbeddedOptions;
 use crate::store::scylla::{ScyllaConfig, ScyllaConfigError};
+
+/// Default `--store-cache-memory`, MiB.
+pub const DEFAULT_STORE_CACHE_MIB: u64 = 64;
 
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +181,10 @@ pub struct Config {
     pub auth_cookie: Option<String>,
     /// How long audit events are kept.
     pub audit_retention: Duration,
+    /// Bytes the validation caches (verified tokens, sessions, users' marks) may hold.
+    pub cache_memory: ByteSize,
+    /// Bytes of the embedded store's page cache.
+    pub store_cache_memory: ByteSize,
     /// Log format.
     pub log_format: LogFormat,
     /// The services allowed to call; empty means anonymous access on loopback only.
@@ -275,6 +283,8 @@ impl Config {
             audience: "sessiond".to_owned(),
             auth_cookie: None,
             audit_retention: Duration::from_secs(90 * 24 * 3600),
+            cache_memory: ByteSize::b(crate::domain::cache::DEFAULT_CACHE_BYTES),
+            store_cache_memory: ByteSize::mib(DEFAULT_STORE_CACHE_MIB),
             log_format: LogFormat::Text,
             callers: Vec::new(),
             max_in_flight: 10_000,
@@ -457,6 +467,16 @@ pub struct Settings {
     #[arg(long, env = "SESSIOND_AUDIT_RETENTION", value_parser = parsed::<Duration>())]
     #[serde(with = "text")]
     pub audit_retention: Option<Duration>,
+    /// Memory for the validation caches (verified tokens, sessions, users' sign-out marks),
+    /// by their entries' estimated heap bytes; more keeps more sessions warm [default: 192MiB]
+    #[arg(long, env = "SESSIOND_CACHE_MEMORY", value_parser = parsed::<ByteSize>())]
+    #[serde(with = "text")]
+    pub cache_memory: Option<ByteSize>,
+    /// Memory for the embedded store's page cache; reads past it come from the file (the
+    /// kernel's page cache) [default: 64MiB]
+    #[arg(long, env = "SESSIOND_STORE_CACHE_MEMORY", value_parser = parsed::<ByteSize>())]
+    #[serde(with = "text")]
+    pub store_cache_memory: Option<ByteSize>,
     /// `text` or `json` [default: text]
     #[arg(long, env = "SESSIOND_LOG_FORMAT", value_parser = parsed::<LogFormat>())]
     #[serde(with = "text")]
@@ -577,6 +597,8 @@ impl Settings {
             audience: s.audience.unwrap_or(d.audience),
             auth_cookie: s.auth_cookie.filter(|name| !name.is_empty()),
             audit_retention: s.audit_retention.unwrap_or(d.audit_retention),
+            cache_memory: s.cache_memory.unwrap_or(d.cache_memory),
+            store_cache_memory: s.store_cache_memory.unwrap_or(d.store_cache_memory),
             log_format: s.log_format.unwrap_or(d.log_format),
             callers: callers(entries)?,
             max_in_flight: s.max_in_flight.map_or(d.max_in_flight, NonZeroUsize::get),
@@ -682,6 +704,7 @@ macro_rules! from_str {
     )*};
 }
 from_str!(
+    ByteSize => |e: String| format!("{e} (e.g. 192MiB)"),
     SocketAddr => |e| e.to_string(),
     usize => |e| e.to_string(),
     NonZeroUsize => |_| "expected a positive number".to_owned(),
@@ -956,6 +979,20 @@ impl Config {
                 "must be at least 1s",
             ));
         }
+        if !(ByteSize::mib(1)..=ByteSize::gib(1024)).contains(&self.cache_memory) {
+            return Err(invalid(
+                "--cache-memory",
+                "SESSIOND_CACHE_MEMORY",
+                "must be between 1MiB and 1TiB",
+            ));
+        }
+        if !(ByteSize::mib(1)..=ByteSize::gib(1024)).contains(&self.store_cache_memory) {
+            return Err(invalid(
+                "--store-cache-memory",
+                "SESSIOND_STORE_CACHE_MEMORY",
+                "must be between 1MiB and 1TiB",
+            ));
+        }
         if self.refresh_grace > Duration::from_secs(300) {
             return Err(invalid(
                 "--refresh-grace",
@@ -1038,6 +1075,8 @@ impl Config {
                 dir: self.data_dir.clone(),
                 options: EmbeddedOptions {
                     audit_retention: self.audit_retention,
+                    cache_bytes: usize::try_from(self.store_cache_memory.as_u64())
+                        .unwrap_or(usize::MAX),
                 },
             },
             StoreKind::Scylla(scylla) => {
@@ -1435,6 +1474,32 @@ mod tests {
                 && err.contains("at most 1h"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cache_budgets_have_defaults_take_units_and_are_bounded() {
+        let c = Settings::default().resolve().expect("defaults are valid");
+        assert_eq!(c.cache_memory, ByteSize::mib(192));
+        assert_eq!(c.store_cache_memory, ByteSize::mib(64));
+        let c =
+            serve(&["--cache-memory", "2GiB", "--store-cache-memory", "256MiB"]).expect("valid");
+        assert_eq!(c.cache_memory, ByteSize::gib(2));
+        assert_eq!(c.store_cache_memory, ByteSize::mib(256));
+        match c.store_settings().backend {
+            Backend::Embedded { options, .. } => assert_eq!(options.cache_bytes, 256 << 20),
+            other => panic!("embedded expected, got {other:?}"),
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file(&dir, "cache_memory = \"512 MiB\"\n");
+        let c = serve(&["--config", &path]).expect("valid");
+        assert_eq!(c.cache_memory, ByteSize::mib(512));
+        let err = serve(&["--cache-memory", "100KiB"]).expect_err("too small");
+        assert!(
+            err.contains("--cache-memory") && err.contains("SESSIOND_CACHE_MEMORY"),
+            "{err}"
+        );
+        let err = serve(&["--cache-memory", "lots"]).expect_err("not a size");
+        assert!(err.contains("lots"), "{err}");
     }
 
     #[test]

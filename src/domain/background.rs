@@ -72,6 +72,11 @@ impl Sessions {
         self.caches.feed_age(self.clock.now())
     }
 
+    /// Sets the cache gauges (`sessiond_cache_entries`, `_bytes`, `_capacity_bytes`).
+    pub fn report_caches(&self) {
+        self.caches.report();
+    }
+
     async fn apply(&self, events: &[RevocationEvent]) {
         for event in events {
             match event {

@@ -1,8 +1,8 @@
 //! The in-process caches behind `Validate`'s hot path.
 //!
-//! - Verified tokens, keyed by the token text itself (compared for equality, so no collision
-//!   can let an unverified token borrow another's verification), each entry expiring with its
-//!   token.
+//! - Verified tokens, keyed by the SHA-256 digest of the token text (32 bytes instead of the
+//!   token's 600 or more; finding another token with the same digest, to borrow a verified
+//!   token's claims, is finding a SHA-256 collision), each entry expiring with its token.
 //! - Session state, and per-user "not before" marks. Entries are dropped at once by a
 //!   revocation on this replica and by the revocation feed for revocations made elsewhere.
 //! - Freshness: when the feed has not been read successfully for too long, the caches are not
@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use metrics::Counter;
 use moka::Expiry;
+use moka::notification::RemovalCause;
+use sha2::{Digest, Sha256};
 
 use super::access::AccessClaims;
 use crate::model::clock::SharedClock;
@@ -30,7 +32,9 @@ use crate::model::ids::{SessionId, UserId};
 use crate::model::records::SessionRecord;
 use crate::model::time::Timestamp;
 use crate::store::UserNotBefore;
-use crate::telemetry::prometheus::{CACHE_REQUESTS, REFRESH, VALIDATE};
+use crate::telemetry::prometheus::{
+    CACHE_BYTES, CACHE_CAPACITY, CACHE_ENTRIES, CACHE_EVICTIONS, CACHE_REQUESTS, REFRESH, VALIDATE,
+};
 
 /// A session as the hot path sees it, with the instant of its last written-behind touch.
 #[derive(Debug)]
@@ -41,6 +45,17 @@ pub struct CachedSession {
     pub last_touch: AtomicI64,
     /// The revocation epoch of its stripe taken before the record was read.
     pub epoch: u64,
+}
+
+/// The verified-token cache's key: the SHA-256 digest of the token text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TokenKey([u8; 32]);
+
+impl TokenKey {
+    /// The key of `token`.
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
 }
 
 /// A user's "not before" marks as cached, with the epoch taken before they were read.
@@ -96,40 +111,69 @@ impl Epochs {
     }
 }
 
-/// Rough heap bytes of a cached session: the fixed part plus its texts.
-fn session_weight(value: &Option<Arc<CachedSession>>) -> u32 {
-    const FIXED: usize = 320;
-    let texts = value.as_ref().map_or(0, |s| {
-        let r = &s.record;
-        r.user_id.as_str().len()
-            + r.tenant_id.as_str().len()
-            + r.ip.len()
-            + r.user_agent.len()
-            + r.device_name.len()
-            + r.revoke_reason.len()
-            + r.metadata
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 64)
-                .sum::<usize>()
-    });
-    u32::try_from(FIXED + texts).unwrap_or(u32::MAX)
+/// What moka keeps beside each entry (its slot in the hash table, the entry's metadata and
+/// its places in the access and write orders) plus the allocator's headers. With the sizes
+/// below, the estimates were within a few percent of the process's measured growth per
+/// cached token, session and user (docs/benchmarks.md, "Cache memory").
+const ENTRY_OVERHEAD: usize = 240;
+
+/// Heap bytes of a string: its text rounded up to the allocator's 16-byte granules.
+fn text(s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        s.len().div_ceil(16) * 16
+    }
 }
 
-fn token_weight(token: &Arc<str>, claims: &Arc<AccessClaims>) -> u32 {
-    const FIXED: usize = 200;
-    let bytes =
-        FIXED + token.len() + claims.user_id.as_str().len() + claims.tenant_id.as_str().len();
+/// Estimated heap bytes of a cached session, its key and its bookkeeping.
+fn session_weight(value: &Option<Arc<CachedSession>>) -> u32 {
+    let fixed = ENTRY_OVERHEAD + std::mem::size_of::<CachedSession>() + 16;
+    let texts = value.as_ref().map_or(0, |s| {
+        let r = &s.record;
+        text(r.user_id.as_str())
+            + text(r.tenant_id.as_str())
+            + text(&r.ip)
+            + text(&r.user_agent)
+            + text(&r.device_name)
+            + text(&r.revoke_reason)
+            + text(&r.sign_in.acr)
+            + r.sign_in.amr.iter().map(|m| text(m) + 24).sum::<usize>()
+            + r.metadata
+                .iter()
+                .map(|(k, v)| text(k) + text(v) + 64)
+                .sum::<usize>()
+    });
+    u32::try_from(fixed + texts).unwrap_or(u32::MAX)
+}
+
+/// Estimated heap bytes of a verified token: its key, its claims and its bookkeeping.
+fn token_weight(key: &TokenKey, claims: &Arc<AccessClaims>) -> u32 {
+    let fixed =
+        ENTRY_OVERHEAD + std::mem::size_of_val(key) + std::mem::size_of::<AccessClaims>() + 16;
+    let grant = claims
+        .grant
+        .as_ref()
+        .map_or(0, |g| text(&g.client_id) + text(&g.audience));
+    let bytes = fixed
+        + text(claims.user_id.as_str())
+        + text(claims.tenant_id.as_str())
+        + text(&claims.acr)
+        + claims.amr.iter().map(|m| text(m) + 24).sum::<usize>()
+        + grant;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
+/// Estimated heap bytes of a user's marks, the user id and the bookkeeping.
 fn marks_weight(user: &UserId, marks: &Arc<CachedMarks>) -> u32 {
-    const FIXED: usize = 160;
-    let bytes = FIXED
-        + user.as_str().len()
+    let fixed =
+        ENTRY_OVERHEAD + std::mem::size_of::<UserId>() + std::mem::size_of::<CachedMarks>() + 16;
+    let bytes = fixed
+        + text(user.as_str())
         + marks
             .marks
             .keys()
-            .map(|t| t.as_str().len() + 48)
+            .map(|t| text(t.as_str()) + 48)
             .sum::<usize>();
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
@@ -138,16 +182,19 @@ struct TokenExpiry {
     clock: SharedClock,
 }
 
-impl Expiry<Arc<str>, Arc<AccessClaims>> for TokenExpiry {
+impl Expiry<TokenKey, Arc<AccessClaims>> for TokenExpiry {
     fn expire_after_create(
         &self,
-        _key: &Arc<str>,
+        _key: &TokenKey,
         value: &Arc<AccessClaims>,
         _created_at: Instant,
     ) -> Option<Duration> {
         Some(self.clock.now().until(value.expires_at))
     }
 }
+
+/// The default budget of all three caches (`--cache-memory`): 192 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 192 << 20;
 
 /// Sizes (in bytes of estimated heap footprint) and lifetimes of the caches.
 #[derive(Clone, Copy, Debug)]
@@ -162,15 +209,23 @@ pub struct CacheLimits {
     pub ttl: Duration,
 }
 
+impl CacheLimits {
+    /// Splits `bytes` between the caches: 3/8 tokens, 1/2 sessions, 1/8 users. A hit needs
+    /// all three, and a token entry (the token text and its claims) weighs about as much as
+    /// its session's entry, so tokens and sessions get nearly the same share.
+    pub fn within(bytes: u64, ttl: Duration) -> Self {
+        Self {
+            tokens: bytes / 8 * 3,
+            sessions: bytes / 2,
+            users: bytes / 8,
+            ttl,
+        }
+    }
+}
+
 impl Default for CacheLimits {
     fn default() -> Self {
-        // 64 + 128 + 16 MiB: with ordinary records about 100k tokens and 250k sessions.
-        Self {
-            tokens: 64 << 20,
-            sessions: 128 << 20,
-            users: 16 << 20,
-            ttl: Duration::from_secs(300),
-        }
+        Self::within(DEFAULT_CACHE_BYTES, Duration::from_secs(300))
     }
 }
 
@@ -294,7 +349,7 @@ impl Meters {
 /// The caches of one replica.
 pub struct Caches {
     /// Verified access tokens.
-    pub tokens: moka::sync::Cache<Arc<str>, Arc<AccessClaims>>,
+    pub tokens: moka::sync::Cache<TokenKey, Arc<AccessClaims>>,
     /// Session state. A `None` ("no such session") is dropped right after the lookup that
     /// made it (`validate`), so a session not yet replicated here is not taken for unknown.
     pub sessions: moka::future::Cache<SessionId, Option<Arc<CachedSession>>>,
@@ -312,34 +367,86 @@ pub struct Caches {
     feed_stale: AtomicBool,
     /// Hit, miss and outcome counters.
     pub meters: Meters,
+    limits: CacheLimits,
+}
+
+/// Counts entries that leave a cache by themselves (pushed out by its budget, or expired);
+/// removals by a revocation or a replacement are not evictions.
+fn evictions(cache: &'static str) -> impl Fn(RemovalCause) + Send + Sync + 'static {
+    let size = metrics::counter!(CACHE_EVICTIONS, "cache" => cache, "cause" => "size");
+    let expired = metrics::counter!(CACHE_EVICTIONS, "cache" => cache, "cause" => "expired");
+    move |cause| match cause {
+        RemovalCause::Size => size.increment(1),
+        RemovalCause::Expired => expired.increment(1),
+        RemovalCause::Explicit | RemovalCause::Replaced => {}
+    }
 }
 
 impl Caches {
     /// Empty caches of the given sizes; token entries expire with their tokens by `clock`.
     pub fn new(limits: CacheLimits, clock: SharedClock) -> Self {
         let started = clock.now();
+        let (tokens_out, sessions_out, users_out) = (
+            evictions("tokens"),
+            evictions("sessions"),
+            evictions("users"),
+        );
         Self {
             tokens: moka::sync::Cache::builder()
                 .max_capacity(limits.tokens)
                 .weigher(token_weight)
                 .expire_after(TokenExpiry { clock })
+                .eviction_listener(move |_, _, cause| tokens_out(cause))
                 .build(),
             sessions: moka::future::Cache::builder()
                 .max_capacity(limits.sessions)
                 .weigher(|_, v| session_weight(v))
                 .time_to_live(limits.ttl)
+                .eviction_listener(move |_, _, cause| sessions_out(cause))
                 .build(),
             users: moka::future::Cache::builder()
                 .max_capacity(limits.users)
                 .weigher(marks_weight)
                 .time_to_live(limits.ttl)
+                .eviction_listener(move |_, _, cause| users_out(cause))
                 .build(),
+            limits,
             session_epochs: Epochs::new(),
             user_epochs: Epochs::new(),
             global_not_before: AtomicI64::new(i64::MIN),
             feed_ok_at: AtomicI64::new(started.as_micros()),
             feed_stale: AtomicBool::new(false),
             meters: Meters::new(),
+        }
+    }
+
+    /// Sets the cache gauges (entries, estimated bytes, budget) to what they are now.
+    pub fn report(&self) {
+        let sizes = [
+            (
+                "tokens",
+                self.tokens.entry_count(),
+                self.tokens.weighted_size(),
+                self.limits.tokens,
+            ),
+            (
+                "sessions",
+                self.sessions.entry_count(),
+                self.sessions.weighted_size(),
+                self.limits.sessions,
+            ),
+            (
+                "users",
+                self.users.entry_count(),
+                self.users.weighted_size(),
+                self.limits.users,
+            ),
+        ];
+        for (cache, entries, bytes, budget) in sizes {
+            // Gauges are f64; these counts stay far below 2^53.
+            metrics::gauge!(CACHE_ENTRIES, "cache" => cache).set(entries as f64);
+            metrics::gauge!(CACHE_BYTES, "cache" => cache).set(bytes as f64);
+            metrics::gauge!(CACHE_CAPACITY, "cache" => cache).set(budget as f64);
         }
     }
 

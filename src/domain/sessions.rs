@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::access::{self, AccessClaims, Grant};
 use super::audit::{AuditEntry, AuditKind, Caller, Role};
-use super::cache::{CacheLimits, Caches};
+use super::cache::{CacheLimits, Caches, TokenKey};
 use super::client::Client;
 use super::error::DomainError;
 use super::last_seen::Touches;
@@ -315,7 +315,7 @@ impl Sessions {
             // The caller's next step is usually a request validated here: no signature check.
             self.caches
                 .tokens
-                .insert(Arc::from(access_token.as_str()), Arc::new(minted));
+                .insert(TokenKey::of(&access_token), Arc::new(minted));
         }
         Ok(TokenPair {
             access_token,

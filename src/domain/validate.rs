@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use super::access::{self, AccessClaims};
-use super::cache::{CachedMarks, CachedSession, Outcomes};
+use super::cache::{CachedMarks, CachedSession, Outcomes, TokenKey};
 use super::error::{DomainError, TokenProblem};
 use super::sessions::Sessions;
 use super::view::ValidToken;
@@ -281,7 +281,8 @@ impl Sessions {
 
     /// Signature and claims, from the cache or by verifying once.
     pub(super) fn verified(&self, token: &str) -> Result<Arc<AccessClaims>, TokenProblem> {
-        if let Some(claims) = self.caches.tokens.get(token) {
+        let key = TokenKey::of(token);
+        if let Some(claims) = self.caches.tokens.get(&key) {
             self.caches.meters.tokens.hit.increment(1);
             return Ok(claims);
         }
@@ -292,7 +293,7 @@ impl Sessions {
             &self.policy.audience,
             token,
         )?);
-        self.caches.tokens.insert(Arc::from(token), claims.clone());
+        self.caches.tokens.insert(key, claims.clone());
         Ok(claims)
     }
 

@@ -51,7 +51,7 @@ fn policy(config: &Config) -> Policy {
         last_seen_interval: config.last_seen_interval,
         revocation_poll: config.revocation_poll,
         store_outage_grace: config.store_outage_grace,
-        caches: CacheLimits::default(),
+        caches: CacheLimits::within(config.cache_memory.as_u64(), CacheLimits::default().ttl),
         refresh_grace: config.refresh_grace,
         idle_timeout: (!config.idle_timeout.is_zero()).then_some(config.idle_timeout),
     }

@@ -29,7 +29,16 @@ pub const REFRESH: &str = "sessiond_refresh_total";
 /// Cache lookups on the validation path by `cache` (`tokens`, `sessions`, `users`) and
 /// `result` (`hit`, `miss`).
 pub const CACHE_REQUESTS: &str = "sessiond_cache_requests_total";
-/// Store operation latency by `op`.
+/// Gauge: entries in each validation cache, by `cache`.
+pub const CACHE_ENTRIES: &str = "sessiond_cache_entries";
+/// Gauge: estimated heap bytes held by each validation cache, by `cache`.
+pub const CACHE_BYTES: &str = "sessiond_cache_bytes";
+/// Gauge: the byte budget of each validation cache, by `cache`.
+pub const CACHE_CAPACITY: &str = "sessiond_cache_capacity_bytes";
+/// Counter: entries leaving a validation cache by themselves, by `cache` and `cause`
+/// (`size`: pushed out by the byte budget; `expired`: token or entry lifetime over).
+pub const CACHE_EVICTIONS: &str = "sessiond_cache_evictions_total";
+/// Histogram: store operation latency by `op`.
 pub const STORE_DURATION: &str = "sessiond_store_operation_duration_seconds";
 /// Failed store operations by `op`.
 pub const STORE_ERRORS: &str = "sessiond_store_errors_total";
@@ -102,6 +111,25 @@ fn describe() {
     describe_counter!(
         CACHE_REQUESTS,
         "lookups in the validation caches (tokens, sessions, users) by result (hit, miss)"
+    );
+    describe_gauge!(
+        CACHE_ENTRIES,
+        "entries in each validation cache (tokens, sessions, users), at scrape time"
+    );
+    describe_gauge!(
+        CACHE_BYTES,
+        Unit::Bytes,
+        "estimated heap bytes held by each validation cache, at scrape time"
+    );
+    describe_gauge!(
+        CACHE_CAPACITY,
+        Unit::Bytes,
+        "byte budget of each validation cache (--cache-memory, split 3/8, 1/2, 1/8)"
+    );
+    describe_counter!(
+        CACHE_EVICTIONS,
+        "entries leaving a validation cache by themselves, by cause: size (the byte budget) \
+         or expired"
     );
     describe_histogram!(
         STORE_DURATION,

@@ -328,6 +328,46 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// A cache budget far below the working set: entries are pushed out (and counted), and
+/// every token still validates, through the store.
+#[tokio::test]
+async fn a_small_cache_budget_evicts_and_every_token_still_validates() {
+    use futures::StreamExt;
+    const SESSIONS: usize = 2_000;
+    let gateway = Gateway::start_with(|c| c.cache_memory = bytesize::ByteSize::mib(1)).await;
+    let before = gateway.get("/metrics").await.text().await.expect("text");
+    let tokens: Vec<String> = futures::stream::iter(0..SESSIONS)
+        .map(|n| {
+            let gateway = &gateway;
+            async move { access_token(&gateway.issue(&format!("small-{n}"), "", None).await) }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let mut sessions = gateway.sessions();
+    for token in &tokens {
+        let reply = sessions
+            .validate(pb::ValidateRequest {
+                access_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("validate")
+            .into_inner();
+        assert!(reply.valid, "a token evicted from the cache is still valid");
+    }
+    let after = gateway.get("/metrics").await.text().await.expect("text");
+    let grew = |labels: &[(&str, &str)]| {
+        sample(&after, "sessiond_cache_evictions_total", labels)
+            - sample(&before, "sessiond_cache_evictions_total", labels)
+    };
+    // 384 KiB of tokens at about 550 bytes each, 512 KiB of sessions at about 700: well
+    // under the 2,000 issued.
+    let pushed_out = grew(&[("cache", "tokens"), ("cause", "size")]);
+    assert!(pushed_out >= 500.0, "token evictions: {pushed_out}");
+    assert!(grew(&[("cache", "sessions"), ("cause", "size")]) >= 500.0);
+}
+
 #[tokio::test]
 async fn ext_authz_allows_a_valid_token_with_identity_headers() {
     let gateway = Gateway::start().await;
@@ -733,6 +773,18 @@ async fn metrics_move_with_calls() {
         after.contains("sessiond_revocation_feed_lag_seconds "),
         "{after}"
     );
+    for cache in ["tokens", "sessions", "users"] {
+        for gauge in [
+            "sessiond_cache_entries",
+            "sessiond_cache_bytes",
+            "sessiond_cache_capacity_bytes",
+        ] {
+            assert!(
+                after.contains(&format!("{gauge}{{cache=\"{cache}\"}}")),
+                "{gauge} of {cache}: {after}"
+            );
+        }
+    }
     assert!(
         after.contains("sessiond_store_errors_total{op=\"get_session\"}"),
         "{after}"

@@ -55,12 +55,15 @@ const SCAN_BUDGET_FACTOR: usize = 10;
 pub struct EmbeddedOptions {
     /// How long audit events are kept.
     pub audit_retention: Duration,
+    /// Bytes of redb's page cache (its own default, 1 GiB, would dominate the process).
+    pub cache_bytes: usize,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         Self {
             audit_retention: Duration::from_secs(90 * 24 * 3600),
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -103,6 +106,7 @@ impl EmbeddedStore {
         let opened = std::panic::catch_unwind(|| {
             Database::builder()
                 .set_check_integrity_on_open(true)
+                .set_cache_size(options.cache_bytes)
                 .create(&path)
         });
         let db = match opened {
