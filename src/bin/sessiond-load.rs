@@ -98,6 +98,12 @@ struct Args {
     /// lifetimes and sign-in, `SESSION_VIEW_BASIC`).
     #[arg(long, value_enum, default_value_t = View::Full)]
     view: View,
+    /// A file of access tokens, one per line: read as the pool when it exists (the pool
+    /// then is its tokens, whatever `--pool` says), else written with the pool issued. A pool
+    /// issued through one server process and validated by another, on the same store, is
+    /// seen for the first time by the second: the cold path.
+    #[arg(long)]
+    pool_file: Option<std::path::PathBuf>,
     /// Deadline of every call.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     rpc_timeout: Duration,
@@ -392,8 +398,38 @@ fn issue_request(user_id: String) -> pb::IssueRequest {
     }
 }
 
-/// Issues `--pool` sessions, one per user, and returns their access tokens.
+/// The `--pool` of access tokens: read from `--pool-file`, or issued (and written there).
 async fn issue_pool(args: &Args, run_tag: &str) -> Result<Arc<[String]>, LoadError> {
+    let setup_error = |reason: String| LoadError::Setup {
+        rpc: Rpc::Validate,
+        reason,
+    };
+    if let Some(path) = &args.pool_file
+        && path.exists()
+    {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| setup_error(format!("reading {}: {e}", path.display())))?;
+        let tokens: Vec<String> = text.lines().map(str::to_owned).collect();
+        if tokens.is_empty() {
+            return Err(setup_error(format!("{} holds no tokens", path.display())));
+        }
+        eprintln!(
+            "validate: read a pool of {} tokens from {}",
+            tokens.len(),
+            path.display()
+        );
+        return Ok(tokens.into());
+    }
+    let tokens = issue_new_pool(args, run_tag).await?;
+    if let Some(path) = &args.pool_file {
+        std::fs::write(path, tokens.join("\n"))
+            .map_err(|e| setup_error(format!("writing {}: {e}", path.display())))?;
+    }
+    Ok(tokens)
+}
+
+/// Issues `--pool` sessions, one per user, and returns their access tokens.
+async fn issue_new_pool(args: &Args, run_tag: &str) -> Result<Arc<[String]>, LoadError> {
     let setup_error = |reason: String| LoadError::Setup {
         rpc: Rpc::Validate,
         reason,
