@@ -5,6 +5,7 @@
 //! Background tasks share one `CancellationToken` and one `TaskTracker`: shutdown cancels the
 //! token, and the tracker is waited on before the store is closed.
 
+mod flat_writes;
 mod run;
 mod start;
 mod tasks;

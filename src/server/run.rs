@@ -4,11 +4,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
+use futures::TryStreamExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::HealthServer;
 
+use super::flat_writes::FlatWrites;
 use super::{ServeError, Started};
 use crate::api::SessionApi;
 use crate::api::admission::AuthLayer;
@@ -126,7 +128,9 @@ impl Started {
             .serve_with_incoming_shutdown(
                 // `Server::tcp_nodelay` does not reach an incoming stream: set it on the stream,
                 // or Nagle's algorithm and delayed ACKs hold every small response ~40 ms.
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                tonic::transport::server::TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .map_ok(FlatWrites),
                 signal,
             )
             .await;
