@@ -73,8 +73,8 @@ impl Sessions {
     }
 
     /// Sets the cache gauges (`sessiond_cache_entries`, `_bytes`, `_capacity_bytes`).
-    pub fn report_caches(&self) {
-        self.caches.report();
+    pub async fn report_caches(&self) {
+        self.caches.report().await;
     }
 
     async fn apply(&self, events: &[RevocationEvent]) {

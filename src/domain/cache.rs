@@ -431,8 +431,12 @@ impl Caches {
         }
     }
 
-    /// Sets the cache gauges (entries, estimated bytes, budget) to what they are now.
-    pub fn report(&self) {
+    /// Sets the cache gauges (entries, estimated bytes, budget) to what they are now, after
+    /// applying the inserts and evictions the caches still have queued (moka counts lazily).
+    pub async fn report(&self) {
+        self.tokens.run_pending_tasks();
+        self.sessions.run_pending_tasks().await;
+        self.users.run_pending_tasks().await;
         let sizes = [
             (
                 "tokens",

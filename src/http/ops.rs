@@ -29,7 +29,7 @@ pub async fn metrics(State(state): State<HttpState>) -> Response {
     };
     if let Ok(sessions) = state.sessions() {
         metrics::gauge!(FEED_LAG).set(sessions.revocation_feed_lag().as_secs_f64());
-        sessions.report_caches();
+        sessions.report_caches().await;
     }
     (
         [(
