@@ -25,6 +25,11 @@ pub enum Step {
     /// `Refresh` has checked the session (not revoked, token current) and has not yet
     /// rotated or signed.
     RefreshChecked(SessionId),
+    /// `Issue` has written its session and has not yet kept it in this replica's cache.
+    IssueWritten,
+    /// A rotation (`Refresh`, `StepUp`) has won its compare-and-set and has not yet kept the
+    /// session in this replica's cache.
+    RotationWritten(SessionId),
 }
 
 /// What an injected failure does to one store call.

@@ -261,6 +261,7 @@ impl Sessions {
             // there read the session again. This replica keeps the session as it now stands.
             Rotation::Won => {
                 let next = step.applied_to(record);
+                self.hooks.at(Step::RotationWritten(id)).await;
                 self.keep_session(next.clone(), epoch).await;
                 Ok(Ok((next, token)))
             }

@@ -17,7 +17,7 @@ use super::last_seen::Touches;
 use super::refresh::RefreshToken;
 use super::secrets::Keyring;
 use super::view::Session;
-use crate::hooks::Hooks;
+use crate::hooks::{Hooks, Step};
 use crate::model::clock::SharedClock;
 use crate::model::ids::{SessionId, TenantId, UserId};
 use crate::model::limits::{MAX_ACR_BYTES, MAX_AMR_BYTES, MAX_AMR_ENTRIES, check_text};
@@ -270,6 +270,7 @@ impl Sessions {
         let evicted = created?;
         audited?;
         self.evicted(caller, &record, &evicted).await?;
+        self.hooks.at(Step::IssueWritten).await;
         self.keep_session(record.clone(), epoch).await;
         let tokens = self.token_pair(caller, &record, &refresh, now)?;
         Ok(Issued {

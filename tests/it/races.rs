@@ -291,6 +291,97 @@ async fn a_cache_miss_racing_a_revocation_never_outlives_it() {
     h.stop().await;
 }
 
+/// A revocation that lands after `Issue` wrote its session and before this replica kept the
+/// session in its cache: the kept entry carries the epoch taken before the write, so it is
+/// stale, and the new token is revoked on every surface at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_between_issue_and_its_cache_entry_wins() {
+    let h = Harness::start(|_| {}).await;
+    let mut violations = Vec::new();
+    for round in 0..ROUNDS {
+        let user = format!("kept-late-{round}");
+        let (at_hook, release) = h.gate.arm(Step::IssueWritten);
+        let mut client = h.client();
+        let issuing = {
+            let user = user.clone();
+            tokio::spawn(async move { support::issue(&mut client, &user).await })
+        };
+        reached(at_hook, "issue written").await;
+        let listed = h
+            .client()
+            .admin_list(pb::AdminListRequest {
+                user_id: user.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("admin list")
+            .into_inner()
+            .sessions;
+        assert_eq!(listed.len(), 1, "the written session is in the store");
+        let id = listed[0].session_id.clone();
+        h.client()
+            .admin_revoke_session(pb::AdminRevokeSessionRequest {
+                session_id: id.clone(),
+                reason: "race".into(),
+            })
+            .await
+            .expect("admin revoke");
+        release.send(()).ok();
+        let issued = issuing.await.expect("issue task");
+        assert_eq!(issued.session_id, id);
+        let valid = h.surfaces_calling_valid(&issued.access).await;
+        if !valid.is_empty() {
+            violations.push((round, valid));
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "surfaces answered valid after an acknowledged revocation: {violations:?}"
+    );
+    h.stop().await;
+}
+
+/// The same after a `Refresh`: a revocation landing after the rotation's write and before this
+/// replica kept the rotated session leaves the new token revoked everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_between_a_rotation_and_its_cache_entry_wins() {
+    let h = Harness::start(|_| {}).await;
+    let mut violations = Vec::new();
+    for round in 0..ROUNDS {
+        let victim = h.issue(&format!("rotated-late-{round}")).await;
+        let id = victim.session_id.parse().expect("session id");
+        let (at_hook, release) = h.gate.arm(Step::RotationWritten(id));
+        let mut client = h.client();
+        let refresh_token = victim.refresh.clone();
+        let refreshing =
+            tokio::spawn(async move { support::refresh(&mut client, &refresh_token).await });
+        reached(at_hook, "rotation written").await;
+        h.client()
+            .admin_revoke_session(pb::AdminRevokeSessionRequest {
+                session_id: victim.session_id.clone(),
+                reason: "race".into(),
+            })
+            .await
+            .expect("admin revoke");
+        release.send(()).ok();
+        // It won before the revocation and answers with the tokens it minted; none of them
+        // may be valid now.
+        let rotated = refreshing
+            .await
+            .expect("refresh task")
+            .expect("the rotation won before the revocation");
+        let valid = h.surfaces_calling_valid(&rotated.access).await;
+        if !valid.is_empty() {
+            violations.push((round, valid));
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "surfaces answered valid after an acknowledged revocation: {violations:?}"
+    );
+    h.stop().await;
+}
+
 /// A `Refresh` that checked its session before a revocation and rotates after it: it fails
 /// `SESSION_REVOKED` (a refresh that loses to a revocation is not theft), and no token it could
 /// have minted is valid anywhere.
