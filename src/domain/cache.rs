@@ -49,7 +49,7 @@ pub struct CachedSession {
 }
 
 /// The verified-token cache's key: a keyed 128-bit hash of the token text (see the module
-/// documentation). SHA-256 would do as well but costs a third of a cache hit.
+/// documentation). SHA-256 would do as well but costs over a quarter of a cache hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TokenKey(u128);
 
