@@ -438,19 +438,28 @@ mod tests {
         }
     }
 
+    const ALGORITHMS: [KeyAlgorithm; 3] = [
+        KeyAlgorithm::EdDsa,
+        KeyAlgorithm::Es256,
+        KeyAlgorithm::Rs256,
+    ];
+
+    /// A key of `algorithm` generated into a fresh directory: the directory (kept alive), its
+    /// sources and the keyring loaded from them.
+    fn generated(algorithm: KeyAlgorithm) -> (tempfile::TempDir, KeySources, Keyring) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sources = KeySources {
+            algorithm,
+            ..KeySources::in_dir(dir.path())
+        };
+        let keys = load(&sources).expect("keys");
+        (dir, sources, keys)
+    }
+
     #[test]
     fn every_algorithm_signs_and_verifies() {
-        for algorithm in [
-            KeyAlgorithm::EdDsa,
-            KeyAlgorithm::Es256,
-            KeyAlgorithm::Rs256,
-        ] {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let sources = KeySources {
-                algorithm,
-                ..KeySources::in_dir(dir.path())
-            };
-            let keys = load(&sources).expect("keys");
+        for algorithm in ALGORITHMS {
+            let (_dir, sources, keys) = generated(algorithm);
             let token = access::sign(&keys, "iss", &claims()).expect("sign");
             let verified = access::verify(&keys, "iss", "aud", &token);
             assert!(verified.is_ok(), "{algorithm:?}: {verified:?}");
@@ -463,17 +472,8 @@ mod tests {
     #[test]
     fn tokens_are_the_jws_jsonwebtoken_writes() {
         let body = serde_json::json!({"sub": "user-1", "exp": 1_700_000_060, "acr": "mfa"});
-        for algorithm in [
-            KeyAlgorithm::EdDsa,
-            KeyAlgorithm::Es256,
-            KeyAlgorithm::Rs256,
-        ] {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let sources = KeySources {
-                algorithm,
-                ..KeySources::in_dir(dir.path())
-            };
-            let keys = load(&sources).expect("keys");
+        for algorithm in ALGORITHMS {
+            let (_dir, _, keys) = generated(algorithm);
             let ours = keys.signing.sign(&body).expect("sign");
             let mut header = jsonwebtoken::Header::new(keys.signing.algorithm);
             header.typ = Some(access::TYP.to_owned());

@@ -155,6 +155,17 @@ impl Harness {
         valid
     }
 
+    /// Revokes the session `id` as an operator; panics unless OK.
+    async fn admin_revoke_session(&self, id: &str) {
+        self.client()
+            .admin_revoke_session(pb::AdminRevokeSessionRequest {
+                session_id: id.to_owned(),
+                reason: "race".into(),
+            })
+            .await
+            .expect("admin revoke");
+    }
+
     async fn stop(self) {
         self.server.stop().await;
     }
@@ -319,13 +330,7 @@ async fn a_revocation_between_issue_and_its_cache_entry_wins() {
             .sessions;
         assert_eq!(listed.len(), 1, "the written session is in the store");
         let id = listed[0].session_id.clone();
-        h.client()
-            .admin_revoke_session(pb::AdminRevokeSessionRequest {
-                session_id: id.clone(),
-                reason: "race".into(),
-            })
-            .await
-            .expect("admin revoke");
+        h.admin_revoke_session(&id).await;
         release.send(()).ok();
         let issued = issuing.await.expect("issue task");
         assert_eq!(issued.session_id, id);
@@ -356,13 +361,7 @@ async fn a_revocation_between_a_rotation_and_its_cache_entry_wins() {
         let refreshing =
             tokio::spawn(async move { support::refresh(&mut client, &refresh_token).await });
         reached(at_hook, "rotation written").await;
-        h.client()
-            .admin_revoke_session(pb::AdminRevokeSessionRequest {
-                session_id: victim.session_id.clone(),
-                reason: "race".into(),
-            })
-            .await
-            .expect("admin revoke");
+        h.admin_revoke_session(&victim.session_id).await;
         release.send(()).ok();
         // It won before the revocation and answers with the tokens it minted; none of them
         // may be valid now.
