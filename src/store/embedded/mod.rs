@@ -8,6 +8,7 @@
 
 mod codec;
 mod keys;
+mod reader;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use crate::model::clock::SharedClock;
 use crate::model::ids::{SessionId, TenantId, UserId};
 use crate::model::time::Timestamp;
 use keys::Standing;
+use reader::Readers;
 use writer::Writer;
 
 const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
@@ -74,6 +76,7 @@ pub struct EmbeddedStore {
     // drops, holds the last handle and closes the file before the store is gone.
     db: Arc<Database>,
     writer: Writer,
+    readers: Readers,
     options: EmbeddedOptions,
     path: PathBuf,
     /// The service's clock: every expiry this store decides (reads treat a row past its end
@@ -127,9 +130,11 @@ impl EmbeddedStore {
         let db = Arc::new(db);
         create_tables(&db)?;
         let writer = Writer::start(db.clone())?;
+        let readers = Readers::start(db.clone())?;
         Ok(Self {
             db,
             writer,
+            readers,
             options,
             path,
             clock,
@@ -141,6 +146,7 @@ impl EmbeddedStore {
         &self.path
     }
 
+    /// A scan (listings, counts): on the blocking pool, so a long one holds up no point read.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -153,6 +159,16 @@ impl EmbeddedStore {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+
+    /// A read of a few rows (a session, a user's marks, a setting): batched on the reader
+    /// threads, the cheap way off the runtime for the reads behind every first-sight check.
+    async fn point_read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.readers.read(f).await
     }
 }
 
@@ -370,7 +386,7 @@ impl Store for EmbeddedStore {
 
     async fn get_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
         let now = self.clock.now();
-        self.read(move |txn| {
+        self.point_read(move |txn| {
             let sessions = txn.open_table(SESSIONS).map_err(backend)?;
             Ok(load(&sessions, id)?.and_then(|r| live(r, now)))
         })
@@ -494,7 +510,7 @@ impl Store for EmbeddedStore {
     async fn user_not_before(&self, user: &UserId) -> Result<UserNotBefore, StoreError> {
         let prefix = keys::user_prefix(user);
         let now = self.clock.now();
-        self.read(move |txn| {
+        self.point_read(move |txn| {
             let table = txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
             let end = keys::prefix_end(&prefix);
             let mut out = UserNotBefore::new();
@@ -540,7 +556,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn global_not_before(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.read(|txn| {
+        self.point_read(|txn| {
             let settings = txn.open_table(SETTINGS).map_err(backend)?;
             let value = settings
                 .get(GLOBAL_NOT_BEFORE)
@@ -634,7 +650,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|txn| {
+        self.point_read(|txn| {
             txn.open_table(SETTINGS).map_err(backend)?;
             Ok(())
         })
