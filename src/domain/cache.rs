@@ -14,14 +14,21 @@
 //!   RPC here or through the feed, first bumps the epoch of the key's stripe; a loader takes
 //!   the epoch before it reads and its entry carries it; an entry whose epoch is no longer
 //!   the stripe's is stale and is never used, however it got into the cache.
+//! - One lookup per hit: a token entry remembers (weakly) the session and user entries its
+//!   last successful check used, and a hit takes them from there while they are still the
+//!   entries their caches hold and their revocation epochs have not moved; see [`TokenEntry`].
+//!   A hit therefore leaves the session and user caches' access order alone: under memory
+//!   pressure, an entry used only through shortcuts ages as if unused and is reloaded after
+//!   eviction.
 //! - Weight: every cache is bounded in bytes (an estimate of each entry's heap footprint),
 //!   not in entries, so the largest allowed records cannot multiply its memory.
 
 use std::hash::{BuildHasher, Hash};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use metrics::Counter;
 use moka::Expiry;
 use moka::notification::RemovalCause;
@@ -46,6 +53,26 @@ pub struct CachedSession {
     pub last_touch: AtomicI64,
     /// The revocation epoch of its stripe taken before the record was read.
     pub epoch: u64,
+    /// When the record was read or written here, by the service's clock.
+    pub cached_at: Timestamp,
+    /// Set once the sessions cache no longer holds this entry (replaced, invalidated,
+    /// evicted): a token entry's shortcut to it is then not taken.
+    pub superseded: AtomicBool,
+}
+
+impl CachedSession {
+    /// The cache entry of a session read from the store (or just written) at `now`, before
+    /// which the session's revocation epoch was `epoch`.
+    pub fn new(record: SessionRecord, epoch: u64, now: Timestamp) -> Self {
+        let last_touch = AtomicI64::new(record.last_seen_at.as_micros());
+        Self {
+            record,
+            last_touch,
+            epoch,
+            cached_at: now,
+            superseded: AtomicBool::new(false),
+        }
+    }
 }
 
 /// The verified-token cache's key: a keyed 128-bit hash of the token text (see the module
@@ -76,6 +103,100 @@ pub struct CachedMarks {
     pub marks: UserNotBefore,
     /// The revocation epoch of the user's stripe taken before the marks were read.
     pub epoch: u64,
+    /// When the marks were read, by the service's clock.
+    pub cached_at: Timestamp,
+    /// Set once the users cache no longer holds this entry; see [`CachedSession::superseded`].
+    pub superseded: AtomicBool,
+}
+
+impl CachedMarks {
+    /// The cache entry of marks read at `now`, before which the user's epoch was `epoch`.
+    pub fn new(marks: UserNotBefore, epoch: u64, now: Timestamp) -> Self {
+        Self {
+            marks,
+            epoch,
+            cached_at: now,
+            superseded: AtomicBool::new(false),
+        }
+    }
+}
+
+/// A verified token as cached: its claims and, once a check found its session standing, a
+/// shortcut to the session and user entries that check used. While both are still the
+/// entries their caches hold (neither superseded nor stale by its revocation epoch, and
+/// younger than the caches' time to live), a hit needs no other lookup: one cache probe per
+/// `Validate` instead of three. The shortcut holds them weakly, so it never keeps an evicted
+/// entry's state alive.
+pub struct TokenEntry {
+    /// The verified claims.
+    pub claims: Arc<AccessClaims>,
+    standing: ArcSwapOption<Shortcut>,
+}
+
+struct Shortcut {
+    session: Weak<CachedSession>,
+    marks: Weak<CachedMarks>,
+    /// The older entry's `cached_at` plus the caches' time to live.
+    until: Timestamp,
+}
+
+impl TokenEntry {
+    /// An entry without a shortcut yet.
+    pub fn new(claims: Arc<AccessClaims>) -> Self {
+        Self {
+            claims,
+            standing: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The session and marks of the last check that found this token standing, if both are
+    /// still what the caches would answer at `now`.
+    pub fn shortcut(
+        &self,
+        caches: &Caches,
+        now: Timestamp,
+    ) -> Option<(Arc<CachedSession>, Arc<CachedMarks>)> {
+        let guard = self.standing.load();
+        let shortcut = guard.as_ref()?;
+        if now >= shortcut.until {
+            return None;
+        }
+        let session = shortcut.session.upgrade()?;
+        let marks = shortcut.marks.upgrade()?;
+        // The epochs are read after the entries, as a lookup reads them after its get: a
+        // revocation that bumped them before this point is seen.
+        let current = !session.superseded.load(Ordering::Acquire)
+            && !marks.superseded.load(Ordering::Acquire)
+            && session.epoch == caches.session_epochs.of(&self.claims.session_id)
+            && marks.epoch == caches.user_epochs.of(&self.claims.user_id);
+        current.then_some((session, marks))
+    }
+
+    /// Whether the shortcut leads to exactly these entries (then there is nothing to remember).
+    pub fn leads_to(&self, session: &Arc<CachedSession>, marks: &Arc<CachedMarks>) -> bool {
+        self.standing.load().as_ref().is_some_and(|s| {
+            std::ptr::eq(s.session.as_ptr(), Arc::as_ptr(session))
+                && std::ptr::eq(s.marks.as_ptr(), Arc::as_ptr(marks))
+        })
+    }
+
+    /// Remembers the entries a check just found this token standing with.
+    pub fn remember(
+        &self,
+        session: &Arc<CachedSession>,
+        marks: &Arc<CachedMarks>,
+        caches: &Caches,
+    ) {
+        let until = session
+            .cached_at
+            .min(marks.cached_at)
+            .plus(caches.limits.ttl);
+        self.standing.store(Some(Arc::new(Shortcut {
+            session: Arc::downgrade(session),
+            marks: Arc::downgrade(marks),
+            until,
+        })));
+    }
 }
 
 /// How many revocation epochs there are per kind of key. A revocation makes the cached
@@ -158,10 +279,19 @@ fn session_weight(value: &Option<Arc<CachedSession>>) -> u32 {
     u32::try_from(fixed + texts).unwrap_or(u32::MAX)
 }
 
-/// Estimated heap bytes of a verified token: its key, its claims and its bookkeeping.
-fn token_weight(key: &TokenKey, claims: &Arc<AccessClaims>) -> u32 {
-    let fixed =
-        ENTRY_OVERHEAD + std::mem::size_of_val(key) + std::mem::size_of::<AccessClaims>() + 16;
+/// Estimated heap bytes of a verified token: its key, its claims, its shortcut and its
+/// bookkeeping. A shortcut's weak references keep the bare allocations of a session and a
+/// user entry after their caches let them go (not their texts), so those are counted too:
+/// the estimate is a bound, above the real footprint while the entries are still cached.
+fn token_weight(key: &TokenKey, entry: &Arc<TokenEntry>) -> u32 {
+    let claims = &entry.claims;
+    let fixed = ENTRY_OVERHEAD
+        + std::mem::size_of_val(key)
+        + (std::mem::size_of::<TokenEntry>() + 16)
+        + (std::mem::size_of::<AccessClaims>() + 16)
+        + (std::mem::size_of::<Shortcut>() + 16)
+        + (std::mem::size_of::<CachedSession>() + 16)
+        + (std::mem::size_of::<CachedMarks>() + 16);
     let grant = claims
         .grant
         .as_ref()
@@ -193,14 +323,14 @@ struct TokenExpiry {
     clock: SharedClock,
 }
 
-impl Expiry<TokenKey, Arc<AccessClaims>> for TokenExpiry {
+impl Expiry<TokenKey, Arc<TokenEntry>> for TokenExpiry {
     fn expire_after_create(
         &self,
         _key: &TokenKey,
-        value: &Arc<AccessClaims>,
+        value: &Arc<TokenEntry>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(self.clock.now().until(value.expires_at))
+        Some(self.clock.now().until(value.claims.expires_at))
     }
 }
 
@@ -360,7 +490,7 @@ impl Meters {
 /// The caches of one replica.
 pub struct Caches {
     /// Verified access tokens.
-    pub tokens: moka::sync::Cache<TokenKey, Arc<AccessClaims>>,
+    pub tokens: moka::sync::Cache<TokenKey, Arc<TokenEntry>>,
     /// Session state. A `None` ("no such session") is dropped right after the lookup that
     /// made it (`validate`), so a session not yet replicated here is not taken for unknown.
     pub sessions: moka::future::Cache<SessionId, Option<Arc<CachedSession>>>,
@@ -413,13 +543,21 @@ impl Caches {
                 .max_capacity(limits.sessions)
                 .weigher(|_, v| session_weight(v))
                 .time_to_live(limits.ttl)
-                .eviction_listener(move |_, _, cause| sessions_out(cause))
+                .eviction_listener(move |_, value: Option<Arc<CachedSession>>, cause| {
+                    if let Some(session) = value {
+                        session.superseded.store(true, Ordering::Release);
+                    }
+                    sessions_out(cause)
+                })
                 .build(),
             users: moka::future::Cache::builder()
                 .max_capacity(limits.users)
                 .weigher(marks_weight)
                 .time_to_live(limits.ttl)
-                .eviction_listener(move |_, _, cause| users_out(cause))
+                .eviction_listener(move |_, marks: Arc<CachedMarks>, cause| {
+                    marks.superseded.store(true, Ordering::Release);
+                    users_out(cause)
+                })
                 .build(),
             limits,
             session_epochs: Epochs::new(),
@@ -532,6 +670,135 @@ impl Caches {
 mod tests {
     use super::*;
 
+    fn session_record(user: &UserId, now: Timestamp) -> SessionRecord {
+        SessionRecord {
+            id: SessionId::new(),
+            user_id: user.clone(),
+            tenant_id: crate::model::ids::TenantId::none(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now.plus(Duration::from_secs(86_400)),
+            ip: String::new(),
+            user_agent: String::new(),
+            device_name: String::new(),
+            metadata: Default::default(),
+            refresh_generation: 0,
+            refresh_hash: crate::model::records::RefreshHash([0; 32]),
+            refresh_salt: None,
+            previous_refresh: None,
+            idle_timeout: None,
+            sign_in: crate::model::records::SignIn {
+                auth_time: now,
+                acr: String::new(),
+                amr: Vec::new(),
+            },
+            revoked_at: None,
+            revoke_reason: String::new(),
+        }
+    }
+
+    /// A token entry whose shortcut was remembered with a session and marks now in `caches`.
+    async fn remembered(
+        caches: &Caches,
+        now: Timestamp,
+    ) -> (TokenEntry, Arc<CachedSession>, Arc<CachedMarks>) {
+        let user = UserId::parse("sub", "shortcut").expect("user");
+        let record = session_record(&user, now);
+        let claims = AccessClaims {
+            session_id: record.id,
+            user_id: user.clone(),
+            tenant_id: crate::model::ids::TenantId::none(),
+            issued_at: now,
+            expires_at: now.plus(Duration::from_secs(900)),
+            grant: None,
+            auth_time: None,
+            acr: String::new(),
+            amr: Vec::new(),
+            refresh_generation: None,
+        };
+        let session = Arc::new(CachedSession::new(
+            record,
+            caches.session_epochs.of(&claims.session_id),
+            now,
+        ));
+        let marks = Arc::new(CachedMarks::new(
+            UserNotBefore::new(),
+            caches.user_epochs.of(&user),
+            now,
+        ));
+        caches
+            .sessions
+            .insert(claims.session_id, Some(session.clone()))
+            .await;
+        caches.users.insert(user, marks.clone()).await;
+        let entry = TokenEntry::new(Arc::new(claims));
+        entry.remember(&session, &marks, caches);
+        assert!(entry.leads_to(&session, &marks));
+        (entry, session, marks)
+    }
+
+    fn caches(ttl: Duration) -> Caches {
+        Caches::new(
+            CacheLimits::within(8 << 20, ttl),
+            Arc::new(crate::model::clock::SystemClock),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_shortcut_leads_to_the_entries_the_caches_hold_and_ends_with_their_lifetime() {
+        let caches = caches(Duration::from_secs(60));
+        let now = Timestamp::from_micros(1_000_000_000_000_000);
+        let (entry, session, marks) = remembered(&caches, now).await;
+        let (s, m) = entry.shortcut(&caches, now).expect("shortcut");
+        assert!(Arc::ptr_eq(&s, &session) && Arc::ptr_eq(&m, &marks));
+        let later = now.plus(Duration::from_secs(59));
+        assert!(entry.shortcut(&caches, later).is_some());
+        let past = now.plus(Duration::from_secs(60));
+        assert!(
+            entry.shortcut(&caches, past).is_none(),
+            "past the caches' ttl"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_revocation_or_a_new_session_entry_closes_the_shortcut() {
+        let caches = caches(Duration::from_secs(60));
+        let now = Timestamp::from_micros(1_000_000_000_000_000);
+
+        let (entry, session, _) = remembered(&caches, now).await;
+        caches.session_revoked(&session.record.id).await;
+        assert!(entry.shortcut(&caches, now).is_none(), "session revoked");
+
+        let (entry, _, marks) = remembered(&caches, now).await;
+        caches.user_marks_moved(&entry.claims.user_id).await;
+        drop(marks);
+        assert!(entry.shortcut(&caches, now).is_none(), "user signed out");
+
+        // A newer entry for the session (a refresh written here), while the old one is still
+        // in use elsewhere: the old one is superseded, not current.
+        let (entry, session, _) = remembered(&caches, now).await;
+        let newer = CachedSession::new(session.record.clone(), session.epoch, now);
+        caches
+            .sessions
+            .insert(session.record.id, Some(Arc::new(newer)))
+            .await;
+        assert!(
+            entry.shortcut(&caches, now).is_none(),
+            "session entry replaced"
+        );
+
+        // Dropped whole (the feed went stale): every shortcut closes.
+        let (entry, _, _) = remembered(&caches, now).await;
+        caches.drop_state();
+        assert!(entry.shortcut(&caches, now).is_none(), "caches dropped");
+
+        // Let go by its cache: the weak reference no longer leads anywhere.
+        let (entry, session, marks) = remembered(&caches, now).await;
+        caches.sessions.invalidate(&session.record.id).await;
+        drop((session, marks));
+        assert!(entry.shortcut(&caches, now).is_none(), "session entry gone");
+    }
+
     #[test]
     fn a_token_key_is_stable_and_tells_tokens_apart() {
         let token = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJl";
@@ -565,9 +832,10 @@ mod tests {
                 amr: Vec::new(),
                 refresh_generation: None,
             };
-            caches
-                .tokens
-                .insert(TokenKey::of(&format!("token-{n}")), Arc::new(claims));
+            caches.tokens.insert(
+                TokenKey::of(&format!("token-{n}")),
+                Arc::new(TokenEntry::new(Arc::new(claims))),
+            );
         }
         caches.tokens.run_pending_tasks();
         let limit = caches.limits.tokens;

@@ -187,7 +187,8 @@ impl Sessions {
     fn authentic(&self, token: &str, kind: TokenKind) -> Option<Presented> {
         match kind {
             TokenKind::Access => {
-                let claims = self.verified(token).ok()?;
+                let entry = self.verified(token).ok()?;
+                let claims = &entry.claims;
                 if claims.expires_at <= self.clock.now() {
                     return None;
                 }

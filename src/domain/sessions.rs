@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::access::{self, AccessClaims, Grant};
 use super::audit::{AuditEntry, AuditKind, Caller, Role};
-use super::cache::{CacheLimits, Caches, TokenKey};
+use super::cache::{CacheLimits, Caches, TokenEntry, TokenKey};
 use super::client::Client;
 use super::error::DomainError;
 use super::last_seen::Touches;
@@ -314,9 +314,10 @@ impl Sessions {
             access::sign_verified(&self.keys, &self.policy.issuer, &claims)?;
         if let Some(minted) = minted {
             // The caller's next step is usually a request validated here: no signature check.
-            self.caches
-                .tokens
-                .insert(TokenKey::of(&access_token), Arc::new(minted));
+            self.caches.tokens.insert(
+                TokenKey::of(&access_token),
+                Arc::new(TokenEntry::new(Arc::new(minted))),
+            );
         }
         Ok(TokenPair {
             access_token,

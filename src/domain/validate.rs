@@ -2,13 +2,14 @@
 //!
 //! A cache hit does no I/O, takes no lock and allocates nothing beyond the answer: the token's
 //! verified claims, its session's state and its user's "not before" marks all come from the
-//! in-process caches. A miss reads the store once; concurrent misses for one key share it.
+//! in-process caches, in one lookup of the token (its entry's shortcut leads to the other two).
+//! A miss reads the store once; concurrent misses for one key share it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::access::{self, AccessClaims};
-use super::cache::{CachedMarks, CachedSession, Outcomes, TokenKey};
+use super::cache::{CachedMarks, CachedSession, Outcomes, TokenEntry, TokenKey};
 use super::error::{DomainError, TokenProblem};
 use super::sessions::Sessions;
 use super::view::ValidToken;
@@ -156,10 +157,11 @@ impl Sessions {
 
     async fn check(&self, token: &str, demand: &StepUpDemand) -> Result<Verdict, DomainError> {
         let now = self.clock.now();
-        let claims = match self.verified(token) {
-            Ok(claims) => claims,
+        let entry = match self.verified(token) {
+            Ok(entry) => entry,
             Err(problem) => return Ok(Verdict::Invalid(problem)),
         };
+        let claims = &entry.claims;
         if claims.expires_at <= now {
             return Ok(Verdict::Invalid(TokenProblem::Expired));
         }
@@ -170,20 +172,37 @@ impl Sessions {
         if claims.issued_at < global {
             return Ok(Verdict::Invalid(TokenProblem::Revoked));
         }
-        let generation = claims.refresh_generation.unwrap_or(0);
-        let Some(session) = self
-            .session_state(claims.session_id, generation, fresh)
-            .await?
-        else {
-            return Ok(Verdict::Invalid(TokenProblem::UnknownSession));
+        let shortcut = if fresh {
+            entry.shortcut(&self.caches, now)
+        } else {
+            None
         };
-        let record = &session.record;
-        if record.user_id != claims.user_id || record.tenant_id != claims.tenant_id {
-            // A token signed by us never names someone else's session; treat it as foreign.
-            return Ok(Verdict::Invalid(TokenProblem::UnknownSession));
-        }
-        let marks = self.user_marks(&claims.user_id, fresh).await?;
-        match standing(record, global, &marks.marks, now) {
+        let (session, marks) = match shortcut {
+            Some(found) => {
+                // The same entries the two lookups would have found: count them as hits.
+                self.caches.meters.sessions.hit.increment(1);
+                self.caches.meters.users.hit.increment(1);
+                found
+            }
+            None => {
+                let generation = claims.refresh_generation.unwrap_or(0);
+                let Some(session) = self
+                    .session_state(claims.session_id, generation, fresh)
+                    .await?
+                else {
+                    return Ok(Verdict::Invalid(TokenProblem::UnknownSession));
+                };
+                let record = &session.record;
+                if record.user_id != claims.user_id || record.tenant_id != claims.tenant_id {
+                    // A token signed by us never names someone else's session; treat it as
+                    // foreign.
+                    return Ok(Verdict::Invalid(TokenProblem::UnknownSession));
+                }
+                let marks = self.user_marks(&claims.user_id, fresh).await?;
+                (session, marks)
+            }
+        };
+        match standing(&session.record, global, &marks.marks, now) {
             Ok(()) => {}
             Err(Ended::Idle) => {
                 if let Some(problem) = self.idle_here(&session, global, &marks.marks, now).await? {
@@ -192,11 +211,17 @@ impl Sessions {
             }
             Err(ended) => return Ok(Verdict::Invalid(ended.problem())),
         }
-        if !demand.met_by(&claims, now) {
+        if !demand.met_by(claims, now) {
             return Ok(Verdict::Invalid(TokenProblem::StepUpRequired));
         }
+        if fresh && !entry.leads_to(&session, &marks) {
+            entry.remember(&session, &marks, &self.caches);
+        }
         self.touches.seen(&session, now);
-        Ok(Verdict::Valid(ValidToken::new(claims, session)))
+        Ok(Verdict::Valid(ValidToken::new(
+            entry.claims.clone(),
+            session,
+        )))
     }
 
     /// A cached session looks idle. Other replicas may have seen activity that this one has
@@ -280,21 +305,22 @@ impl Sessions {
     }
 
     /// Signature and claims, from the cache or by verifying once.
-    pub(super) fn verified(&self, token: &str) -> Result<Arc<AccessClaims>, TokenProblem> {
+    pub(super) fn verified(&self, token: &str) -> Result<Arc<TokenEntry>, TokenProblem> {
         let key = TokenKey::of(token);
-        if let Some(claims) = self.caches.tokens.get(&key) {
+        if let Some(entry) = self.caches.tokens.get(&key) {
             self.caches.meters.tokens.hit.increment(1);
-            return Ok(claims);
+            return Ok(entry);
         }
         self.caches.meters.tokens.miss.increment(1);
-        let claims = Arc::new(access::verify(
+        let claims = access::verify(
             &self.keys,
             &self.policy.issuer,
             &self.policy.audience,
             token,
-        )?);
-        self.caches.tokens.insert(key, claims.clone());
-        Ok(claims)
+        )?;
+        let entry = Arc::new(TokenEntry::new(Arc::new(claims)));
+        self.caches.tokens.insert(key, entry.clone());
+        Ok(entry)
     }
 
     /// The session's state through the cache, never an entry that a revocation made stale
@@ -324,7 +350,7 @@ impl Sessions {
                         loaded.store(true, Ordering::Relaxed);
                         let record = self.store.get_session(id).await?;
                         self.hooks.at(Step::SessionRead(id)).await;
-                        Ok::<_, StoreError>(record.map(|r| Arc::new(cached(r, epoch))))
+                        Ok::<_, StoreError>(record.map(|r| Arc::new(self.cached(r, epoch))))
                     })
                     .await
                     .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()))?;
@@ -354,7 +380,12 @@ impl Sessions {
         meters.miss.increment(1);
         let epoch = self.caches.session_epochs.of(&id);
         let record = self.store.get_session(id).await?;
-        Ok(record.map(|r| Arc::new(cached(r, epoch))))
+        Ok(record.map(|r| Arc::new(self.cached(r, epoch))))
+    }
+
+    /// The cache entry of a session read or written now.
+    fn cached(&self, record: SessionRecord, epoch: u64) -> CachedSession {
+        CachedSession::new(record, epoch, self.clock.now())
     }
 
     /// Keeps a session this replica has just written, as the store now has it, so the first
@@ -367,7 +398,7 @@ impl Sessions {
         let id = record.id;
         self.caches
             .sessions
-            .insert(id, Some(Arc::new(cached(record, epoch))))
+            .insert(id, Some(Arc::new(self.cached(record, epoch))))
             .await;
     }
 
@@ -389,7 +420,11 @@ impl Sessions {
                     .try_get_with_by_ref(user, async {
                         loaded.store(true, Ordering::Relaxed);
                         let marks = self.store.user_not_before(user).await?;
-                        Ok::<_, StoreError>(Arc::new(CachedMarks { marks, epoch }))
+                        Ok::<_, StoreError>(Arc::new(CachedMarks::new(
+                            marks,
+                            epoch,
+                            self.clock.now(),
+                        )))
                     })
                     .await
                     .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()))?;
@@ -403,7 +438,7 @@ impl Sessions {
         meters.miss.increment(1);
         let epoch = self.caches.user_epochs.of(user);
         let marks = self.store.user_not_before(user).await?;
-        Ok(Arc::new(CachedMarks { marks, epoch }))
+        Ok(Arc::new(CachedMarks::new(marks, epoch, self.clock.now())))
     }
 }
 
@@ -421,13 +456,4 @@ fn count(outcomes: &Outcomes, outcome: &Result<Verdict, DomainError>) {
         Err(_) => &outcomes.error,
     };
     counter.increment(1);
-}
-
-fn cached(record: SessionRecord, epoch: u64) -> CachedSession {
-    let last_touch = AtomicI64::new(record.last_seen_at.as_micros());
-    CachedSession {
-        record,
-        last_touch,
-        epoch,
-    }
 }

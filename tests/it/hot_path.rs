@@ -106,3 +106,70 @@ async fn without_the_kept_entry_the_first_check_reads_the_store() {
     reads.arm(false);
     assert_eq!(validate_code(&mut client, &issued.access).await, Ok(true));
 }
+
+async fn session_of(client: &mut Client, token: &str) -> pb::Session {
+    let reply = client
+        .validate(pb::ValidateRequest {
+            access_token: token.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("validate")
+        .into_inner();
+    assert!(reply.valid, "{reply:?}");
+    reply.session.expect("session")
+}
+
+/// A hit takes its session through the token's shortcut; once this replica rewrites the
+/// session (a refresh from another client), the shortcut is not taken and the token answers
+/// with the session as it is now, not as it was when the token was first checked.
+#[tokio::test]
+async fn a_token_checked_before_its_session_was_refreshed_answers_with_the_refreshed_session() {
+    let server = TestServer::start().await;
+    let mut client = server.client();
+    let issued = server.issue("moved").await;
+    for _ in 0..3 {
+        session_of(&mut client, &issued.access).await;
+    }
+    let moved = pb::ClientInfo {
+        ip: "198.51.100.7".into(),
+        user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0".into(),
+        device_name: "the other laptop".into(),
+    };
+    client
+        .refresh(pb::RefreshRequest {
+            refresh_token: issued.refresh.clone(),
+            client: Some(moved.clone()),
+        })
+        .await
+        .expect("refresh");
+    let session = session_of(&mut client, &issued.access).await;
+    assert_eq!(session.ip, moved.ip);
+    assert_eq!(session.device_name, moved.device_name);
+}
+
+/// The shortcut never outlives a revocation: the token checked many times before is revoked
+/// at its next check, from the caches alone (every store read fails once armed).
+#[tokio::test]
+async fn a_revocation_ends_a_token_that_took_the_shortcut() {
+    let reads = StoreReadsFail::default();
+    let server = TestServer::start_with(|c| c.hooks = reads.hooks()).await;
+    let mut client = server.client();
+    let issued = server.issue("short").await;
+    for _ in 0..3 {
+        assert_eq!(validate_code(&mut client, &issued.access).await, Ok(true));
+    }
+    client
+        .revoke(pb::RevokeRequest {
+            access_token: issued.access.clone(),
+            session_id: issued.session_id.clone(),
+        })
+        .await
+        .expect("revoke");
+    reads.arm(true);
+    assert_eq!(
+        validate_code(&mut client, &issued.access).await,
+        Err(Code::Unavailable),
+        "a revoked session's token must not be answered from a shortcut"
+    );
+}
