@@ -30,6 +30,9 @@ pub enum Step {
     /// A rotation (`Refresh`, `StepUp`) has won its compare-and-set and has not yet kept the
     /// session in this replica's cache.
     RotationWritten(SessionId),
+    /// `Validate` has found the session standing and has not yet remembered the shortcut to
+    /// its session and user entries in the token's entry.
+    ShortcutKept(SessionId),
 }
 
 /// What an injected failure does to one store call.

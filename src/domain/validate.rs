@@ -215,6 +215,7 @@ impl Sessions {
             return Ok(Verdict::Invalid(TokenProblem::StepUpRequired));
         }
         if fresh && !entry.leads_to(&session, &marks) {
+            self.hooks.at(Step::ShortcutKept(claims.session_id)).await;
             entry.remember(&session, &marks, &self.caches);
         }
         self.touches.seen(&session, now);

@@ -346,6 +346,44 @@ async fn a_revocation_between_issue_and_its_cache_entry_wins() {
     h.stop().await;
 }
 
+/// A revocation landing after a `Validate` found the session standing and before it kept the
+/// shortcut to the session's entry in the token's: the shortcut leads to a stale entry, and no
+/// later check may take it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_before_a_shortcut_is_kept_wins() {
+    let h = Harness::start(|_| {}).await;
+    let mut violations = Vec::new();
+    for round in 0..ROUNDS {
+        let victim = h.issue(&format!("shortcut-late-{round}")).await;
+        let id = victim.session_id.parse().expect("session id");
+        let (at_hook, release) = h.gate.arm(Step::ShortcutKept(id));
+        let mut client = h.client();
+        let access = victim.access.clone();
+        let validating = tokio::spawn(async move {
+            client
+                .validate(pb::ValidateRequest {
+                    access_token: access,
+                    ..Default::default()
+                })
+                .await
+        });
+        reached(at_hook, "shortcut about to be kept").await;
+        h.admin_revoke_session(&victim.session_id).await;
+        release.send(()).ok();
+        // In flight across the revocation, its own answer may be either.
+        validating.await.expect("validate task").expect("validate");
+        let valid = h.surfaces_calling_valid(&victim.access).await;
+        if !valid.is_empty() {
+            violations.push((round, valid));
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "surfaces answered valid after an acknowledged revocation: {violations:?}"
+    );
+    h.stop().await;
+}
+
 /// The same after a `Refresh`: a revocation landing after the rotation's write and before this
 /// replica kept the rotated session leaves the new token revoked everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
