@@ -47,8 +47,10 @@ use crate::telemetry::prometheus::{
 /// A session as the hot path sees it, with the instant of its last written-behind touch.
 #[derive(Debug)]
 pub struct CachedSession {
-    /// The stored record (its `last_seen_at` may lag by the touch interval).
-    pub record: SessionRecord,
+    /// The stored record (its `last_seen_at` may lag by the touch interval). Boxed so that
+    /// the entry itself is small: a token's shortcut may keep the entry's allocation (never
+    /// the record) alive after the cache let it go.
+    pub record: Box<SessionRecord>,
     /// When this replica last queued a last-seen write for it (µs since the epoch).
     pub last_touch: AtomicI64,
     /// The revocation epoch of its stripe taken before the record was read.
@@ -66,7 +68,7 @@ impl CachedSession {
     pub fn new(record: SessionRecord, epoch: u64, now: Timestamp) -> Self {
         let last_touch = AtomicI64::new(record.last_seen_at.as_micros());
         Self {
-            record,
+            record: Box::new(record),
             last_touch,
             epoch,
             cached_at: now,
@@ -260,7 +262,9 @@ fn text(s: &str) -> usize {
 
 /// Estimated heap bytes of a cached session, its key and its bookkeeping.
 fn session_weight(value: &Option<Arc<CachedSession>>) -> u32 {
-    let fixed = ENTRY_OVERHEAD + std::mem::size_of::<CachedSession>() + 16;
+    let fixed = ENTRY_OVERHEAD
+        + (std::mem::size_of::<CachedSession>() + 16)
+        + (std::mem::size_of::<SessionRecord>() + 16);
     let texts = value.as_ref().map_or(0, |s| {
         let r = &s.record;
         text(r.user_id.as_str())
@@ -281,8 +285,9 @@ fn session_weight(value: &Option<Arc<CachedSession>>) -> u32 {
 
 /// Estimated heap bytes of a verified token: its key, its claims, its shortcut and its
 /// bookkeeping. A shortcut's weak references keep the bare allocations of a session and a
-/// user entry after their caches let them go (not their texts), so those are counted too:
-/// the estimate is a bound, above the real footprint while the entries are still cached.
+/// user entry after their caches let them go (not the record, the marks or any text), so
+/// those are counted too: the estimate is a bound, a little above the real footprint while
+/// the entries are still cached.
 fn token_weight(key: &TokenKey, entry: &Arc<TokenEntry>) -> u32 {
     let claims = &entry.claims;
     let fixed = ENTRY_OVERHEAD
@@ -777,7 +782,7 @@ mod tests {
         // A newer entry for the session (a refresh written here), while the old one is still
         // in use elsewhere: the old one is superseded, not current.
         let (entry, session, _) = remembered(&caches, now).await;
-        let newer = CachedSession::new(session.record.clone(), session.epoch, now);
+        let newer = CachedSession::new((*session.record).clone(), session.epoch, now);
         caches
             .sessions
             .insert(session.record.id, Some(Arc::new(newer)))

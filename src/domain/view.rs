@@ -101,7 +101,7 @@ impl ValidToken {
 
     /// The token's session.
     pub fn session(&self) -> Session {
-        Session::from(&self.entry.record)
+        Session::from(&*self.entry.record)
     }
 
     /// The token's session as cached, to read a few fields without copying the rest.
