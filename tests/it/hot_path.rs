@@ -30,6 +30,17 @@ impl StoreReadsFail {
     }
 }
 
+/// The user signs their own session out (`Revoke` with the session's access token).
+async fn revoke_own(client: &mut Client, issued: &Issued) {
+    client
+        .revoke(pb::RevokeRequest {
+            access_token: issued.access.clone(),
+            session_id: issued.session_id.clone(),
+        })
+        .await
+        .expect("revoke");
+}
+
 async fn validate_code(client: &mut Client, token: &str) -> Result<bool, Code> {
     client
         .validate(pb::ValidateRequest {
@@ -77,13 +88,7 @@ async fn tokens_this_replica_minted_are_checked_without_reading_the_store() {
 
     // A revocation here drops the kept entry: the next check must ask the store.
     reads.arm(false);
-    client
-        .revoke(pb::RevokeRequest {
-            access_token: stepped.access.clone(),
-            session_id: stepped.session_id.clone(),
-        })
-        .await
-        .expect("revoke");
+    revoke_own(&mut client, &stepped).await;
     reads.arm(true);
     assert_eq!(
         validate_code(&mut client, &stepped.access).await,
@@ -159,13 +164,7 @@ async fn a_revocation_ends_a_token_that_took_the_shortcut() {
     for _ in 0..3 {
         assert_eq!(validate_code(&mut client, &issued.access).await, Ok(true));
     }
-    client
-        .revoke(pb::RevokeRequest {
-            access_token: issued.access.clone(),
-            session_id: issued.session_id.clone(),
-        })
-        .await
-        .expect("revoke");
+    revoke_own(&mut client, &issued).await;
     reads.arm(true);
     assert_eq!(
         validate_code(&mut client, &issued.access).await,

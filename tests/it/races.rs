@@ -116,6 +116,19 @@ impl Harness {
         support::validate(&mut self.client(), token).await.1
     }
 
+    /// Records `round` in `violations` when any surface still calls `token` valid.
+    async fn note_valid_surfaces(
+        &self,
+        round: usize,
+        token: &str,
+        violations: &mut Vec<(usize, Vec<&'static str>)>,
+    ) {
+        let valid = self.surfaces_calling_valid(token).await;
+        if !valid.is_empty() {
+            violations.push((round, valid));
+        }
+    }
+
     /// Every surface's answer for `token`: which of them still call it valid.
     async fn surfaces_calling_valid(&self, token: &str) -> Vec<&'static str> {
         let mut valid = Vec::new();
@@ -188,6 +201,14 @@ fn check_request(token: &str) -> CheckRequest {
             ..Default::default()
         }),
     }
+}
+
+/// Fails with every round in which a surface answered valid after the revocation.
+fn assert_no_surface_valid(violations: &[(usize, Vec<&'static str>)]) {
+    assert!(
+        violations.is_empty(),
+        "surfaces answered valid after an acknowledged revocation: {violations:?}"
+    );
 }
 
 async fn reached(signal: oneshot::Receiver<()>, what: &str) {
@@ -334,15 +355,10 @@ async fn a_revocation_between_issue_and_its_cache_entry_wins() {
         release.send(()).ok();
         let issued = issuing.await.expect("issue task");
         assert_eq!(issued.session_id, id);
-        let valid = h.surfaces_calling_valid(&issued.access).await;
-        if !valid.is_empty() {
-            violations.push((round, valid));
-        }
+        h.note_valid_surfaces(round, &issued.access, &mut violations)
+            .await;
     }
-    assert!(
-        violations.is_empty(),
-        "surfaces answered valid after an acknowledged revocation: {violations:?}"
-    );
+    assert_no_surface_valid(&violations);
     h.stop().await;
 }
 
@@ -372,15 +388,10 @@ async fn a_revocation_before_a_shortcut_is_kept_wins() {
         release.send(()).ok();
         // In flight across the revocation, its own answer may be either.
         validating.await.expect("validate task").expect("validate");
-        let valid = h.surfaces_calling_valid(&victim.access).await;
-        if !valid.is_empty() {
-            violations.push((round, valid));
-        }
+        h.note_valid_surfaces(round, &victim.access, &mut violations)
+            .await;
     }
-    assert!(
-        violations.is_empty(),
-        "surfaces answered valid after an acknowledged revocation: {violations:?}"
-    );
+    assert_no_surface_valid(&violations);
     h.stop().await;
 }
 
@@ -407,15 +418,10 @@ async fn a_revocation_between_a_rotation_and_its_cache_entry_wins() {
             .await
             .expect("refresh task")
             .expect("the rotation won before the revocation");
-        let valid = h.surfaces_calling_valid(&rotated.access).await;
-        if !valid.is_empty() {
-            violations.push((round, valid));
-        }
+        h.note_valid_surfaces(round, &rotated.access, &mut violations)
+            .await;
     }
-    assert!(
-        violations.is_empty(),
-        "surfaces answered valid after an acknowledged revocation: {violations:?}"
-    );
+    assert_no_surface_valid(&violations);
     h.stop().await;
 }
 
