@@ -24,7 +24,7 @@
 //!   not in entries, so the largest allowed records cannot multiply its memory.
 
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -140,7 +140,16 @@ struct Shortcut {
     marks: Weak<CachedMarks>,
     /// The older entry's `cached_at` plus the caches' time to live.
     until: Timestamp,
+    /// Uses so far, to send every `LOOKUP_EVERY`th through the caches.
+    uses: AtomicU32,
 }
+
+/// One use in this many of a shortcut looks its entries up in the caches instead. The caches
+/// evict by their own record of use; a session or user reached only by shortcuts would look
+/// unused to them and be evicted before cold entries, and its hot tokens would then all miss at
+/// once. A lookup in 32 keeps such entries in the caches' order of use at a small share of the
+/// two lookups the shortcut saves.
+pub const LOOKUP_EVERY: u32 = 32;
 
 impl TokenEntry {
     /// An entry without a shortcut yet.
@@ -152,7 +161,8 @@ impl TokenEntry {
     }
 
     /// The session and marks of the last check that found this token standing, if both are
-    /// still what the caches would answer at `now`.
+    /// still what the caches would answer at `now`; `None` also for one use in
+    /// `LOOKUP_EVERY`, which the caller then looks up in the caches.
     pub fn shortcut(
         &self,
         caches: &Caches,
@@ -161,6 +171,9 @@ impl TokenEntry {
         let guard = self.standing.load();
         let shortcut = guard.as_ref()?;
         if now >= shortcut.until {
+            return None;
+        }
+        if shortcut.uses.fetch_add(1, Ordering::Relaxed) % LOOKUP_EVERY == LOOKUP_EVERY - 1 {
             return None;
         }
         let session = shortcut.session.upgrade()?;
@@ -197,6 +210,7 @@ impl TokenEntry {
             session: Arc::downgrade(session),
             marks: Arc::downgrade(marks),
             until,
+            uses: AtomicU32::new(0),
         })));
     }
 }
@@ -802,6 +816,22 @@ mod tests {
         caches.sessions.invalidate(&session.record.id).await;
         drop((session, marks));
         assert!(entry.shortcut(&caches, now).is_none(), "session entry gone");
+    }
+
+    #[tokio::test]
+    async fn one_use_of_a_shortcut_in_lookup_every_goes_through_the_caches() {
+        let caches = caches(Duration::from_secs(60));
+        let now = Timestamp::from_micros(1_000_000_000_000_000);
+        let (entry, session, marks) = remembered(&caches, now).await;
+        let uses: Vec<bool> = (0..LOOKUP_EVERY * 3)
+            .map(|_| entry.shortcut(&caches, now).is_some())
+            .collect();
+        let looked_up: Vec<usize> = (0..uses.len()).filter(|&n| !uses[n]).collect();
+        let every = LOOKUP_EVERY as usize;
+        assert_eq!(looked_up, vec![every - 1, 2 * every - 1, 3 * every - 1]);
+        // The lookup finds the same entries, so the shortcut is kept, and its count goes on.
+        assert!(entry.leads_to(&session, &marks));
+        assert!(entry.shortcut(&caches, now).is_some());
     }
 
     #[test]

@@ -186,10 +186,13 @@ impl Sessions {
             }
             None => {
                 let generation = claims.refresh_generation.unwrap_or(0);
-                let Some(session) = self
-                    .session_state(claims.session_id, generation, fresh)
-                    .await?
-                else {
+                // Side by side: on a first sight both usually miss, and their store reads
+                // then share one wake of the store's readers instead of following each other.
+                let (session, marks) = tokio::join!(
+                    self.session_state(claims.session_id, generation, fresh),
+                    self.user_marks(&claims.user_id, fresh)
+                );
+                let Some(session) = session? else {
                     return Ok(Verdict::Invalid(TokenProblem::UnknownSession));
                 };
                 let record = &session.record;
@@ -198,8 +201,7 @@ impl Sessions {
                     // foreign.
                     return Ok(Verdict::Invalid(TokenProblem::UnknownSession));
                 }
-                let marks = self.user_marks(&claims.user_id, fresh).await?;
-                (session, marks)
+                (session, marks?)
             }
         };
         match standing(&session.record, global, &marks.marks, now) {
