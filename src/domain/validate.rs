@@ -5,8 +5,8 @@
 //! in-process caches, in one lookup of the token (its entry's shortcut leads to the other two).
 //! A miss reads the store once; concurrent misses for one key share it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::access::{self, AccessClaims};
 use super::cache::{CachedMarks, CachedSession, Outcomes, TokenEntry, TokenKey};
@@ -186,13 +186,10 @@ impl Sessions {
             }
             None => {
                 let generation = claims.refresh_generation.unwrap_or(0);
-                // Side by side: on a first sight both usually miss, and their store reads
-                // then share one wake of the store's readers instead of following each other.
-                let (session, marks) = tokio::join!(
-                    self.session_state(claims.session_id, generation, fresh),
-                    self.user_marks(&claims.user_id, fresh)
-                );
-                let Some(session) = session? else {
+                let (session, brought) = self
+                    .session_state(claims.session_id, generation, fresh, &claims.user_id)
+                    .await?;
+                let Some(session) = session else {
                     return Ok(Verdict::Invalid(TokenProblem::UnknownSession));
                 };
                 let record = &session.record;
@@ -201,7 +198,13 @@ impl Sessions {
                     // foreign.
                     return Ok(Verdict::Invalid(TokenProblem::UnknownSession));
                 }
-                (session, marks?)
+                let marks = match brought {
+                    Some(marks) if marks.epoch == self.caches.user_epochs.of(&claims.user_id) => {
+                        marks
+                    }
+                    _ => self.user_marks(&claims.user_id, fresh).await?,
+                };
+                (session, marks)
             }
         };
         match standing(&session.record, global, &marks.marks, now) {
@@ -331,33 +334,51 @@ impl Sessions {
     /// `generation`: a token minted by a rotation on another replica (a `Refresh` that moved
     /// the session to a new client, a `StepUp`) reloads the entry once, so the session this
     /// replica answers with is never older than the token.
+    ///
+    /// A read of the session whose `user`'s marks are not cached either (a first sight) reads
+    /// both in one store call, keeps the marks and returns them beside the session, so the
+    /// check that follows needs no second read.
     async fn session_state(
         &self,
         id: SessionId,
         generation: u32,
         fresh: bool,
-    ) -> Result<Option<Arc<CachedSession>>, DomainError> {
+        user: &UserId,
+    ) -> Result<(Option<Arc<CachedSession>>, Option<Arc<CachedMarks>>), DomainError> {
         let meters = &self.caches.meters.sessions;
         if fresh {
             for _ in 0..LOAD_ATTEMPTS {
                 // Taken before the loader can read: a revocation landing after this makes
                 // whatever the read returns stale.
                 let epoch = self.caches.session_epochs.of(&id);
+                let user_epoch = self.caches.user_epochs.of(user);
                 // Set only by the caller whose loader runs; callers that share its read count
                 // as hits.
                 let loaded = AtomicBool::new(false);
+                let brought = OnceLock::new();
                 let state = self
                     .caches
                     .sessions
                     .try_get_with(id, async {
                         loaded.store(true, Ordering::Relaxed);
-                        let record = self.store.get_session(id).await?;
+                        let record = if self.caches.users.contains_key(user) {
+                            self.store.get_session(id).await?
+                        } else {
+                            let (record, marks) = self.store.session_and_marks(id, user).await?;
+                            let marks =
+                                Arc::new(CachedMarks::new(marks, user_epoch, self.clock.now()));
+                            self.caches.users.insert(user.clone(), marks.clone()).await;
+                            self.caches.meters.users.miss.increment(1);
+                            let _ = brought.set(marks);
+                            record
+                        };
                         self.hooks.at(Step::SessionRead(id)).await;
                         Ok::<_, StoreError>(record.map(|r| Arc::new(self.cached(r, epoch))))
                     })
                     .await
                     .map_err(|e: Arc<StoreError>| DomainError::Store((*e).clone()))?;
                 meters.count(&loaded);
+                let brought = brought.into_inner();
                 match state {
                     Some(s)
                         if s.epoch != self.caches.session_epochs.of(&id)
@@ -372,9 +393,9 @@ impl Sessions {
                         // centre yet; a cached "unknown" would outlive the replication lag by
                         // the cache's whole lifetime.
                         self.caches.sessions.invalidate(&id).await;
-                        return Ok(None);
+                        return Ok((None, brought));
                     }
-                    state => return Ok(state),
+                    state => return Ok((state, brought)),
                 }
             }
         }
@@ -383,7 +404,7 @@ impl Sessions {
         meters.miss.increment(1);
         let epoch = self.caches.session_epochs.of(&id);
         let record = self.store.get_session(id).await?;
-        Ok(record.map(|r| Arc::new(self.cached(r, epoch))))
+        Ok((record.map(|r| Arc::new(self.cached(r, epoch))), None))
     }
 
     /// The cache entry of a session read or written now.

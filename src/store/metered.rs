@@ -49,10 +49,11 @@ pub enum Op {
     Sweep,
     ApproxLiveSessions,
     CreateSessionCapped,
+    SessionAndMarks,
 }
 
 impl Op {
-    const ALL: [Op; 19] = [
+    const ALL: [Op; 20] = [
         Op::CreateSession,
         Op::GetSession,
         Op::ListUserSessions,
@@ -72,6 +73,7 @@ impl Op {
         Op::Sweep,
         Op::ApproxLiveSessions,
         Op::CreateSessionCapped,
+        Op::SessionAndMarks,
     ];
 
     /// The `op` label.
@@ -96,6 +98,7 @@ impl Op {
             Op::Sweep => "sweep",
             Op::ApproxLiveSessions => "approx_live_sessions",
             Op::CreateSessionCapped => "create_session_capped",
+            Op::SessionAndMarks => "session_and_marks",
         }
     }
 
@@ -121,6 +124,7 @@ impl Op {
             Op::Sweep => "store.sweep",
             Op::ApproxLiveSessions => "store.approx_live_sessions",
             Op::CreateSessionCapped => "store.create_session_capped",
+            Op::SessionAndMarks => "store.session_and_marks",
         }
     }
 }
@@ -286,6 +290,15 @@ impl Store for MeteredStore {
 
     async fn user_not_before(&self, user: &UserId) -> Result<UserNotBefore, StoreError> {
         self.observe(Op::UserNotBefore, self.inner.user_not_before(user))
+            .await
+    }
+
+    async fn session_and_marks(
+        &self,
+        id: SessionId,
+        user: &UserId,
+    ) -> Result<(Option<SessionRecord>, UserNotBefore), StoreError> {
+        self.observe(Op::SessionAndMarks, self.inner.session_and_marks(id, user))
             .await
     }
 

@@ -154,6 +154,18 @@ pub trait Store: Send + Sync + 'static {
     /// Reads one session; `None` when absent or expired (`expires_at <= now`).
     async fn get_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError>;
 
+    /// `get_session` and `user_not_before` at once, for a first-sight check that needs both: a
+    /// store that can answer the two from one round trip (the embedded store: one hand-off to
+    /// its readers, one read transaction) overrides this; each answer is what its own call
+    /// would have returned at some instant during this one.
+    async fn session_and_marks(
+        &self,
+        id: SessionId,
+        user: &UserId,
+    ) -> Result<(Option<SessionRecord>, UserNotBefore), StoreError> {
+        tokio::try_join!(self.get_session(id), self.user_not_before(user))
+    }
+
     /// The active (unexpired, unrevoked) sessions of a user, newest first, optionally of one
     /// tenant only. Revoked sessions are not read, so the cost follows the user's live
     /// sessions, never their history.

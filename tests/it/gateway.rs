@@ -1331,7 +1331,8 @@ async fn oauth2_revoke_the_store_cannot_take_drops_the_cached_session() {
     let failing = reads_fail.clone();
     let gateway = Gateway::start_with(move |c| {
         c.hooks = Hooks::default().fail_store(move |op| {
-            (op == Op::GetSession && failing.load(Ordering::SeqCst)).then_some(Fault::FailBefore)
+            let read = matches!(op, Op::GetSession | Op::SessionAndMarks);
+            (read && failing.load(Ordering::SeqCst)).then_some(Fault::FailBefore)
         });
     })
     .await;

@@ -20,7 +20,7 @@ impl StoreReadsFail {
     fn hooks(&self) -> Hooks {
         let armed = self.0.clone();
         Hooks::default().fail_store(move |op| {
-            let read = matches!(op, Op::GetSession | Op::UserNotBefore);
+            let read = matches!(op, Op::GetSession | Op::UserNotBefore | Op::SessionAndMarks);
             (read && armed.load(Ordering::SeqCst)).then_some(Fault::FailBefore)
         })
     }
@@ -110,6 +110,38 @@ async fn without_the_kept_entry_the_first_check_reads_the_store() {
     );
     reads.arm(false);
     assert_eq!(validate_code(&mut client, &issued.access).await, Ok(true));
+}
+
+/// A replica that has never seen a token (here: the same store after a restart) reads its
+/// session and its user's marks in one store call, and the next check reads nothing.
+#[tokio::test]
+async fn a_first_sight_reads_its_session_and_marks_in_one_store_call() {
+    let first = TestServer::start().await;
+    let issued = first.issue("first-sight").await;
+    let dir = first.stop().await;
+
+    let reads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = reads.clone();
+    let hooks = Hooks::default().fail_store(move |op| {
+        if matches!(op, Op::GetSession | Op::UserNotBefore | Op::SessionAndMarks)
+            && let Ok(mut log) = log.lock()
+        {
+            log.push(op);
+        }
+        None
+    });
+    let mut config = config(dir.path());
+    config.hooks = hooks;
+    let server = TestServer::start_in(dir, config).await;
+    let mut client = server.client();
+    let taken = |reads: &Arc<std::sync::Mutex<Vec<Op>>>| {
+        std::mem::take(&mut *reads.lock().expect("read log"))
+    };
+
+    assert_eq!(validate_code(&mut client, &issued.access).await, Ok(true));
+    assert_eq!(taken(&reads), vec![Op::SessionAndMarks]);
+    assert_eq!(validate_code(&mut client, &issued.access).await, Ok(true));
+    assert_eq!(taken(&reads), Vec::<Op>::new(), "the second check is a hit");
 }
 
 async fn session_of(client: &mut Client, token: &str) -> pb::Session {

@@ -754,7 +754,10 @@ async fn admin_revoke_all_sessions_the_store_cannot_take_drops_the_cached_state(
     let failing = down.clone();
     let server = TestServer::start_with(move |c| {
         c.hooks = Hooks::default().fail_store(move |op| {
-            let hit = matches!(op, Op::SetGlobalNotBefore | Op::GetSession);
+            let hit = matches!(
+                op,
+                Op::SetGlobalNotBefore | Op::GetSession | Op::SessionAndMarks
+            );
             (hit && failing.load(Ordering::SeqCst)).then_some(Fault::FailBefore)
         });
     })

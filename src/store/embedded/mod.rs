@@ -172,6 +172,36 @@ impl EmbeddedStore {
     }
 }
 
+/// A user's "not before" marks (the rows under `prefix`) as of `now`.
+fn marks_of(
+    txn: &redb::ReadTransaction,
+    prefix: &[u8],
+    now: Timestamp,
+) -> Result<UserNotBefore, StoreError> {
+    let table = txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
+    let end = keys::prefix_end(prefix);
+    let mut out = UserNotBefore::new();
+    for entry in table.range(prefix..end.as_slice()).map_err(backend)? {
+        let (k, v) = entry.map_err(backend)?;
+        // A mark past its keep-until is absent, as every expired row is (and as the ScyllaDB
+        // backend's time-to-live makes it), until the sweeper removes it.
+        let (at, keep_until) = v.value();
+        if keep_until <= now.as_micros() {
+            continue;
+        }
+        let tenant_bytes = k
+            .value()
+            .get(prefix.len()..k.value().len().saturating_sub(1))
+            .unwrap_or_default();
+        let tenant = std::str::from_utf8(tenant_bytes)
+            .ok()
+            .and_then(|t| TenantId::parse("tenant_id", t).ok())
+            .ok_or_else(|| StoreError::Backend("corrupt not-before key".into()))?;
+        out.insert(tenant, Timestamp::from_micros(at));
+    }
+    Ok(out)
+}
+
 fn create_tables(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(backend)?;
     txn.open_table(SESSIONS).map_err(backend)?;
@@ -510,32 +540,21 @@ impl Store for EmbeddedStore {
     async fn user_not_before(&self, user: &UserId) -> Result<UserNotBefore, StoreError> {
         let prefix = keys::user_prefix(user);
         let now = self.clock.now();
+        self.point_read(move |txn| marks_of(txn, &prefix, now))
+            .await
+    }
+
+    async fn session_and_marks(
+        &self,
+        id: SessionId,
+        user: &UserId,
+    ) -> Result<(Option<SessionRecord>, UserNotBefore), StoreError> {
+        let prefix = keys::user_prefix(user);
+        let now = self.clock.now();
         self.point_read(move |txn| {
-            let table = txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
-            let end = keys::prefix_end(&prefix);
-            let mut out = UserNotBefore::new();
-            for entry in table
-                .range(prefix.as_slice()..end.as_slice())
-                .map_err(backend)?
-            {
-                let (k, v) = entry.map_err(backend)?;
-                // A mark past its keep-until is absent, as every expired row is (and as the
-                // ScyllaDB backend's time-to-live makes it), until the sweeper removes it.
-                let (at, keep_until) = v.value();
-                if keep_until <= now.as_micros() {
-                    continue;
-                }
-                let tenant_bytes = k
-                    .value()
-                    .get(prefix.len()..k.value().len().saturating_sub(1))
-                    .unwrap_or_default();
-                let tenant = std::str::from_utf8(tenant_bytes)
-                    .ok()
-                    .and_then(|t| TenantId::parse("tenant_id", t).ok())
-                    .ok_or_else(|| StoreError::Backend("corrupt not-before key".into()))?;
-                out.insert(tenant, Timestamp::from_micros(at));
-            }
-            Ok(out)
+            let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+            let session = load(&sessions, id)?.and_then(|r| live(r, now));
+            Ok((session, marks_of(txn, &prefix, now)?))
         })
         .await
     }

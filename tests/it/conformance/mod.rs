@@ -150,6 +150,32 @@ pub async fn create_then_get_round_trips(store: Arc<dyn Store>) {
     assert_eq!(got, r);
 }
 
+pub async fn session_and_marks_answer_as_their_two_reads(store: Arc<dyn Store>) {
+    let u = user();
+    let r = session(&u, &tenant("acme"), Duration::ZERO, HOUR);
+    create(&store, &r).await;
+    let (got, marks) = store.session_and_marks(r.id, &u).await.expect("read");
+    assert_eq!(got.as_ref(), Some(&r));
+    assert!(marks.is_empty());
+
+    let at = Timestamp::now();
+    store
+        .set_user_not_before(&u, &tenant("acme"), at, at.plus(HOUR))
+        .await
+        .expect("set");
+    let (got, marks) = store.session_and_marks(r.id, &u).await.expect("read");
+    assert_eq!(got.as_ref(), Some(&r));
+    assert_eq!(marks, store.user_not_before(&u).await.expect("marks"));
+    assert_eq!(marks.get(&tenant("acme")).copied(), Some(at));
+
+    // An unknown session, and a user with no marks.
+    let (got, marks) = store
+        .session_and_marks(SessionId::new(), &user())
+        .await
+        .expect("read");
+    assert!(got.is_none() && marks.is_empty());
+}
+
 pub async fn expired_and_unknown_sessions_are_absent(store: Arc<dyn Store>, clock: ManualClock) {
     assert!(
         store
