@@ -20,7 +20,8 @@ pub use crate::store::metered::Op;
 /// A point between two steps of a request at which a test may pause it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// A cache loader has read the session from the store and has not yet handed it on.
+    /// A cache loader has read the session (and, on a first sight, its user's marks) from the
+    /// store and has not yet handed either on.
     SessionRead(SessionId),
     /// `Refresh` has checked the session (not revoked, token current) and has not yet
     /// rotated or signed.

@@ -361,18 +361,20 @@ impl Sessions {
                     .sessions
                     .try_get_with(id, async {
                         loaded.store(true, Ordering::Relaxed);
-                        let record = if self.caches.users.contains_key(user) {
-                            self.store.get_session(id).await?
+                        let (record, marks) = if self.caches.users.contains_key(user) {
+                            (self.store.get_session(id).await?, None)
                         } else {
                             let (record, marks) = self.store.session_and_marks(id, user).await?;
+                            (record, Some(marks))
+                        };
+                        self.hooks.at(Step::SessionRead(id)).await;
+                        if let Some(marks) = marks {
                             let marks =
                                 Arc::new(CachedMarks::new(marks, user_epoch, self.clock.now()));
                             self.caches.users.insert(user.clone(), marks.clone()).await;
                             self.caches.meters.users.miss.increment(1);
                             let _ = brought.set(marks);
-                            record
-                        };
-                        self.hooks.at(Step::SessionRead(id)).await;
+                        }
                         Ok::<_, StoreError>(record.map(|r| Arc::new(self.cached(r, epoch))))
                     })
                     .await

@@ -12,6 +12,7 @@
 use crate::support;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use futures::StreamExt;
 use sessiond::Config;
-use sessiond::hooks::{Hooks, Step};
+use sessiond::hooks::{Fault, Hooks, Op, Step};
 use sessiond::pb;
 use sessiond::pb::session_service_client::SessionServiceClient;
 use support::{DEADLINE, Issued, error_reason, issue_request};
@@ -77,6 +78,8 @@ impl Gate {
 struct Harness {
     server: support::Spawned,
     gate: Gate,
+    /// The configuration the server started with, to start it again on the same store.
+    config: Config,
     http: SocketAddr,
     channel: Channel,
     web: reqwest::Client,
@@ -89,15 +92,34 @@ impl Harness {
         let mut config = support::config(dir.path());
         config.hooks = gate.hooks();
         tweak(&mut config);
+        Self::start_in(dir, gate, config).await
+    }
+
+    /// Stops the server and starts another on the same store with the same gate and
+    /// configuration: nothing is cached any more, as on a replica that has seen none of the
+    /// store's sessions.
+    async fn restarted(self) -> Self {
+        let Harness {
+            server,
+            gate,
+            config,
+            ..
+        } = self;
+        let dir = server.stop().await;
+        Self::start_in(dir, gate, config).await
+    }
+
+    async fn start_in(dir: TempDir, gate: Gate, config: Config) -> Self {
         let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let grpc_addr = grpc.local_addr().expect("grpc addr");
         let http_addr = http.local_addr().expect("http addr");
-        let server = support::Spawned::spawn_with_http(dir, config, grpc, http);
+        let server = support::Spawned::spawn_with_http(dir, config.clone(), grpc, http);
         let channel = support::channel(grpc_addr).await;
         Self {
             server,
             gate,
+            config,
             http: http_addr,
             channel,
             web: reqwest::Client::new(),
@@ -319,6 +341,109 @@ async fn a_cache_miss_racing_a_revocation_never_outlives_it() {
     assert!(
         violations.is_empty(),
         "surfaces answered valid after an acknowledged revocation: {violations:?}"
+    );
+    h.stop().await;
+}
+
+/// A first sight with nothing cached (a restarted server) reads the session and its user's
+/// marks in one store call; a revocation acknowledged after that read and before the loader
+/// keeps what it read must win on every surface, the marks included: the user-wide revokers
+/// move them, and the kept marks carry the epoch taken before the read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_sight_racing_a_revocation_never_outlives_it() {
+    // Each round restarts the server, so fewer rounds than the other races.
+    const FIRST_SIGHT_ROUNDS: usize = 3;
+    let combined = Arc::new(AtomicUsize::new(0));
+    let counter = combined.clone();
+    let mut h = Harness::start(move |c| {
+        c.hooks = c.hooks.clone().fail_store(move |op| {
+            if op == Op::SessionAndMarks {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            None
+        })
+    })
+    .await;
+    let mut violations = Vec::new();
+    for revoker in REVOKERS {
+        for round in 0..FIRST_SIGHT_ROUNDS {
+            let user = format!("first-sight-{revoker:?}-{round}");
+            let victim = h.issue(&user).await;
+            let actor = h.issue(&user).await;
+            h = h.restarted().await;
+            let before = combined.load(Ordering::SeqCst);
+            let id = victim.session_id.parse().expect("session id");
+            let (at_hook, release) = h.gate.arm(Step::SessionRead(id));
+            let token = victim.access.clone();
+            let mut client = h.client();
+            let in_flight =
+                tokio::spawn(async move { support::validate(&mut client, &token).await });
+            reached(at_hook, "first sight").await;
+            assert_eq!(
+                combined.load(Ordering::SeqCst),
+                before + 1,
+                "the first sight read its session and marks in one call"
+            );
+            revoker.revoke(&h, &victim, &actor).await;
+            release.send(()).ok();
+            in_flight.await.expect("in-flight validate");
+            let valid = h.surfaces_calling_valid(&victim.access).await;
+            if !valid.is_empty() {
+                violations.push((revoker, round, valid));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "surfaces answered valid after an acknowledged revocation: {violations:?}"
+    );
+    h.stop().await;
+}
+
+/// The same first sight, and a user-wide revocation of which only the "not before" mark lands
+/// (its per-session revocations fail in the store): the mark alone must end the session on
+/// every surface, so the marks the paused loader read before it may not be kept as current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marks_a_first_sight_read_before_a_user_revocation_are_never_kept_as_current() {
+    const FIRST_SIGHT_ROUNDS: usize = 3;
+    let fail_revocations = Arc::new(AtomicBool::new(false));
+    let failing = fail_revocations.clone();
+    let mut h = Harness::start(move |c| {
+        c.hooks = c.hooks.clone().fail_store(move |op| {
+            (op == Op::RevokeSessions && failing.load(Ordering::SeqCst))
+                .then_some(Fault::FailBefore)
+        })
+    })
+    .await;
+    let mut violations = Vec::new();
+    for round in 0..FIRST_SIGHT_ROUNDS {
+        let victim = h.issue(&format!("mark-only-{round}")).await;
+        h = h.restarted().await;
+        let id = victim.session_id.parse().expect("session id");
+        let (at_hook, release) = h.gate.arm(Step::SessionRead(id));
+        let token = victim.access.clone();
+        let mut client = h.client();
+        let in_flight = tokio::spawn(async move { support::validate(&mut client, &token).await });
+        reached(at_hook, "first sight").await;
+        fail_revocations.store(true, Ordering::SeqCst);
+        let refused = h
+            .client()
+            .admin_revoke_user(pb::AdminRevokeUserRequest {
+                user_id: victim.user_id.clone(),
+                reason: "race".into(),
+                ..Default::default()
+            })
+            .await;
+        fail_revocations.store(false, Ordering::SeqCst);
+        assert!(refused.is_err(), "the per-session revocations failed");
+        release.send(()).ok();
+        in_flight.await.expect("in-flight validate");
+        h.note_valid_surfaces(round, &victim.access, &mut violations)
+            .await;
+    }
+    assert!(
+        violations.is_empty(),
+        "surfaces answered valid after the user's mark landed: {violations:?}"
     );
     h.stop().await;
 }
