@@ -34,6 +34,9 @@ use tokio::sync::oneshot;
 use tonic::Code;
 use tonic::transport::Channel;
 
+/// Rounds of the races that restart the server every round (a restart costs more than a round).
+const FIRST_SIGHT_ROUNDS: usize = 3;
+
 /// Rounds of each race; each round is made to interleave badly, so a handful suffices.
 const ROUNDS: usize = 8;
 
@@ -136,6 +139,25 @@ impl Harness {
 
     async fn validate(&self, token: &str) -> pb::InvalidReason {
         support::validate(&mut self.client(), token).await.1
+    }
+
+    /// Starts a `Validate` of `token` and waits until it stops at `step`; it goes on when the
+    /// returned sender fires, and the handle yields its answer.
+    async fn validate_held_at(
+        &self,
+        step: Step,
+        token: &str,
+        what: &str,
+    ) -> (
+        tokio::task::JoinHandle<(bool, pb::InvalidReason)>,
+        oneshot::Sender<()>,
+    ) {
+        let (at_hook, release) = self.gate.arm(step);
+        let token = token.to_owned();
+        let mut client = self.client();
+        let in_flight = tokio::spawn(async move { support::validate(&mut client, &token).await });
+        reached(at_hook, what).await;
+        (in_flight, release)
     }
 
     /// Records `round` in `violations` when any surface still calls `token` valid.
@@ -323,12 +345,9 @@ async fn a_cache_miss_racing_a_revocation_never_outlives_it() {
                 pb::InvalidReason::Unspecified
             );
             let id = victim.session_id.parse().expect("session id");
-            let (at_hook, release) = h.gate.arm(Step::SessionRead(id));
-            let token = victim.access.clone();
-            let mut client = h.client();
-            let in_flight =
-                tokio::spawn(async move { support::validate(&mut client, &token).await });
-            reached(at_hook, "validate miss").await;
+            let (in_flight, release) = h
+                .validate_held_at(Step::SessionRead(id), &victim.access, "validate miss")
+                .await;
             revoker.revoke(&h, &victim, &actor).await;
             release.send(()).ok();
             in_flight.await.expect("in-flight validate");
@@ -351,8 +370,6 @@ async fn a_cache_miss_racing_a_revocation_never_outlives_it() {
 /// move them, and the kept marks carry the epoch taken before the read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_sight_racing_a_revocation_never_outlives_it() {
-    // Each round restarts the server, so fewer rounds than the other races.
-    const FIRST_SIGHT_ROUNDS: usize = 3;
     let combined = Arc::new(AtomicUsize::new(0));
     let counter = combined.clone();
     let mut h = Harness::start(move |c| {
@@ -373,12 +390,9 @@ async fn a_first_sight_racing_a_revocation_never_outlives_it() {
             h = h.restarted().await;
             let before = combined.load(Ordering::SeqCst);
             let id = victim.session_id.parse().expect("session id");
-            let (at_hook, release) = h.gate.arm(Step::SessionRead(id));
-            let token = victim.access.clone();
-            let mut client = h.client();
-            let in_flight =
-                tokio::spawn(async move { support::validate(&mut client, &token).await });
-            reached(at_hook, "first sight").await;
+            let (in_flight, release) = h
+                .validate_held_at(Step::SessionRead(id), &victim.access, "first sight")
+                .await;
             assert_eq!(
                 combined.load(Ordering::SeqCst),
                 before + 1,
@@ -405,7 +419,6 @@ async fn a_first_sight_racing_a_revocation_never_outlives_it() {
 /// every surface, so the marks the paused loader read before it may not be kept as current.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marks_a_first_sight_read_before_a_user_revocation_are_never_kept_as_current() {
-    const FIRST_SIGHT_ROUNDS: usize = 3;
     let fail_revocations = Arc::new(AtomicBool::new(false));
     let failing = fail_revocations.clone();
     let mut h = Harness::start(move |c| {
@@ -420,11 +433,9 @@ async fn marks_a_first_sight_read_before_a_user_revocation_are_never_kept_as_cur
         let victim = h.issue(&format!("mark-only-{round}")).await;
         h = h.restarted().await;
         let id = victim.session_id.parse().expect("session id");
-        let (at_hook, release) = h.gate.arm(Step::SessionRead(id));
-        let token = victim.access.clone();
-        let mut client = h.client();
-        let in_flight = tokio::spawn(async move { support::validate(&mut client, &token).await });
-        reached(at_hook, "first sight").await;
+        let (in_flight, release) = h
+            .validate_held_at(Step::SessionRead(id), &victim.access, "first sight")
+            .await;
         fail_revocations.store(true, Ordering::SeqCst);
         let refused = h
             .client()
