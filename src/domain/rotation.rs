@@ -1,7 +1,8 @@
 //! Refresh-token rotation: `Refresh`, its grace for many tabs and retried requests, and
 //! `StepUp`, which continues a session with a new sign-in.
 //!
-//! The store decides every rotation by compare-and-set; this module only classifies what a
+//! The store decides every rotation by compare-and-set, and writes the rotation's audit event
+//! with it when it wins (one write per refresh, not two); this module only classifies what a
 //! presented token is against the session as stored, and answers accordingly:
 //! - the current generation rotates (one racer wins the compare-and-set; the others re-read
 //!   and find themselves replaying the previous generation);
@@ -13,6 +14,8 @@
 
 use std::time::Duration;
 
+use metrics::Counter;
+
 use super::audit::{AuditEntry, AuditKind, Caller, Role};
 use super::client::Client;
 use super::error::{DomainError, TokenProblem};
@@ -21,7 +24,7 @@ use super::secrets::Keyring;
 use super::sessions::{Issued, Sessions, SignInRequest};
 use crate::hooks::Step;
 use crate::model::records::{
-    ClientSeen, RefreshHash, RefreshState, RotationStep, SessionRecord, SignIn,
+    AuditRecord, ClientSeen, RefreshHash, RefreshState, RotationStep, SessionRecord, SignIn,
 };
 use crate::model::time::Timestamp;
 use crate::store::Rotation;
@@ -139,18 +142,17 @@ impl Sessions {
             match classify(&record, &state, self.clock.now(), grace) {
                 Presented::Current => {
                     self.hooks.at(Step::RefreshChecked(id)).await;
-                    match self.rotate(record, &changes).await? {
+                    let audit = self.audit_of(
+                        caller,
+                        &record,
+                        &audit_client,
+                        AuditKind::SessionRefreshed,
+                        "",
+                    );
+                    match self.rotate(record, &changes, audit).await? {
                         Ok((next, token)) => {
-                            return self
-                                .answer(
-                                    caller,
-                                    next,
-                                    &token,
-                                    &audit_client,
-                                    AuditKind::SessionRefreshed,
-                                    "",
-                                )
-                                .await;
+                            let rotated = Some(&self.caches.meters.refreshes.rotated);
+                            return self.answer(caller, next, &token, None, rotated).await;
                         }
                         Err(current) => record = current,
                     }
@@ -162,15 +164,17 @@ impl Sessions {
                             .reuse_detected(caller, &record, &audit_client, kind)
                             .await);
                     };
+                    // Nothing is written for a replay but its audit event.
+                    let audit = self.audit_of(
+                        caller,
+                        &record,
+                        &audit_client,
+                        AuditKind::SessionRefreshed,
+                        "grace_replay",
+                    );
+                    let replayed = Some(&self.caches.meters.refreshes.grace_replay);
                     return self
-                        .answer(
-                            caller,
-                            record,
-                            &token,
-                            &audit_client,
-                            AuditKind::SessionRefreshed,
-                            "grace_replay",
-                        )
+                        .answer(caller, record, &token, Some(audit), replayed)
                         .await;
                 }
                 Presented::Reuse(kind) => {
@@ -208,19 +212,15 @@ impl Sessions {
             if let Err(ended) = self.still_stands(&record).await? {
                 return Err(DomainError::AccessToken(ended.problem()));
             }
-            match self.rotate(record, &changes).await? {
-                Ok((next, token)) => {
-                    return self
-                        .answer(
-                            caller,
-                            next,
-                            &token,
-                            &audit_client,
-                            AuditKind::SessionSteppedUp,
-                            "",
-                        )
-                        .await;
-                }
+            let audit = self.audit_of(
+                caller,
+                &record,
+                &audit_client,
+                AuditKind::SessionSteppedUp,
+                "",
+            );
+            match self.rotate(record, &changes, audit).await? {
+                Ok((next, token)) => return self.answer(caller, next, &token, None, None).await,
                 // A refresh got there first: step up its successor instead.
                 Err(current) => record = current,
             }
@@ -228,13 +228,15 @@ impl Sessions {
         Err(unsettled(id))
     }
 
-    /// One compare-and-set from `record`'s current generation to the next, derived token.
-    /// `Ok` with the session as it now stands and its token when this call won; `Err` with
-    /// the session as the store now has it when another rotation did.
+    /// One compare-and-set from `record`'s current generation to the next, derived token,
+    /// written with `audit` when it wins. `Ok` with the session as it now stands and its token
+    /// when this call won; `Err` with the session as the store now has it when another
+    /// rotation did.
     async fn rotate(
         &self,
         record: SessionRecord,
         changes: &Changes,
+        audit: AuditRecord,
     ) -> Result<Result<(SessionRecord, RefreshToken), SessionRecord>, DomainError> {
         let id = record.id;
         // A session stored before tokens were derived gets its salt with its first rotation.
@@ -255,7 +257,7 @@ impl Sessions {
         // Taken before the write: a revocation landing after it makes the entry kept below
         // stale.
         let epoch = self.caches.session_epochs.of(&id);
-        match self.store.rotate_refresh(id, &step).await? {
+        match self.store.rotate_refresh(id, &step, &[audit]).await? {
             // Copies of the session cached elsewhere show the old client and sign-in; the new
             // tokens carry the new generation (`sgen`), which makes the first check of one
             // there read the session again. This replica keeps the session as it now stands.
@@ -272,32 +274,42 @@ impl Sessions {
         }
     }
 
+    /// The audit event of a rotation, a step-up or a replay of `session` from `client`.
+    fn audit_of(
+        &self,
+        caller: &Caller,
+        session: &SessionRecord,
+        client: &Client,
+        kind: AuditKind,
+        reason: &str,
+    ) -> AuditRecord {
+        AuditEntry::new(kind, caller, Role::User)
+            .session(session.user_id.as_str(), Some(session.id))
+            .client(&client.ip, &client.user_agent)
+            .reason(reason)
+            .finish(self.clock.now())
+    }
+
     /// Hands out `token` and a fresh access token for `session`, after checking once more
     /// that the session stands (a switch or a sign-out that landed meanwhile ends it too:
-    /// say so rather than hand out tokens that every surface rejects), and audits it.
+    /// say so rather than hand out tokens that every surface rejects). `audit` is the event
+    /// still to write (a rotation's went with it), `counted` the refresh outcome to count.
     async fn answer(
         &self,
         caller: &Caller,
         session: SessionRecord,
         token: &RefreshToken,
-        client: &Client,
-        kind: AuditKind,
-        reason: &str,
+        audit: Option<AuditRecord>,
+        counted: Option<&Counter>,
     ) -> Result<Issued, DomainError> {
         if let Err(ended) = self.still_stands(&session).await? {
             return Err(DomainError::RefreshToken(ended.problem()));
         }
-        let audit = AuditEntry::new(kind, caller, Role::User)
-            .session(session.user_id.as_str(), Some(session.id))
-            .client(&client.ip, &client.user_agent)
-            .reason(reason)
-            .finish(self.clock.now());
-        self.store.append_audit(&[audit]).await?;
-        let refreshes = &self.caches.meters.refreshes;
-        match (kind, reason) {
-            (AuditKind::SessionRefreshed, "grace_replay") => refreshes.grace_replay.increment(1),
-            (AuditKind::SessionRefreshed, _) => refreshes.rotated.increment(1),
-            _ => {}
+        if let Some(audit) = audit {
+            self.store.append_audit(&[audit]).await?;
+        }
+        if let Some(counter) = counted {
+            counter.increment(1);
         }
         let tokens = self.token_pair(caller, &session, token, self.clock.now())?;
         Ok(Issued {

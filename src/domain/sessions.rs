@@ -253,22 +253,21 @@ impl Sessions {
         // Taken before the write: a revocation landing after it makes the entry kept below
         // stale.
         let epoch = self.caches.session_epochs.of(&id);
-        // Both writes usually land in the same group commit.
         let audits = [audit];
         let fresh = self.caches.is_fresh(now, self.policy.validate_max_lag());
-        let (created, audited, _marks) = tokio::join!(
+        let (created, _marks) = tokio::join!(
+            // The audit event is written with the session: one job of the store's writer.
             self.store.create_session_capped(
                 &record,
                 self.policy.max_sessions_per_user,
-                SESSION_LIMIT_REASON
+                SESSION_LIMIT_REASON,
+                &audits
             ),
-            self.store.append_audit(&audits),
-            // Alongside the writes, so the first check of the new token reads nothing here;
+            // Alongside the write, so the first check of the new token reads nothing here;
             // a failed read only leaves the marks to that check.
             self.user_marks(&record.user_id, fresh)
         );
         let evicted = created?;
-        audited?;
         self.evicted(caller, &record, &evicted).await?;
         self.hooks.at(Step::IssueWritten).await;
         self.keep_session(record.clone(), epoch).await;

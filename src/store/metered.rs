@@ -217,10 +217,12 @@ impl Store for MeteredStore {
         record: &SessionRecord,
         cap: usize,
         reason: &str,
+        audits: &[AuditRecord],
     ) -> Result<Vec<SessionId>, StoreError> {
         self.observe(
             Op::CreateSessionCapped,
-            self.inner.create_session_capped(record, cap, reason),
+            self.inner
+                .create_session_capped(record, cap, reason, audits),
         )
         .await
     }
@@ -246,9 +248,13 @@ impl Store for MeteredStore {
         &self,
         id: SessionId,
         step: &RotationStep,
+        audits: &[AuditRecord],
     ) -> Result<Rotation, StoreError> {
-        self.observe(Op::RotateRefresh, self.inner.rotate_refresh(id, step))
-            .await
+        self.observe(
+            Op::RotateRefresh,
+            self.inner.rotate_refresh(id, step, audits),
+        )
+        .await
     }
 
     async fn revoke_session(

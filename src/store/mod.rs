@@ -143,12 +143,15 @@ pub trait Store: Send + Sync + 'static {
     /// session's creation instant) the oldest active sessions of its user, every tenant, beyond
     /// `cap - 1`, so that however many of these calls race, at most `cap` sessions of a user
     /// stay active (`cap` 0: no limit). Returns the evicted ids; a session that two racing
-    /// calls both evicted may be reported by both.
+    /// calls both evicted may be reported by both. `audits` (the issue's own events) are
+    /// appended with the session: in the same transaction where the store has them (the
+    /// embedded store: one job of its writer, one commit), else alongside it.
     async fn create_session_capped(
         &self,
         record: &SessionRecord,
         cap: usize,
         reason: &str,
+        audits: &[AuditRecord],
     ) -> Result<Vec<SessionId>, StoreError>;
 
     /// Reads one session; `None` when absent or expired (`expires_at <= now`).
@@ -180,10 +183,14 @@ pub trait Store: Send + Sync + 'static {
     /// client and sign-in when given) only while the session is unrevoked and its current
     /// generation and hash equal `step.expected`, so of racing rotations exactly one gets
     /// `Rotation::Won`. A revoked session is `Rotation::Revoked`, whatever the presented state.
+    /// `audits` are appended only when the rotation wins, in its transaction where the store
+    /// has them (the embedded store), else right after it; an error then means the rotation
+    /// may have been applied without them.
     async fn rotate_refresh(
         &self,
         id: SessionId,
         step: &RotationStep,
+        audits: &[AuditRecord],
     ) -> Result<Rotation, StoreError>;
 
     /// Marks one session revoked at `at` with `reason`, and records it in the revocation feed.

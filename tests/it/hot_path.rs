@@ -204,3 +204,55 @@ async fn a_revocation_ends_a_token_that_took_the_shortcut() {
         "a revoked session's token must not be answered from a shortcut"
     );
 }
+
+/// `Issue` and `Refresh` write their audit events with their own store write, not as a write
+/// of their own: one write per call, and the events are in the log all the same.
+#[tokio::test]
+async fn an_issue_and_a_refresh_each_make_one_store_write() {
+    let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = writes.clone();
+    let server = TestServer::start_with(move |c| {
+        c.hooks = Hooks::default().fail_store(move |op| {
+            let write = matches!(
+                op,
+                Op::CreateSession | Op::CreateSessionCapped | Op::RotateRefresh | Op::AppendAudit
+            );
+            if write && let Ok(mut log) = log.lock() {
+                log.push(op);
+            }
+            None
+        });
+    })
+    .await;
+    let taken = || std::mem::take(&mut *writes.lock().expect("write log"));
+    let mut client = server.client();
+
+    let issued = server.issue("one-write").await;
+    assert_eq!(taken(), vec![Op::CreateSessionCapped], "issue");
+    let refreshed = support::refresh(&mut client, &issued.refresh)
+        .await
+        .expect("refresh");
+    assert_eq!(taken(), vec![Op::RotateRefresh], "refresh");
+    // A replay inside the grace writes nothing but its event.
+    let replayed = support::refresh(&mut client, &issued.refresh)
+        .await
+        .expect("replay within the grace");
+    assert_eq!(replayed.refresh, refreshed.refresh);
+    assert_eq!(taken(), vec![Op::AppendAudit], "replay");
+
+    let kinds: Vec<(String, String)> = support::audit_all(&mut client, "one-write", 100)
+        .await
+        .into_iter()
+        .map(|e| (e.kind, e.reason))
+        .collect();
+    let expected = [
+        ("session_refreshed", "grace_replay"),
+        ("session_refreshed", ""),
+        ("session_issued", ""),
+    ];
+    assert_eq!(
+        kinds,
+        expected.map(|(k, r)| (k.to_owned(), r.to_owned())),
+        "newest first"
+    );
+}

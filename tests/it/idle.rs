@@ -294,7 +294,7 @@ async fn the_embedded_sweeper_removes_idle_sessions_and_keeps_used_ones() {
     let unbounded = record(None, t0);
     for r in [&idle, &used, &unbounded] {
         store
-            .create_session_capped(r, 100, "cap")
+            .create_session_capped(r, 100, "cap", &[])
             .await
             .expect("create");
     }

@@ -84,6 +84,7 @@ conformance_tests!(
         paging_and_cursors,
         touches,
         audit_paging,
+        writes_carry_their_audit_events,
         ping_and_sweep,
     ],
     // Cases that move the store's manual clock (`Backend::clock`) instead of waiting.

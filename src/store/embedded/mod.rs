@@ -259,6 +259,29 @@ fn insert_session(txn: &WriteTransaction, record: &SessionRecord) -> Result<(), 
     reindex_idle(txn, None, record)
 }
 
+/// Appends audit events to the log and to their users' index of it.
+fn insert_audits(txn: &WriteTransaction, events: &[AuditRecord]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut audit = txn.open_table(AUDIT).map_err(backend)?;
+    let mut by_user = txn.open_table(AUDIT_BY_USER).map_err(backend)?;
+    for e in events {
+        let bytes = codec::encode_audit(e)?;
+        let k = keys::audit(&[], e.at, e.event_id);
+        audit
+            .insert(k.as_slice(), bytes.as_slice())
+            .map_err(backend)?;
+        if !e.user_id.is_empty() {
+            let mut prefix = e.user_id.as_bytes().to_vec();
+            prefix.push(0);
+            let k = keys::audit(&prefix, e.at, e.event_id);
+            by_user.insert(k.as_slice(), ()).map_err(backend)?;
+        }
+    }
+    Ok(())
+}
+
 /// The key of a session in the idle index, if it has an idle timeout.
 fn idle_key(record: &SessionRecord) -> Option<Vec<u8>> {
     record
@@ -384,9 +407,11 @@ impl Store for EmbeddedStore {
         record: &SessionRecord,
         cap: usize,
         reason: &str,
+        audits: &[AuditRecord],
     ) -> Result<Vec<SessionId>, StoreError> {
         let record = record.clone();
         let reason = reason.to_owned();
+        let audits = audits.to_vec();
         let now = self.clock.now();
         // One closure on the one writer thread: the count, the evictions and the insert
         // cannot interleave with another `Issue` of the same user.
@@ -409,6 +434,7 @@ impl Store for EmbeddedStore {
                     }
                 }
                 insert_session(txn, &record)?;
+                insert_audits(txn, &audits)?;
                 Ok(evicted)
             })
             .await
@@ -445,8 +471,10 @@ impl Store for EmbeddedStore {
         &self,
         id: SessionId,
         step: &RotationStep,
+        audits: &[AuditRecord],
     ) -> Result<Rotation, StoreError> {
         let step = step.clone();
+        let audits = audits.to_vec();
         let now = self.clock.now();
         self.writer
             .write(move |txn| {
@@ -467,6 +495,7 @@ impl Store for EmbeddedStore {
                 sessions
                     .insert(id_key(id), bytes.as_slice())
                     .map_err(backend)?;
+                insert_audits(txn, &audits)?;
                 Ok(Rotation::Won)
             })
             .await
@@ -630,24 +659,7 @@ impl Store for EmbeddedStore {
     async fn append_audit(&self, events: &[AuditRecord]) -> Result<(), StoreError> {
         let events = events.to_vec();
         self.writer
-            .write(move |txn| {
-                let mut audit = txn.open_table(AUDIT).map_err(backend)?;
-                let mut by_user = txn.open_table(AUDIT_BY_USER).map_err(backend)?;
-                for e in events {
-                    let bytes = codec::encode_audit(&e)?;
-                    let k = keys::audit(&[], e.at, e.event_id);
-                    audit
-                        .insert(k.as_slice(), bytes.as_slice())
-                        .map_err(backend)?;
-                    if !e.user_id.is_empty() {
-                        let mut prefix = e.user_id.as_bytes().to_vec();
-                        prefix.push(0);
-                        let k = keys::audit(&prefix, e.at, e.event_id);
-                        by_user.insert(k.as_slice(), ()).map_err(backend)?;
-                    }
-                }
-                Ok(())
-            })
+            .write(move |txn| insert_audits(txn, &events))
             .await
     }
 

@@ -1078,6 +1078,7 @@ impl Store for ScyllaStore {
         record: &SessionRecord,
         cap: usize,
         reason: &str,
+        audits: &[AuditRecord],
     ) -> Result<Vec<SessionId>, StoreError> {
         let mut evicted = Vec::new();
         if cap > 0 {
@@ -1092,7 +1093,8 @@ impl Store for ScyllaStore {
                 }
             }
         }
-        self.create_session(record).await?;
+        // No transaction spans the two tables here: the events go alongside the session.
+        tokio::try_join!(self.create_session(record), self.append_audit(audits))?;
         Ok(evicted)
     }
 
@@ -1145,6 +1147,7 @@ impl Store for ScyllaStore {
         &self,
         id: SessionId,
         step: &RotationStep,
+        audits: &[AuditRecord],
     ) -> Result<Rotation, StoreError> {
         let st = self.statements().await?;
         let now = self.clock.now();
@@ -1166,7 +1169,11 @@ impl Store for ScyllaStore {
             .compare_and_set_refresh(st, &record, &values, step)
             .await?;
         if rotation == Rotation::Won {
-            self.mirror_rotation(st, &record, step, ttl).await;
+            let ((), audited) = tokio::join!(
+                self.mirror_rotation(st, &record, step, ttl),
+                self.append_audit(audits)
+            );
+            audited?;
         }
         Ok(rotation)
     }

@@ -157,7 +157,7 @@ pub async fn expired_sessions_are_absent(store: Arc<dyn Store>, clock: ManualClo
     assert!(listed.is_empty(), "{listed:?}");
     assert_eq!(
         store
-            .rotate_refresh(soon.id, &step((0, hash(1)), (1, hash(2))))
+            .rotate_refresh(soon.id, &step((0, hash(1)), (1, hash(2))), &[])
             .await
             .expect("rotate"),
         Rotation::Gone
@@ -221,7 +221,7 @@ pub async fn sixteen_racing_rotations_have_one_winner(store: Arc<dyn Store>) {
             tokio::spawn(async move {
                 let next = hash(100 + i);
                 let outcome = store
-                    .rotate_refresh(r.id, &step((0, hash(1)), (1, next)))
+                    .rotate_refresh(r.id, &step((0, hash(1)), (1, next)), &[])
                     .await;
                 (i, outcome)
             })
@@ -271,7 +271,7 @@ pub async fn sixteen_racing_rotations_have_one_winner(store: Arc<dyn Store>) {
     assert_eq!(listed, vec![stored]);
     // A stale expectation loses; the current one wins; an unknown session is gone.
     let stale = store
-        .rotate_refresh(r.id, &step((0, hash(1)), (1, hash(9))))
+        .rotate_refresh(r.id, &step((0, hash(1)), (1, hash(9))), &[])
         .await
         .expect("rotate");
     assert!(matches!(stale, Rotation::Lost(_)));
@@ -287,7 +287,7 @@ pub async fn sixteen_racing_rotations_have_one_winner(store: Arc<dyn Store>) {
         amr: vec!["pwd".into(), "otp".into()],
     });
     let ok = store
-        .rotate_refresh(r.id, &with_changes)
+        .rotate_refresh(r.id, &with_changes, &[])
         .await
         .expect("rotate");
     assert_eq!(ok, Rotation::Won);
@@ -308,7 +308,7 @@ pub async fn sixteen_racing_rotations_have_one_winner(store: Arc<dyn Store>) {
         .expect("list");
     assert_eq!(listed, vec![stored]);
     let none = store
-        .rotate_refresh(SessionId::new(), &step((0, hash(1)), (1, hash(2))))
+        .rotate_refresh(SessionId::new(), &step((0, hash(1)), (1, hash(2))), &[])
         .await;
     assert_eq!(none.expect("rotate unknown"), Rotation::Gone);
 }
@@ -352,7 +352,7 @@ pub async fn revocation(store: Arc<dyn Store>) {
     );
     // A revoked session's refresh token no longer rotates.
     let lost = store
-        .rotate_refresh(a.id, &step((0, hash(1)), (1, hash(2))))
+        .rotate_refresh(a.id, &step((0, hash(1)), (1, hash(2))), &[])
         .await
         .expect("rotate");
     assert_eq!(lost, Rotation::Revoked);
@@ -741,4 +741,71 @@ pub async fn revocation_feed(store: Arc<dyn Store>) {
 pub async fn ping_and_sweep(store: Arc<dyn Store>) {
     store.ping().await.expect("ping");
     assert_eq!(store.sweep(Timestamp::now()).await.expect("sweep"), 0);
+}
+
+/// The events an issue or a rotation carries are in the log once it returns, and a rotation
+/// that does not win (lost, revoked, unknown) writes none of its events.
+pub async fn writes_carry_their_audit_events(store: Arc<dyn Store>) {
+    let u = unique_user("carried");
+    let now = Timestamp::now();
+    let r = session(&u, "", Duration::ZERO);
+    let issued = audit(&u, now, "session_issued");
+    store
+        .create_session_capped(&r, 5, "session_limit", std::slice::from_ref(&issued))
+        .await
+        .expect("create");
+    assert_eq!(
+        store.get_session(r.id).await.expect("get").map(|s| s.id),
+        Some(r.id)
+    );
+
+    let won = audit(&u, now.plus(Duration::from_secs(1)), "session_refreshed");
+    let lost = audit(&u, now.plus(Duration::from_secs(2)), "lost");
+    let revoked = audit(&u, now.plus(Duration::from_secs(3)), "revoked");
+    let gone = audit(&u, now.plus(Duration::from_secs(4)), "gone");
+    let first = step((0, hash(1)), (1, hash(2)));
+    assert_eq!(
+        store
+            .rotate_refresh(r.id, &first, std::slice::from_ref(&won))
+            .await
+            .expect("rotate"),
+        Rotation::Won
+    );
+    // The same step again: the session has moved on.
+    assert!(matches!(
+        store
+            .rotate_refresh(r.id, &first, std::slice::from_ref(&lost))
+            .await
+            .expect("rotate"),
+        Rotation::Lost(_)
+    ));
+    store
+        .revoke_session(r.id, now, "test")
+        .await
+        .expect("revoke");
+    assert_eq!(
+        store
+            .rotate_refresh(
+                r.id,
+                &step((1, hash(2)), (2, hash(3))),
+                std::slice::from_ref(&revoked)
+            )
+            .await
+            .expect("rotate"),
+        Rotation::Revoked
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(SessionId::new(), &first, std::slice::from_ref(&gone))
+            .await
+            .expect("rotate"),
+        Rotation::Gone
+    );
+
+    let logged: Vec<uuid::Uuid> = audit_pages(&store, Some(&user(&u)), 10)
+        .await
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(logged, vec![won.event_id, issued.event_id], "newest first");
 }

@@ -66,7 +66,7 @@ pub mod timed;
 pub use detailed::{
     audit_paging, create_get_and_exact_round_trip, expired_sessions_are_absent, not_before_marks,
     paging_and_cursors, ping_and_sweep, revocation, sixteen_racing_rotations_have_one_winner,
-    touches, user_listing,
+    touches, user_listing, writes_carry_their_audit_events,
 };
 pub use timed::{
     audit_listing_follows_the_clock, capped_creation_counts_only_sessions_the_clock_keeps,
@@ -231,28 +231,28 @@ pub async fn rotation_is_compare_and_set(store: Arc<dyn Store>) {
     create(&store, &r).await;
     assert!(matches!(
         store
-            .rotate_refresh(r.id, &step((0, hash(9)), (1, hash(2))))
+            .rotate_refresh(r.id, &step((0, hash(9)), (1, hash(2))), &[])
             .await
             .expect("cas"),
         Rotation::Lost(_)
     ));
     assert!(matches!(
         store
-            .rotate_refresh(r.id, &step((1, hash(1)), (2, hash(2))))
+            .rotate_refresh(r.id, &step((1, hash(1)), (2, hash(2))), &[])
             .await
             .expect("cas"),
         Rotation::Lost(_)
     ));
     assert_eq!(
         store
-            .rotate_refresh(r.id, &step((0, hash(1)), (1, hash(2))))
+            .rotate_refresh(r.id, &step((0, hash(1)), (1, hash(2))), &[])
             .await
             .expect("cas"),
         Rotation::Won
     );
     assert!(matches!(
         store
-            .rotate_refresh(r.id, &step((0, hash(1)), (1, hash(3))))
+            .rotate_refresh(r.id, &step((0, hash(1)), (1, hash(3))), &[])
             .await
             .expect("cas"),
         Rotation::Lost(_)
@@ -265,7 +265,7 @@ pub async fn rotation_is_compare_and_set(store: Arc<dyn Store>) {
     assert_eq!((got.refresh_generation, got.refresh_hash), (1, hash(2)));
     assert_eq!(
         store
-            .rotate_refresh(SessionId::new(), &step((0, hash(1)), (1, hash(2))))
+            .rotate_refresh(SessionId::new(), &step((0, hash(1)), (1, hash(2))), &[])
             .await
             .expect("cas"),
         Rotation::Gone
@@ -276,7 +276,7 @@ pub async fn rotation_is_compare_and_set(store: Arc<dyn Store>) {
         .expect("revoke");
     assert_eq!(
         store
-            .rotate_refresh(r.id, &step((1, hash(2)), (2, hash(3))))
+            .rotate_refresh(r.id, &step((1, hash(2)), (2, hash(3))), &[])
             .await
             .expect("cas"),
         Rotation::Revoked,
@@ -292,7 +292,7 @@ pub async fn concurrent_rotations_have_one_winner(store: Arc<dyn Store>) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .rotate_refresh(r.id, &step((0, hash(1)), (1, hash(100 + i))))
+                    .rotate_refresh(r.id, &step((0, hash(1)), (1, hash(100 + i))), &[])
                     .await
             })
         })
@@ -628,7 +628,7 @@ pub async fn capped_creation_keeps_at_most_cap_active_under_races(store: Arc<dyn
     let second = fresh(&u);
     for r in [&first, &second] {
         let evicted = store
-            .create_session_capped(r, CAP, "session_limit")
+            .create_session_capped(r, CAP, "session_limit", &[])
             .await
             .expect("create capped");
         assert!(evicted.is_empty(), "under the cap nothing is evicted");
@@ -640,7 +640,7 @@ pub async fn capped_creation_keeps_at_most_cap_active_under_races(store: Arc<dyn
         .expect("revoke");
     let third = fresh(&u);
     let evicted = store
-        .create_session_capped(&third, CAP, "session_limit")
+        .create_session_capped(&third, CAP, "session_limit", &[])
         .await
         .expect("create capped");
     assert!(evicted.is_empty(), "a revoked session freed its slot");
@@ -651,7 +651,11 @@ pub async fn capped_creation_keeps_at_most_cap_active_under_races(store: Arc<dyn
         .cloned()
         .map(|r| {
             let store = store.clone();
-            tokio::spawn(async move { store.create_session_capped(&r, CAP, "session_limit").await })
+            tokio::spawn(async move {
+                store
+                    .create_session_capped(&r, CAP, "session_limit", &[])
+                    .await
+            })
         })
         .collect();
     // Two racing creations may both report an eviction that both decided (ScyllaDB: one

@@ -55,7 +55,7 @@ pub async fn capped_creation_counts_only_sessions_the_clock_keeps(
     let ending: Vec<SessionRecord> = (0..CAP).map(|_| session(&u, clock.now(), HOUR)).collect();
     for r in &ending {
         let evicted = store
-            .create_session_capped(r, CAP, "session_limit")
+            .create_session_capped(r, CAP, "session_limit", &[])
             .await
             .expect("create capped");
         assert!(evicted.is_empty());
@@ -64,7 +64,7 @@ pub async fn capped_creation_counts_only_sessions_the_clock_keeps(
     clock.advance(HOUR);
     let fresh = session(&u, clock.now(), HOUR);
     let evicted = store
-        .create_session_capped(&fresh, CAP, "session_limit")
+        .create_session_capped(&fresh, CAP, "session_limit", &[])
         .await
         .expect("create capped");
     assert!(
@@ -74,14 +74,14 @@ pub async fn capped_creation_counts_only_sessions_the_clock_keeps(
     clock.advance(Duration::from_micros(1));
     let second = session(&u, clock.now(), HOUR);
     let evicted = store
-        .create_session_capped(&second, CAP, "session_limit")
+        .create_session_capped(&second, CAP, "session_limit", &[])
         .await
         .expect("create capped");
     assert!(evicted.is_empty(), "two live sessions fit a cap of two");
     clock.advance(Duration::from_micros(1));
     let third = session(&u, clock.now(), HOUR);
     let evicted = store
-        .create_session_capped(&third, CAP, "session_limit")
+        .create_session_capped(&third, CAP, "session_limit", &[])
         .await
         .expect("create capped");
     assert_eq!(evicted, vec![fresh.id], "the oldest live session goes");
