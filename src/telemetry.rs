@@ -7,8 +7,10 @@
 //! With no endpoint those spans are at `debug` level and nobody is interested in them, so they
 //! cost a cached callsite check per RPC and nothing more.
 
+pub mod logs;
 pub mod prometheus;
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -17,6 +19,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::Level;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -40,6 +43,8 @@ pub enum TelemetryError {
 #[must_use = "dropping it without `shutdown` may lose the last spans"]
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
+    /// Flushes the log lines still queued when dropped, after the last span's export.
+    _logs: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Telemetry {
@@ -62,12 +67,6 @@ impl Telemetry {
     }
 }
 
-/// Installs the global log subscriber only (no trace export). Calling it twice is harmless
-/// (the second call is ignored).
-pub fn init(format: LogFormat) {
-    let _ = install(format, None);
-}
-
 /// Installs the global subscriber: logs, plus trace export when `config.otlp_endpoint` is set.
 /// Must be called inside the Tokio runtime, which then carries the exporter's connection. If a
 /// global subscriber already exists, it stays, and spans are not exported through it.
@@ -80,25 +79,36 @@ pub fn start(config: &Config) -> Result<Telemetry, TelemetryError> {
         // Incoming `traceparent` metadata continues the caller's trace.
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     }
-    let installed = install(config.log_format, tracer.as_ref());
+    let logs = install(config.log_format, tracer.as_ref());
     if let Some(endpoint) = &config.otlp_endpoint {
-        if installed {
+        if logs.is_some() {
             tracing::info!(%endpoint, ratio = config.otlp_sample_ratio, "exporting traces over otlp");
         } else {
             tracing::warn!(%endpoint, "a log subscriber was already installed; traces are not exported");
         }
     }
-    Ok(Telemetry { tracer })
+    Ok(Telemetry {
+        tracer,
+        _logs: logs,
+    })
 }
 
-fn install(format: LogFormat, tracer: Option<&SdkTracerProvider>) -> bool {
+/// Installs the global subscriber; `None` when one was already installed (the writer made
+/// for it is then dropped at once).
+fn install(format: LogFormat, tracer: Option<&SdkTracerProvider>) -> Option<WorkerGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (out, guard) = logs::writer(std::io::stdout());
+    // Colours only for a person at a terminal: a file or a log shipper gets plain text.
+    let ansi = std::io::stdout().is_terminal();
     let logs: Box<dyn Layer<Registry> + Send + Sync> = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(out)
+            .with_ansi(ansi)
             .with_target(true)
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(out)
             .json()
             .flatten_event(true)
             .with_target(true)
@@ -116,7 +126,8 @@ fn install(format: LogFormat, tracer: Option<&SdkTracerProvider>) -> bool {
         .with(logs)
         .with(traces)
         .try_init()
-        .is_ok()
+        .ok()
+        .map(|()| guard)
 }
 
 fn tracer_provider(endpoint: &str, ratio: f64) -> Result<SdkTracerProvider, TelemetryError> {

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::HttpState;
-use crate::telemetry::prometheus::FEED_LAG;
+use crate::telemetry::prometheus::{FEED_LAG, LOG_LINES_DROPPED};
 
 /// How long `/readyz` waits for the store.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -27,6 +27,7 @@ pub async fn metrics(State(state): State<HttpState>) -> Response {
         )
             .into_response();
     };
+    metrics::counter!(LOG_LINES_DROPPED).absolute(crate::telemetry::logs::dropped());
     if let Ok(sessions) = state.sessions() {
         metrics::gauge!(FEED_LAG).set(sessions.revocation_feed_lag().as_secs_f64());
         sessions.report_caches().await;

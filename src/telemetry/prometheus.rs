@@ -48,6 +48,8 @@ pub const LIVE_SESSIONS: &str = "sessiond_live_sessions";
 pub const FEED_LAG: &str = "sessiond_revocation_feed_lag_seconds";
 /// HTTP connections closed on accept because `--http-max-connections` were open.
 pub const HTTP_CONNECTIONS_REFUSED: &str = "sessiond_http_connections_refused_total";
+/// Log lines dropped because standard output fell behind (see [`super::logs`]).
+pub const LOG_LINES_DROPPED: &str = "sessiond_log_lines_dropped_total";
 
 /// Upper bounds of the latency buckets: 50 µs to 10 s. A cached `Validate` takes tens of
 /// microseconds and a group-committed write a few milliseconds, so both ends matter.
@@ -150,5 +152,9 @@ fn describe() {
     describe_counter!(
         HTTP_CONNECTIONS_REFUSED,
         "HTTP connections closed on accept because --http-max-connections were open"
+    );
+    describe_counter!(
+        LOG_LINES_DROPPED,
+        "Log lines dropped because standard output fell behind"
     );
 }

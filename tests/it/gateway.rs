@@ -773,6 +773,11 @@ async fn metrics_move_with_calls() {
         after.contains("sessiond_revocation_feed_lag_seconds "),
         "{after}"
     );
+    // The test process logs through no writer of sessiond's, so none was dropped.
+    assert!(
+        after.contains("sessiond_log_lines_dropped_total 0\n"),
+        "{after}"
+    );
     for cache in ["tokens", "sessions", "users"] {
         for gauge in [
             "sessiond_cache_entries",
