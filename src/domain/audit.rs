@@ -163,20 +163,32 @@ impl AuditEntry {
         self
     }
 
-    /// Stamps the event with the instant it happened, logs it and returns the record to store.
-    pub fn finish(mut self, at: Timestamp) -> AuditRecord {
+    /// Stamps the event with the instant it happened and returns the record to store, not yet
+    /// logged: for an event stored only if its write succeeds (an issue) or wins (a rotation),
+    /// which [`log`] once it did.
+    pub fn stamped(mut self, at: Timestamp) -> AuditRecord {
         self.record.at = at;
-        let r = &self.record;
-        tracing::info!(
-            target: "sessiond::audit",
-            kind = %r.kind,
-            actor = %r.actor,
-            user_id = %r.user_id,
-            session_id = ?r.session_id.map(|s| s.to_string()),
-            ip = %r.ip,
-            reason = %r.reason,
-            "audit"
-        );
         self.record
     }
+
+    /// Stamps the event with the instant it happened, logs it and returns the record to store.
+    pub fn finish(self, at: Timestamp) -> AuditRecord {
+        let record = self.stamped(at);
+        log(&record);
+        record
+    }
+}
+
+/// Logs an audit event on the `sessiond::audit` target.
+pub fn log(r: &AuditRecord) {
+    tracing::info!(
+        target: "sessiond::audit",
+        kind = %r.kind,
+        actor = %r.actor,
+        user_id = %r.user_id,
+        session_id = ?r.session_id.map(|s| s.to_string()),
+        ip = %r.ip,
+        reason = %r.reason,
+        "audit"
+    );
 }

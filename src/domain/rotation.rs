@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use metrics::Counter;
 
-use super::audit::{AuditEntry, AuditKind, Caller, Role};
+use super::audit::{self, AuditEntry, AuditKind, Caller, Role};
 use super::client::Client;
 use super::error::{DomainError, TokenProblem};
 use super::refresh::RefreshToken;
@@ -257,11 +257,16 @@ impl Sessions {
         // Taken before the write: a revocation landing after it makes the entry kept below
         // stale.
         let epoch = self.caches.session_epochs.of(&id);
-        match self.store.rotate_refresh(id, &step, &[audit]).await? {
+        match self
+            .store
+            .rotate_refresh(id, &step, std::slice::from_ref(&audit))
+            .await?
+        {
             // Copies of the session cached elsewhere show the old client and sign-in; the new
             // tokens carry the new generation (`sgen`), which makes the first check of one
             // there read the session again. This replica keeps the session as it now stands.
             Rotation::Won => {
+                audit::log(&audit);
                 let next = step.applied_to(record);
                 self.hooks.at(Step::RotationWritten(id)).await;
                 self.keep_session(next.clone(), epoch).await;
@@ -274,7 +279,8 @@ impl Sessions {
         }
     }
 
-    /// The audit event of a rotation, a step-up or a replay of `session` from `client`.
+    /// The audit event of a rotation, a step-up or a replay of `session` from `client`, logged
+    /// once it is stored (a lost rotation's never is).
     fn audit_of(
         &self,
         caller: &Caller,
@@ -287,7 +293,7 @@ impl Sessions {
             .session(session.user_id.as_str(), Some(session.id))
             .client(&client.ip, &client.user_agent)
             .reason(reason)
-            .finish(self.clock.now())
+            .stamped(self.clock.now())
     }
 
     /// Hands out `token` and a fresh access token for `session`, after checking once more
@@ -306,7 +312,10 @@ impl Sessions {
             return Err(DomainError::RefreshToken(ended.problem()));
         }
         if let Some(audit) = audit {
-            self.store.append_audit(&[audit]).await?;
+            self.store
+                .append_audit(std::slice::from_ref(&audit))
+                .await?;
+            audit::log(&audit);
         }
         if let Some(counter) = counted {
             counter.increment(1);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::access::{self, AccessClaims, Grant};
-use super::audit::{AuditEntry, AuditKind, Caller, Role};
+use super::audit::{self, AuditEntry, AuditKind, Caller, Role};
 use super::cache::{CacheLimits, Caches, TokenEntry, TokenKey};
 use super::client::Client;
 use super::error::DomainError;
@@ -249,7 +249,7 @@ impl Sessions {
         let audit = AuditEntry::new(AuditKind::SessionIssued, caller, Role::User)
             .session(record.user_id.as_str(), Some(id))
             .client(&record.ip, &record.user_agent)
-            .finish(self.clock.now());
+            .stamped(self.clock.now());
         // Taken before the write: a revocation landing after it makes the entry kept below
         // stale.
         let epoch = self.caches.session_epochs.of(&id);
@@ -268,6 +268,7 @@ impl Sessions {
             self.user_marks(&record.user_id, fresh)
         );
         let evicted = created?;
+        audits.iter().for_each(audit::log);
         self.evicted(caller, &record, &evicted).await?;
         self.hooks.at(Step::IssueWritten).await;
         self.keep_session(record.clone(), epoch).await;
