@@ -23,6 +23,7 @@ mod admin_http;
 mod admission;
 mod cluster;
 mod cql_faults;
+mod cql_settling;
 mod gateway;
 mod hot_path;
 mod idle;

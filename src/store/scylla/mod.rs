@@ -43,6 +43,7 @@ mod config;
 mod cql;
 mod cursor;
 mod errors;
+mod faults;
 mod logged;
 mod retry;
 mod rows;
@@ -91,6 +92,7 @@ use statements::{NotPrepared, Statements};
 pub use config::{
     Credentials, Replication, ScyllaConfig, ScyllaConfigError, Speculative, TlsFiles,
 };
+pub use faults::{CasFault, CasFaults, CasPoint};
 
 /// Shards of each revocation-feed minute: a poll reads this many partitions per minute, and
 /// no single partition takes every revocation.
@@ -112,6 +114,14 @@ const AUDIT_MAX_BUCKETS_PER_PAGE: usize = 31;
 const MAX_ROUND_TRIPS_PER_PAGE: usize = 8;
 /// Concurrent statements of one multi-session call (revoke many, touch many, audit).
 const CONCURRENCY: usize = 16;
+/// How long a refresh keeps trying a compare-and-set whose outcome stays unknown before it
+/// answers `UNAVAILABLE`: a few attempts of the driver's request timeout, well within the
+/// server's request timeout.
+const ROTATION_PATIENCE: Duration = Duration::from_secs(6);
+/// Compare-and-sets of one rotation at most, however quickly they fail.
+const ROTATION_ATTEMPTS: u32 = 6;
+/// The longest pause between two of them; a random share of it.
+const ROTATION_BACKOFF_MS: u64 = 50;
 
 /// Sessions, revocations and audit events in a ScyllaDB or Cassandra keyspace.
 pub struct ScyllaStore {
@@ -126,6 +136,8 @@ pub struct ScyllaStore {
     clock: SharedClock,
     /// Whether logged batches are being written one by one (see `logged`).
     batch_health: logged::BatchHealth,
+    /// Tests' faults at the compare-and-sets (see `faults`); `None` otherwise.
+    cas_faults: Option<CasFaults>,
 }
 
 impl fmt::Debug for ScyllaStore {
@@ -173,6 +185,7 @@ impl ScyllaStore {
             statements: OnceCell::new(),
             clock,
             batch_health: logged::BatchHealth::new(),
+            cas_faults: None,
         };
         // Not an error yet: `migrate` is about to run, or the caller checks `check_schema`.
         if let Err(error) = store.statements().await {
@@ -568,8 +581,10 @@ impl ScyllaStore {
 
     /// Rotation after the read: the compare-and-set, settled at serial consistency when its
     /// outcome is unknown. When the serial read shows the expected state still current, the
-    /// CAS certainly did not apply and is tried once more (a second attempt writes the same
-    /// cells, so even a late-landing first one cannot change the result).
+    /// CAS certainly did not apply and is tried again (a later attempt writes the same cells,
+    /// so even a late-landing earlier one cannot change the result), for as long as
+    /// [`ROTATION_PATIENCE`] allows: while a node restarts, the coordinators may count it
+    /// alive for seconds, and every Paxos round that waits for it times out.
     async fn compare_and_set_refresh(
         &self,
         st: &Statements,
@@ -578,15 +593,30 @@ impl ScyllaStore {
         step: &RotationStep,
     ) -> Result<Rotation, StoreError> {
         let id = record.id;
-        for attempt in 0..2 {
+        let deadline = tokio::time::Instant::now() + ROTATION_PATIENCE;
+        let mut attempt: u32 = 0;
+        while attempt < 2 || (attempt < ROTATION_ATTEMPTS && tokio::time::Instant::now() < deadline)
+        {
+            attempt = attempt.saturating_add(1);
+            if attempt > 1 {
+                // Failures that come at once (a broken connection) must not become a spin.
+                let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ROTATION_BACKOFF_MS);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
             let e = match self
-                .session
-                .execute_unpaged(&st.rotate_refresh, values)
+                .execute_at(CasPoint::RefreshWrite, &st.rotate_refresh, values)
                 .await
             {
                 Ok(result) => {
                     return if cas_applied(result)? {
                         Ok(Rotation::Won)
+                    } else if attempt > 1 {
+                        // An earlier attempt whose outcome is unknown may be what changed it.
+                        match self.read_session_serial(st, id).await? {
+                            None => Ok(Rotation::Gone),
+                            Some(current) => Ok(settled(current.clone(), step)
+                                .unwrap_or_else(|| Rotation::Lost(Box::new(current)))),
+                        }
                     } else {
                         self.why_rotation_lost(st, id).await
                     };
@@ -595,7 +625,16 @@ impl ScyllaStore {
                 Err(e) => return Err(errors::execution("rotating refresh token", e)),
             };
             tracing::warn!(%id, attempt, error = %e, "refresh compare-and-set outcome unknown; reading it back");
-            let Some(current) = self.read_session_serial(st, id).await? else {
+            let current = match self.read_session_serial(st, id).await {
+                Ok(current) => current,
+                // Still unknown; the next attempt's own outcome or read may tell.
+                Err(StoreError::Unavailable(message)) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(%id, attempt, error = %message, "refresh outcome not read back; trying again");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(current) = current else {
                 return Ok(Rotation::Gone);
             };
             if let Some(settled) = settled(current, step) {

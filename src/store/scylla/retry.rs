@@ -20,7 +20,7 @@ use std::time::Duration;
 use scylla::errors::{DbError, RequestAttemptError};
 use scylla::policies::retry::{RequestInfo, RetryDecision, RetryPolicy, RetrySession};
 
-use super::{ScyllaStore, SessionRow, Statements, errors};
+use super::{CasPoint, ScyllaStore, SessionRow, Statements, errors};
 use crate::model::ids::SessionId;
 use crate::model::records::SessionRecord;
 use crate::store::StoreError;
@@ -89,8 +89,11 @@ impl ScyllaStore {
         let mut attempt = 1;
         let result = loop {
             match self
-                .session
-                .execute_unpaged(&st.select_session_serial, (id.as_uuid(),))
+                .execute_at(
+                    CasPoint::SerialRead,
+                    &st.select_session_serial,
+                    (id.as_uuid(),),
+                )
                 .await
             {
                 Err(e) if attempt < SERIAL_READS && errors::serial_read_timed_out(&e) => {

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use super::{ScyllaStore, Statements, buckets, errors};
+use super::{CasPoint, ScyllaStore, Statements, buckets, errors};
 use crate::model::clock::{Clock, SystemClock};
 use crate::model::ids::SessionId;
 use crate::model::records::SessionRecord;
@@ -60,9 +60,9 @@ impl ScyllaStore {
         record: &SessionRecord,
         cap: usize,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let user = record.user_id.as_str();
         let deadline = tokio::time::Instant::now() + SETTLE_PATIENCE;
         let mut round: u32 = 0;
+        let mut last_error = None;
         while tokio::time::Instant::now() < deadline {
             round = round.saturating_add(1);
             if round > 1 {
@@ -70,52 +70,77 @@ impl ScyllaStore {
                 let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ceiling);
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
-            let now = self.clock.now();
-            let current: Option<Slots> = self
-                .first_row::<(Option<Slots>,)>("reading session slots", &st.select_slots, (user,))
-                .await?
-                .map(|(slots,)| slots.unwrap_or_default());
-            let Some(counted) = self.counted(st, record, current.as_ref(), now).await? else {
-                // Another winner is between its write and its create: decide after it.
-                continue;
-            };
-            // Newest first: v7 ids order by creation time.
-            let mut ids: Vec<(Uuid, i64)> = counted.into_iter().collect();
-            ids.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
-            let keep = cap.saturating_sub(1);
-            let evicted: Vec<SessionId> = ids
-                .iter()
-                .skip(keep)
-                .map(|(id, _)| SessionId::from_uuid(*id))
-                .collect();
-            let mut next: Slots = ids.into_iter().take(keep).collect();
-            next.insert(record.id.as_uuid(), record.expires_at.as_micros());
-            let longest = next.values().copied().max().unwrap_or(0);
-            let Some(ttl) = buckets::ttl_secs(Timestamp::from_micros(longest), now) else {
-                return Ok(evicted);
-            };
-            let applied = match &current {
-                None => self.cas(&st.insert_slots, (user, &next, ttl)).await?,
-                Some(expected) => {
-                    self.cas(&st.update_slots, (ttl, &next, user, expected))
-                        .await?
+            match self.slot_round(st, record, cap).await {
+                Ok(Some(evicted)) => return Ok(evicted),
+                Ok(None) => {}
+                // A timed-out read or write decides nothing: each round starts from a fresh
+                // serial read, so the next one settles whatever this one left. Once only: a
+                // store that is down fails every round, and should fail the call fast.
+                Err(StoreError::Unavailable(message)) if last_error.is_none() => {
+                    tracing::warn!(user = %record.user_id, round, error = %message, "session cap round failed; trying once more");
+                    last_error = Some(message);
                 }
-            };
-            match applied {
-                Some(true) => return Ok(evicted),
-                Some(false) => continue,
-                // Unknown: the serial read of the next round shows whether it applied.
-                None => {
-                    if self.slot_is_ours(st, record).await? {
-                        return Ok(evicted);
-                    }
-                }
+                Err(e) => return Err(e),
             }
         }
-        Err(StoreError::Unavailable(format!(
-            "user {}: too many concurrent logins to settle the session cap",
-            record.user_id
-        )))
+        Err(StoreError::Unavailable(match last_error {
+            Some(message) => format!(
+                "user {}: the session cap could not be settled in {SETTLE_PATIENCE:?}: {message}",
+                record.user_id
+            ),
+            None => format!(
+                "user {}: too many concurrent logins to settle the session cap",
+                record.user_id
+            ),
+        }))
+    }
+
+    /// One round of [`claim_slot`](Self::claim_slot): the sessions it evicted once its
+    /// compare-and-set applied, `None` when another `Issue` got there first or is midway.
+    async fn slot_round(
+        &self,
+        st: &Statements,
+        record: &SessionRecord,
+        cap: usize,
+    ) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let user = record.user_id.as_str();
+        let now = self.clock.now();
+        let current: Option<Slots> = self
+            .first_row::<(Option<Slots>,)>("reading session slots", &st.select_slots, (user,))
+            .await?
+            .map(|(slots,)| slots.unwrap_or_default());
+        let Some(counted) = self.counted(st, record, current.as_ref(), now).await? else {
+            // Another winner is between its write and its create: decide after it.
+            return Ok(None);
+        };
+        // Newest first: v7 ids order by creation time.
+        let mut ids: Vec<(Uuid, i64)> = counted.into_iter().collect();
+        ids.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+        let keep = cap.saturating_sub(1);
+        let evicted: Vec<SessionId> = ids
+            .iter()
+            .skip(keep)
+            .map(|(id, _)| SessionId::from_uuid(*id))
+            .collect();
+        let mut next: Slots = ids.into_iter().take(keep).collect();
+        next.insert(record.id.as_uuid(), record.expires_at.as_micros());
+        let longest = next.values().copied().max().unwrap_or(0);
+        let Some(ttl) = buckets::ttl_secs(Timestamp::from_micros(longest), now) else {
+            return Ok(Some(evicted));
+        };
+        let applied = match &current {
+            None => self.cas(&st.insert_slots, (user, &next, ttl)).await?,
+            Some(expected) => {
+                self.cas(&st.update_slots, (ttl, &next, user, expected))
+                    .await?
+            }
+        };
+        Ok(match applied {
+            Some(true) => Some(evicted),
+            Some(false) => None,
+            // Unknown: a serial read shows whether it applied; if not, the next round does.
+            None => self.slot_is_ours(st, record).await?.then_some(evicted),
+        })
     }
 
     /// The sessions that count against the cap now: the slots (less those known to be over)
@@ -165,7 +190,7 @@ impl ScyllaStore {
         ps: &scylla::statement::prepared::PreparedStatement,
         values: impl scylla::serialize::row::SerializeRow,
     ) -> Result<Option<bool>, StoreError> {
-        match self.session.execute_unpaged(ps, values).await {
+        match self.execute_at(CasPoint::SlotWrite, ps, values).await {
             Ok(result) => super::cas_applied(result).map(Some),
             Err(e) if errors::cas_outcome_unknown(&e) => {
                 tracing::warn!(error = %e, "session slot compare-and-set outcome unknown");

@@ -447,13 +447,27 @@ async fn a_thousand_revocations_through_one_replica_reach_the_other_within_the_b
     const N: usize = 1000;
     let s = Setup::new("bound").await;
     let (via_a, via_b) = (s.a.client().await, s.b.client().await);
+    let replicas = (&s.a, &s.b);
     // Issued through A, cached by B.
     let sessions: Vec<_> = futures::stream::iter(0..N)
         .map(|i| {
             let (mut a, mut b) = (via_a.clone(), via_b.clone());
             async move {
-                let session = issue(&mut a, &format!("bound-{i}")).await;
-                assert_eq!(validate(&mut b, &session.access).await, Ok((true, 0)));
+                let user = format!("bound-{i}");
+                let session: crate::support::Issued = match a.issue(issue_request(&user)).await {
+                    Ok(issued) => issued.into_inner().into(),
+                    Err(status) => panic!(
+                        "issue for {user} through a failed: {status:?}\nA's warnings:\n{}",
+                        replicas.0.warnings()
+                    ),
+                };
+                let seen = validate(&mut b, &session.access).await;
+                assert_eq!(
+                    seen,
+                    Ok((true, 0)),
+                    "b on a session just issued through a\nB's warnings:\n{}",
+                    replicas.1.warnings()
+                );
                 session
             }
         })

@@ -72,7 +72,7 @@ pub use timed::{
     audit_listing_follows_the_clock, capped_creation_counts_only_sessions_the_clock_keeps,
 };
 
-fn user() -> UserId {
+pub fn user() -> UserId {
     UserId::parse("user_id", &format!("conf-{}", uuid::Uuid::new_v4())).expect("user id")
 }
 
@@ -80,13 +80,13 @@ fn tenant(s: &str) -> TenantId {
     TenantId::parse("tenant_id", s).expect("tenant id")
 }
 
-fn hash(byte: u8) -> RefreshHash {
+pub fn hash(byte: u8) -> RefreshHash {
     RefreshHash([byte; 32])
 }
 
 /// A session of `user` created `age` ago, living `ttl` from now. Timestamps are whole
 /// milliseconds so every backend stores them exactly.
-fn session(user: &UserId, tenant_id: &TenantId, age: Duration, ttl: Duration) -> SessionRecord {
+pub fn session(user: &UserId, tenant_id: &TenantId, age: Duration, ttl: Duration) -> SessionRecord {
     let now = Timestamp::from_micros(Timestamp::now().as_micros() / 1000 * 1000);
     SessionRecord {
         id: SessionId::new(),
