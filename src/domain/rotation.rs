@@ -3,7 +3,9 @@
 //!
 //! The store decides every rotation by compare-and-set, and writes the rotation's audit event
 //! with it when it wins (one write per refresh, not two); this module only classifies what a
-//! presented token is against the session as stored, and answers accordingly:
+//! presented token is against the session as stored, and answers accordingly (the current
+//! generation of a session this replica holds rotates from its cached copy, with no read: the
+//! compare-and-set decides all the same):
 //! - the current generation rotates (one racer wins the compare-and-set; the others re-read
 //!   and find themselves replaying the previous generation);
 //! - the previous generation, within `--refresh-grace` of its rotation, gets the same successor
@@ -23,6 +25,7 @@ use super::refresh::RefreshToken;
 use super::secrets::Keyring;
 use super::sessions::{Issued, Sessions, SignInRequest};
 use crate::hooks::Step;
+use crate::model::ids::SessionId;
 use crate::model::records::{
     AuditRecord, ClientSeen, RefreshHash, RefreshState, RotationStep, SessionRecord, SignIn,
 };
@@ -126,12 +129,20 @@ impl Sessions {
             generation: presented.generation,
             hash: presented.hash(&self.keys),
         };
-        let Some(mut record) = self.store.get_session(id).await? else {
-            return Err(DomainError::RefreshToken(TokenProblem::UnknownSession));
+        let mut record = match self.cached_at(id, &state).await {
+            Some(cached) if self.still_stands(&cached).await?.is_ok() => cached,
+            // Refusals are decided on the store's copy, never on a cached one (whose
+            // `last_seen_at` lags what other replicas saw).
+            _ => {
+                let Some(stored) = self.store.get_session(id).await? else {
+                    return Err(DomainError::RefreshToken(TokenProblem::UnknownSession));
+                };
+                if let Err(ended) = self.still_stands(&stored).await? {
+                    return Err(DomainError::RefreshToken(ended.problem()));
+                }
+                stored
+            }
         };
-        if let Err(ended) = self.still_stands(&record).await? {
-            return Err(DomainError::RefreshToken(ended.problem()));
-        }
         let audit_client = client.cloned().unwrap_or_default();
         let changes = Changes {
             client: client.map(seen_from),
@@ -185,6 +196,25 @@ impl Sessions {
             }
         }
         Err(unsettled(id))
+    }
+
+    /// This replica's cached copy of session `id` when it may rotate `state`: the copy is
+    /// current by its revocation epoch while the caches are fresh, and `state` is exactly its
+    /// refresh state. Rotating from it reads nothing; the store's compare-and-set still
+    /// decides, so a copy that a rotation or a revocation elsewhere has overtaken comes back
+    /// as `Rotation::Lost` (with the stored session, classified again) or `Rotation::Revoked`.
+    /// Any other token (a grace replay, a reuse) is classified against the store's copy.
+    async fn cached_at(&self, id: SessionId, state: &RefreshState) -> Option<SessionRecord> {
+        if !self
+            .caches
+            .is_fresh(self.clock.now(), self.policy.validate_max_lag())
+        {
+            return None;
+        }
+        let entry = self.caches.sessions.get(&id).await.flatten()?;
+        let usable = entry.epoch == self.caches.session_epochs.of(&id)
+            && same(entry.record.refresh_state(), state);
+        usable.then(|| SessionRecord::clone(&entry.record))
     }
 
     /// Continues the session behind `access_token` with a new sign-in: the same session, new

@@ -250,28 +250,35 @@ impl Sessions {
             .session(record.user_id.as_str(), Some(id))
             .client(&record.ip, &record.user_agent)
             .stamped(self.clock.now());
-        // Taken before the write: a revocation landing after it makes the entry kept below
-        // stale.
+        // Taken before the write: a revocation landing after them makes the entries kept
+        // below stale.
         let epoch = self.caches.session_epochs.of(&id);
+        let user_epoch = self.caches.user_epochs.of(&record.user_id);
         let audits = [audit];
         let fresh = self.caches.is_fresh(now, self.policy.validate_max_lag());
-        let (created, _marks) = tokio::join!(
-            // The audit event is written with the session: one job of the store's writer.
-            self.store.create_session_capped(
-                &record,
-                self.policy.max_sessions_per_user,
-                SESSION_LIMIT_REASON,
-                &audits
-            ),
-            // Alongside the write, so the first check of the new token reads nothing here;
-            // a failed read only leaves the marks to that check.
-            self.user_marks(&record.user_id, fresh)
-        );
-        let evicted = created?;
+        let (cap, reason) = (self.policy.max_sessions_per_user, SESSION_LIMIT_REASON);
+        // The audit event is written with the session: one job of the store's writer. A user
+        // whose marks this replica does not hold has them read with the write (in its own
+        // transaction on the embedded store), so the first check of the new token reads
+        // nothing here; a failed read only leaves the marks to that check.
+        let (evicted, marks) = if fresh && !self.caches.users.contains_key(&record.user_id) {
+            self.store
+                .create_session_capped_with_marks(&record, cap, reason, &audits)
+                .await?
+        } else {
+            let evicted = self
+                .store
+                .create_session_capped(&record, cap, reason, &audits)
+                .await?;
+            (evicted, None)
+        };
         audits.iter().for_each(audit::log);
         self.evicted(caller, &record, &evicted).await?;
         self.hooks.at(Step::IssueWritten).await;
         self.keep_session(record.clone(), epoch).await;
+        if let Some(marks) = marks {
+            self.keep_marks(&record.user_id, marks, user_epoch).await;
+        }
         let tokens = self.token_pair(caller, &record, &refresh, now)?;
         Ok(Issued {
             session: record.into(),

@@ -369,11 +369,7 @@ impl Sessions {
                         };
                         self.hooks.at(Step::SessionRead(id)).await;
                         if let Some(marks) = marks {
-                            let marks =
-                                Arc::new(CachedMarks::new(marks, user_epoch, self.clock.now()));
-                            self.caches.users.insert(user.clone(), marks.clone()).await;
-                            self.caches.meters.users.miss.increment(1);
-                            let _ = brought.set(marks);
+                            let _ = brought.set(self.keep_marks(user, marks, user_epoch).await);
                         }
                         Ok::<_, StoreError>(record.map(|r| Arc::new(self.cached(r, epoch))))
                     })
@@ -407,6 +403,21 @@ impl Sessions {
         let epoch = self.caches.session_epochs.of(&id);
         let record = self.store.get_session(id).await?;
         Ok((record.map(|r| Arc::new(self.cached(r, epoch))), None))
+    }
+
+    /// Keeps a user's marks read from the store, as a miss of the users cache. `epoch` is the
+    /// user's revocation epoch taken before the read: marks of a user whose marks moved since
+    /// are stale and never used.
+    pub(super) async fn keep_marks(
+        &self,
+        user: &UserId,
+        marks: UserNotBefore,
+        epoch: u64,
+    ) -> Arc<CachedMarks> {
+        let marks = Arc::new(CachedMarks::new(marks, epoch, self.clock.now()));
+        self.caches.users.insert(user.clone(), marks.clone()).await;
+        self.caches.meters.users.miss.increment(1);
+        marks
     }
 
     /// The cache entry of a session read or written now.

@@ -227,6 +227,23 @@ impl Store for MeteredStore {
         .await
     }
 
+    async fn create_session_capped_with_marks(
+        &self,
+        record: &SessionRecord,
+        cap: usize,
+        reason: &str,
+        audits: &[AuditRecord],
+    ) -> Result<(Vec<SessionId>, Option<UserNotBefore>), StoreError> {
+        // The same write as `create_session_capped`, measured and failed under its name: the
+        // marks ride along with it.
+        self.observe(
+            Op::CreateSessionCapped,
+            self.inner
+                .create_session_capped_with_marks(record, cap, reason, audits),
+        )
+        .await
+    }
+
     async fn get_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
         self.observe(Op::GetSession, self.inner.get_session(id))
             .await

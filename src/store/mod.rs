@@ -154,6 +154,27 @@ pub trait Store: Send + Sync + 'static {
         audits: &[AuditRecord],
     ) -> Result<Vec<SessionId>, StoreError>;
 
+    /// `create_session_capped`, and the user's "not before" marks beside it, so the replica
+    /// that issues a session can keep them without a read of its own: `None` when they could
+    /// not be read (the session is stored all the same, and a failed read fails no write). The
+    /// marks are what `user_not_before` would have returned at some instant during this call.
+    /// A store that can read them in the write's own step (the embedded store: in its
+    /// writer's transaction, no hand-off to its readers) overrides this; by default the write
+    /// and the read go side by side.
+    async fn create_session_capped_with_marks(
+        &self,
+        record: &SessionRecord,
+        cap: usize,
+        reason: &str,
+        audits: &[AuditRecord],
+    ) -> Result<(Vec<SessionId>, Option<UserNotBefore>), StoreError> {
+        let (created, marks) = tokio::join!(
+            self.create_session_capped(record, cap, reason, audits),
+            self.user_not_before(&record.user_id)
+        );
+        Ok((created?, marks.ok()))
+    }
+
     /// Reads one session; `None` when absent or expired (`expires_at <= now`).
     async fn get_session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError>;
 

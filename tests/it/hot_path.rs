@@ -144,6 +144,116 @@ async fn a_first_sight_reads_its_session_and_marks_in_one_store_call() {
     assert_eq!(taken(&reads), Vec::<Op>::new(), "the second check is a hit");
 }
 
+/// The store calls a request may make, in order; the background's own (the feed and the
+/// global instant it reads, last-seen writes, the sweeper, the gauges) are not logged.
+#[derive(Clone, Default)]
+struct RequestCalls(Arc<std::sync::Mutex<Vec<Op>>>);
+
+impl RequestCalls {
+    fn hooks(&self) -> Hooks {
+        let log = self.0.clone();
+        Hooks::default().fail_store(move |op| {
+            let request_path = matches!(
+                op,
+                Op::CreateSession
+                    | Op::CreateSessionCapped
+                    | Op::GetSession
+                    | Op::UserNotBefore
+                    | Op::SessionAndMarks
+                    | Op::RotateRefresh
+                    | Op::AppendAudit
+            );
+            if request_path && let Ok(mut log) = log.lock() {
+                log.push(op);
+            }
+            None
+        })
+    }
+
+    /// The calls logged since the last look.
+    fn taken(&self) -> Vec<Op> {
+        std::mem::take(&mut *self.0.lock().expect("call log"))
+    }
+}
+
+/// `Issue` for a user this replica holds no marks of reads them with its write: one store call
+/// on the request path, and the new token's first check reads nothing, marks included.
+#[tokio::test]
+async fn an_issue_brings_its_users_marks_with_its_write() {
+    let calls = RequestCalls::default();
+    let server = TestServer::start_with(|c| c.hooks = calls.hooks()).await;
+    let mut client = server.client();
+
+    let issued = server.issue("marks-with-the-write").await;
+    assert_eq!(calls.taken(), vec![Op::CreateSessionCapped], "issue");
+    assert_eq!(validate_code(&mut client, &issued.access).await, Ok(true));
+    assert_eq!(calls.taken(), vec![], "the first check reads nothing");
+    // The user's marks are held now: a second session's write brings none, and its first
+    // check reads nothing either.
+    let second = server.issue("marks-with-the-write").await;
+    assert_eq!(calls.taken(), vec![Op::CreateSessionCapped], "second issue");
+    assert_eq!(validate_code(&mut client, &second.access).await, Ok(true));
+    assert_eq!(calls.taken(), vec![], "the second token's first check");
+}
+
+/// A `Refresh` of the current token of a session this replica holds rotates from its cached
+/// copy: its one store call is the compare-and-set. A grace replay, and a replica that does not
+/// hold the session (here: the same store after a restart), read the stored session first.
+#[tokio::test]
+async fn a_refresh_of_a_session_this_replica_holds_reads_nothing() {
+    let calls = RequestCalls::default();
+    let server = TestServer::start_with(|c| c.hooks = calls.hooks()).await;
+    let mut client = server.client();
+    let issued = server.issue("held-refresh").await;
+    calls.taken();
+
+    let refreshed = support::refresh(&mut client, &issued.refresh)
+        .await
+        .expect("refresh");
+    assert_eq!(
+        calls.taken(),
+        vec![Op::RotateRefresh],
+        "refresh of a held session"
+    );
+    let again = support::refresh(&mut client, &refreshed.refresh)
+        .await
+        .expect("second refresh");
+    assert_eq!(
+        calls.taken(),
+        vec![Op::RotateRefresh],
+        "and of its successor"
+    );
+    let replayed = support::refresh(&mut client, &refreshed.refresh)
+        .await
+        .expect("replay within the grace");
+    assert_eq!(replayed.refresh, again.refresh);
+    assert_eq!(
+        calls.taken(),
+        vec![Op::GetSession, Op::AppendAudit],
+        "a replay is classified against the stored session"
+    );
+
+    let dir = server.stop().await;
+    let calls = RequestCalls::default();
+    let mut config = config(dir.path());
+    config.hooks = calls.hooks();
+    let server = TestServer::start_in(dir, config).await;
+    let mut client = server.client();
+    support::refresh(&mut client, &again.refresh)
+        .await
+        .expect("refresh after a restart");
+    let after_restart = calls.taken();
+    assert_eq!(
+        after_restart.first(),
+        Some(&Op::GetSession),
+        "a session this replica does not hold is read first: {after_restart:?}"
+    );
+    assert!(
+        after_restart.contains(&Op::RotateRefresh),
+        "{after_restart:?}"
+    );
+}
+
 async fn session_of(client: &mut Client, token: &str) -> pb::Session {
     let reply = client
         .validate(pb::ValidateRequest {

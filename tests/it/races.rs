@@ -498,6 +498,51 @@ async fn a_revocation_between_issue_and_its_cache_entry_wins() {
     h.stop().await;
 }
 
+/// A user-wide revocation of which only the "not before" mark lands (its per-session
+/// revocations fail in the store), after `Issue` wrote its session and read the user's marks
+/// with the write, and before this replica kept those marks: they carry the user's epoch taken
+/// before the write, so they are stale, and the mark alone ends the new token on every surface.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marks_an_issue_read_with_its_write_before_a_user_revocation_are_never_kept_as_current() {
+    let fail_revocations = Arc::new(AtomicBool::new(false));
+    let failing = fail_revocations.clone();
+    let h = Harness::start(move |c| {
+        c.hooks = c.hooks.clone().fail_store(move |op| {
+            (op == Op::RevokeSessions && failing.load(Ordering::SeqCst))
+                .then_some(Fault::FailBefore)
+        })
+    })
+    .await;
+    let mut violations = Vec::new();
+    for round in 0..ROUNDS {
+        let user = format!("marks-kept-late-{round}");
+        let (at_hook, release) = h.gate.arm(Step::IssueWritten);
+        let mut client = h.client();
+        let issuing = {
+            let user = user.clone();
+            tokio::spawn(async move { support::issue(&mut client, &user).await })
+        };
+        reached(at_hook, "issue written").await;
+        fail_revocations.store(true, Ordering::SeqCst);
+        let refused = h
+            .client()
+            .admin_revoke_user(pb::AdminRevokeUserRequest {
+                user_id: user.clone(),
+                reason: "race".into(),
+                ..Default::default()
+            })
+            .await;
+        fail_revocations.store(false, Ordering::SeqCst);
+        assert!(refused.is_err(), "the per-session revocations failed");
+        release.send(()).ok();
+        let issued = issuing.await.expect("issue task");
+        h.note_valid_surfaces(round, &issued.access, &mut violations)
+            .await;
+    }
+    assert_no_surface_valid(&violations);
+    h.stop().await;
+}
+
 /// A revocation landing after a `Validate` found the session standing and before it kept the
 /// shortcut to the session's entry in the token's: the shortcut leads to a stale entry, and no
 /// later check may take it.

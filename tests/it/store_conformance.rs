@@ -64,6 +64,7 @@ conformance_tests!(
     cases: [
         create_then_get_round_trips,
         session_and_marks_answer_as_their_two_reads,
+        capped_creation_brings_the_users_marks,
         user_listing_is_newest_first_and_scoped,
         rotation_is_compare_and_set,
         concurrent_rotations_have_one_winner,

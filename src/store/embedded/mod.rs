@@ -179,6 +179,47 @@ fn marks_of(
     now: Timestamp,
 ) -> Result<UserNotBefore, StoreError> {
     let table = txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
+    marks_in(&table, prefix, now)
+}
+
+/// `create_session_capped` in the writer's transaction: one closure on the one writer thread,
+/// so the count, the evictions and the insert cannot interleave with another `Issue` of the
+/// same user. Returns the evicted ids.
+fn capped_insert(
+    txn: &WriteTransaction,
+    record: &SessionRecord,
+    cap: usize,
+    reason: &str,
+    audits: &[AuditRecord],
+    now: Timestamp,
+) -> Result<Vec<SessionId>, StoreError> {
+    let mut evicted = Vec::new();
+    if cap > 0 {
+        let active = {
+            let by_user = txn.open_table(BY_USER).map_err(backend)?;
+            let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+            let prefix = keys::user_standing_prefix(&record.user_id, Standing::Active);
+            indexed(&by_user, &sessions, &prefix, now)?
+        };
+        for old in active.iter().skip(cap - 1) {
+            if let Revocation::Revoked(_) =
+                revoke_in(txn, old.id, record.created_at, reason, now, Listing::Drop)?
+            {
+                evicted.push(old.id);
+            }
+        }
+    }
+    insert_session(txn, record)?;
+    insert_audits(txn, audits)?;
+    Ok(evicted)
+}
+
+/// `marks_of` on an open table, of a read or of a write transaction.
+fn marks_in(
+    table: &impl ReadableTable<&'static [u8], (i64, i64)>,
+    prefix: &[u8],
+    now: Timestamp,
+) -> Result<UserNotBefore, StoreError> {
     let end = keys::prefix_end(prefix);
     let mut out = UserNotBefore::new();
     for entry in table.range(prefix..end.as_slice()).map_err(backend)? {
@@ -413,29 +454,34 @@ impl Store for EmbeddedStore {
         let reason = reason.to_owned();
         let audits = audits.to_vec();
         let now = self.clock.now();
-        // One closure on the one writer thread: the count, the evictions and the insert
-        // cannot interleave with another `Issue` of the same user.
+        self.writer
+            .write(move |txn| capped_insert(txn, &record, cap, &reason, &audits, now))
+            .await
+    }
+
+    async fn create_session_capped_with_marks(
+        &self,
+        record: &SessionRecord,
+        cap: usize,
+        reason: &str,
+        audits: &[AuditRecord],
+    ) -> Result<(Vec<SessionId>, Option<UserNotBefore>), StoreError> {
+        let prefix = keys::user_prefix(&record.user_id);
+        let record = record.clone();
+        let reason = reason.to_owned();
+        let audits = audits.to_vec();
+        let now = self.clock.now();
+        // The marks are read in the write's own transaction: the writer already holds it, so
+        // the issuing replica keeps them without a second hand-off to the store's readers.
         self.writer
             .write(move |txn| {
-                let mut evicted = Vec::new();
-                if cap > 0 {
-                    let active = {
-                        let by_user = txn.open_table(BY_USER).map_err(backend)?;
-                        let sessions = txn.open_table(SESSIONS).map_err(backend)?;
-                        let prefix = keys::user_standing_prefix(&record.user_id, Standing::Active);
-                        indexed(&by_user, &sessions, &prefix, now)?
-                    };
-                    for old in active.iter().skip(cap - 1) {
-                        if let Revocation::Revoked(_) =
-                            revoke_in(txn, old.id, record.created_at, &reason, now, Listing::Drop)?
-                        {
-                            evicted.push(old.id);
-                        }
-                    }
-                }
-                insert_session(txn, &record)?;
-                insert_audits(txn, &audits)?;
-                Ok(evicted)
+                let evicted = capped_insert(txn, &record, cap, &reason, &audits, now)?;
+                let marks = txn
+                    .open_table(USER_NOT_BEFORE)
+                    .map_err(backend)
+                    .and_then(|table| marks_in(&table, &prefix, now))
+                    .ok();
+                Ok((evicted, marks))
             })
             .await
     }

@@ -12,7 +12,9 @@ use sessiond::model::records::{
 use sessiond::model::time::Timestamp;
 use sessiond::model::{Clock, ManualClock};
 use sessiond::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use sessiond::store::{Revocation, Rotation, SessionFilter, SessionScope, Store, StoreError};
+use sessiond::store::{
+    Revocation, Rotation, SessionFilter, SessionScope, Store, StoreError, UserNotBefore,
+};
 
 /// A store under test, the name printed for it and the clock it runs on: a manual clock
 /// starting at the wall clock's instant, which time-sensitive cases move instead of waiting.
@@ -174,6 +176,41 @@ pub async fn session_and_marks_answer_as_their_two_reads(store: Arc<dyn Store>) 
         .await
         .expect("read");
     assert!(got.is_none() && marks.is_empty());
+}
+
+pub async fn capped_creation_brings_the_users_marks(store: Arc<dyn Store>) {
+    let u = user();
+    let first = session(&u, &tenant("acme"), Duration::ZERO, HOUR);
+    let (evicted, marks) = store
+        .create_session_capped_with_marks(&first, 0, "limit", &[])
+        .await
+        .expect("create");
+    assert!(evicted.is_empty());
+    assert_eq!(marks, Some(UserNotBefore::new()), "a user with no marks");
+    assert_eq!(
+        store.get_session(first.id).await.expect("get").as_ref(),
+        Some(&first)
+    );
+
+    let at = Timestamp::now();
+    store
+        .set_user_not_before(&u, &tenant("acme"), at, at.plus(HOUR))
+        .await
+        .expect("set");
+    // The cap applies as in `create_session_capped`: the older session is evicted.
+    let second = session(&u, &tenant("acme"), Duration::ZERO, HOUR);
+    let (evicted, marks) = store
+        .create_session_capped_with_marks(&second, 1, "limit", &[])
+        .await
+        .expect("create");
+    assert_eq!(evicted, vec![first.id]);
+    let marks = marks.expect("marks read");
+    assert_eq!(marks, store.user_not_before(&u).await.expect("marks"));
+    assert_eq!(marks.get(&tenant("acme")).copied(), Some(at));
+    assert_eq!(
+        store.get_session(second.id).await.expect("get").as_ref(),
+        Some(&second)
+    );
 }
 
 pub async fn expired_and_unknown_sessions_are_absent(store: Arc<dyn Store>, clock: ManualClock) {
