@@ -161,6 +161,51 @@ impl Harness {
     }
 
     /// Records `round` in `violations` when any surface still calls `token` valid.
+    /// A harness whose store fails every per-session revocation while the returned switch is
+    /// on, so that a user-wide revocation lands only as the user's "not before" mark.
+    async fn start_failing_revocations() -> (Self, Arc<AtomicBool>) {
+        let switch = Arc::new(AtomicBool::new(false));
+        let failing = switch.clone();
+        let h = Harness::start(move |c| {
+            c.hooks = c.hooks.clone().fail_store(move |op| {
+                (op == Op::RevokeSessions && failing.load(Ordering::SeqCst))
+                    .then_some(Fault::FailBefore)
+            })
+        })
+        .await;
+        (h, switch)
+    }
+
+    /// `AdminRevokeUser` of which only the mark lands: `switch` (from
+    /// `start_failing_revocations`) fails its per-session revocations, so it is refused.
+    async fn revoke_user_mark_only(&self, switch: &AtomicBool, user: &str) {
+        switch.store(true, Ordering::SeqCst);
+        let refused = self
+            .client()
+            .admin_revoke_user(pb::AdminRevokeUserRequest {
+                user_id: user.to_owned(),
+                reason: "race".into(),
+                ..Default::default()
+            })
+            .await;
+        switch.store(false, Ordering::SeqCst);
+        assert!(refused.is_err(), "the per-session revocations failed");
+    }
+
+    /// An `Issue` for `user`, held once its session is written and before this replica keeps
+    /// what it wrote; it goes on when the returned sender fires (or is dropped).
+    async fn issue_held_after_its_write(
+        &self,
+        user: &str,
+    ) -> (tokio::task::JoinHandle<Issued>, oneshot::Sender<()>) {
+        let (at_hook, release) = self.gate.arm(Step::IssueWritten);
+        let mut client = self.client();
+        let user = user.to_owned();
+        let issuing = tokio::spawn(async move { support::issue(&mut client, &user).await });
+        reached(at_hook, "issue written").await;
+        (issuing, release)
+    }
+
     async fn note_valid_surfaces(
         &self,
         round: usize,
@@ -419,15 +464,7 @@ async fn a_first_sight_racing_a_revocation_never_outlives_it() {
 /// every surface, so the marks the paused loader read before it may not be kept as current.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marks_a_first_sight_read_before_a_user_revocation_are_never_kept_as_current() {
-    let fail_revocations = Arc::new(AtomicBool::new(false));
-    let failing = fail_revocations.clone();
-    let mut h = Harness::start(move |c| {
-        c.hooks = c.hooks.clone().fail_store(move |op| {
-            (op == Op::RevokeSessions && failing.load(Ordering::SeqCst))
-                .then_some(Fault::FailBefore)
-        })
-    })
-    .await;
+    let (mut h, fail_revocations) = Harness::start_failing_revocations().await;
     let mut violations = Vec::new();
     for round in 0..FIRST_SIGHT_ROUNDS {
         let victim = h.issue(&format!("mark-only-{round}")).await;
@@ -436,17 +473,8 @@ async fn marks_a_first_sight_read_before_a_user_revocation_are_never_kept_as_cur
         let (in_flight, release) = h
             .validate_held_at(Step::SessionRead(id), &victim.access, "first sight")
             .await;
-        fail_revocations.store(true, Ordering::SeqCst);
-        let refused = h
-            .client()
-            .admin_revoke_user(pb::AdminRevokeUserRequest {
-                user_id: victim.user_id.clone(),
-                reason: "race".into(),
-                ..Default::default()
-            })
+        h.revoke_user_mark_only(&fail_revocations, &victim.user_id)
             .await;
-        fail_revocations.store(false, Ordering::SeqCst);
-        assert!(refused.is_err(), "the per-session revocations failed");
         release.send(()).ok();
         in_flight.await.expect("in-flight validate");
         h.note_valid_surfaces(round, &victim.access, &mut violations)
@@ -468,13 +496,7 @@ async fn a_revocation_between_issue_and_its_cache_entry_wins() {
     let mut violations = Vec::new();
     for round in 0..ROUNDS {
         let user = format!("kept-late-{round}");
-        let (at_hook, release) = h.gate.arm(Step::IssueWritten);
-        let mut client = h.client();
-        let issuing = {
-            let user = user.clone();
-            tokio::spawn(async move { support::issue(&mut client, &user).await })
-        };
-        reached(at_hook, "issue written").await;
+        let (issuing, release) = h.issue_held_after_its_write(&user).await;
         let listed = h
             .client()
             .admin_list(pb::AdminListRequest {
@@ -504,36 +526,12 @@ async fn a_revocation_between_issue_and_its_cache_entry_wins() {
 /// before the write, so they are stale, and the mark alone ends the new token on every surface.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marks_an_issue_read_with_its_write_before_a_user_revocation_are_never_kept_as_current() {
-    let fail_revocations = Arc::new(AtomicBool::new(false));
-    let failing = fail_revocations.clone();
-    let h = Harness::start(move |c| {
-        c.hooks = c.hooks.clone().fail_store(move |op| {
-            (op == Op::RevokeSessions && failing.load(Ordering::SeqCst))
-                .then_some(Fault::FailBefore)
-        })
-    })
-    .await;
+    let (h, fail_revocations) = Harness::start_failing_revocations().await;
     let mut violations = Vec::new();
     for round in 0..ROUNDS {
         let user = format!("marks-kept-late-{round}");
-        let (at_hook, release) = h.gate.arm(Step::IssueWritten);
-        let mut client = h.client();
-        let issuing = {
-            let user = user.clone();
-            tokio::spawn(async move { support::issue(&mut client, &user).await })
-        };
-        reached(at_hook, "issue written").await;
-        fail_revocations.store(true, Ordering::SeqCst);
-        let refused = h
-            .client()
-            .admin_revoke_user(pb::AdminRevokeUserRequest {
-                user_id: user.clone(),
-                reason: "race".into(),
-                ..Default::default()
-            })
-            .await;
-        fail_revocations.store(false, Ordering::SeqCst);
-        assert!(refused.is_err(), "the per-session revocations failed");
+        let (issuing, release) = h.issue_held_after_its_write(&user).await;
+        h.revoke_user_mark_only(&fail_revocations, &user).await;
         release.send(()).ok();
         let issued = issuing.await.expect("issue task");
         h.note_valid_surfaces(round, &issued.access, &mut violations)
