@@ -1,4 +1,5 @@
-//! The authority's background work: following the revocation feed and sweeping expired rows.
+//! The authority's background work: following the revocation feed and sweeping expired rows
+//! and cached tokens.
 //! Each loop ends when its cancellation token fires.
 
 use std::sync::Arc;
@@ -88,15 +89,24 @@ impl Sessions {
         }
     }
 
-    /// Removes expired sessions, revocation marks and old audit events every `SWEEP_EVERY`.
+    /// Removes expired sessions, revocation marks and old audit events, and drops expired
+    /// tokens from the token cache, every `SWEEP_EVERY`.
     pub async fn sweep_expired(self: Arc<Self>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while stop.run_until_cancelled(tick.tick()).await.is_some() {
-            match self.store.sweep(self.clock.now()).await {
+            let now = self.clock.now();
+            match self.store.sweep(now).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::debug!(removed, "swept expired rows"),
                 Err(error) => tracing::warn!(%error, "sweep failed"),
+            }
+            // A walk over every shard of the cache: not on the runtime's threads.
+            let this = self.clone();
+            match tokio::task::spawn_blocking(move || this.caches.tokens.sweep_expired(now)).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "dropped expired tokens from the cache"),
+                Err(error) => tracing::warn!(%error, "token cache sweep failed"),
             }
         }
     }

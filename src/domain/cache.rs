@@ -1,9 +1,6 @@
 //! The in-process caches behind `Validate`'s hot path.
 //!
-//! - Verified tokens, keyed by a 128-bit keyed hash of the token text (SipHash-2-4 under a
-//!   key drawn at random when the process starts): 16 bytes instead of the token's 600 or
-//!   more. To borrow a verified token's claims, a forged token would need the same 128 bits
-//!   under a key it never sees. Each entry expires with its token.
+//! - Verified tokens, keyed by a keyed 128-bit hash of the token text ([`TokenCache`]).
 //! - Session state, and per-user "not before" marks. Entries are dropped at once by a
 //!   revocation on this replica and by the revocation feed for revocations made elsewhere.
 //! - Freshness: when the feed has not been read successfully for too long, the caches are not
@@ -26,15 +23,14 @@
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use metrics::Counter;
-use moka::Expiry;
 use moka::notification::RemovalCause;
-use siphasher::sip128::SipHasher24;
 
 use super::access::AccessClaims;
+use super::token_cache::{TokenCache, TokenKey};
 use crate::model::clock::SharedClock;
 use crate::model::ids::{SessionId, UserId};
 use crate::model::records::SessionRecord;
@@ -74,27 +70,6 @@ impl CachedSession {
             cached_at: now,
             superseded: AtomicBool::new(false),
         }
-    }
-}
-
-/// The verified-token cache's key: a keyed 128-bit hash of the token text (see the module
-/// documentation). SHA-256 would do as well but costs over a quarter of a cache hit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TokenKey(u128);
-
-/// The process's key for [`TokenKey`], drawn once.
-fn token_key_secret() -> &'static SipHasher24 {
-    static SECRET: std::sync::OnceLock<SipHasher24> = std::sync::OnceLock::new();
-    SECRET.get_or_init(|| {
-        let key: [u8; 16] = rand::random();
-        SipHasher24::new_with_key(&key)
-    })
-}
-
-impl TokenKey {
-    /// The key of `token`.
-    pub fn of(token: &str) -> Self {
-        Self(token_key_secret().hash(token.as_bytes()).as_u128())
     }
 }
 
@@ -265,6 +240,12 @@ impl Epochs {
 /// cached token, session and user (docs/benchmarks.md, "Cache memory").
 const ENTRY_OVERHEAD: usize = 384;
 
+/// What the token cache keeps beside each entry: its slot (key, value, frequency and queue
+/// links), its share of the table and of the ghost queue of recently evicted keys, and the
+/// allocator's headers. Checked against the process's measured growth per cached token
+/// (docs/benchmarks.md, "Cache memory").
+const TOKEN_ENTRY_OVERHEAD: usize = 128;
+
 /// Heap bytes of a string: its text rounded up to the allocator's 16-byte granules.
 fn text(s: &str) -> usize {
     if s.is_empty() {
@@ -302,9 +283,9 @@ fn session_weight(value: &Option<Arc<CachedSession>>) -> u32 {
 /// user entry after their caches let them go (not the record, the marks or any text), so
 /// those are counted too: the estimate is a bound, a little above the real footprint while
 /// the entries are still cached.
-fn token_weight(key: &TokenKey, entry: &Arc<TokenEntry>) -> u32 {
+pub(super) fn token_weight(key: &TokenKey, entry: &Arc<TokenEntry>) -> u32 {
     let claims = &entry.claims;
-    let fixed = ENTRY_OVERHEAD
+    let fixed = TOKEN_ENTRY_OVERHEAD
         + std::mem::size_of_val(key)
         + (std::mem::size_of::<TokenEntry>() + 16)
         + (std::mem::size_of::<AccessClaims>() + 16)
@@ -336,21 +317,6 @@ fn marks_weight(user: &UserId, marks: &Arc<CachedMarks>) -> u32 {
             .map(|t| text(t.as_str()) + 48)
             .sum::<usize>();
     u32::try_from(bytes).unwrap_or(u32::MAX)
-}
-
-struct TokenExpiry {
-    clock: SharedClock,
-}
-
-impl Expiry<TokenKey, Arc<TokenEntry>> for TokenExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &TokenKey,
-        value: &Arc<TokenEntry>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(self.clock.now().until(value.claims.expires_at))
-    }
 }
 
 /// The default budget of all three caches (`--cache-memory`): 192 MiB.
@@ -509,7 +475,7 @@ impl Meters {
 /// The caches of one replica.
 pub struct Caches {
     /// Verified access tokens.
-    pub tokens: moka::sync::Cache<TokenKey, Arc<TokenEntry>>,
+    pub tokens: TokenCache,
     /// Session state. A `None` ("no such session") is dropped right after the lookup that
     /// made it (`validate`), so a session not yet replicated here is not taken for unknown.
     pub sessions: moka::future::Cache<SessionId, Option<Arc<CachedSession>>>,
@@ -543,21 +509,12 @@ fn evictions(cache: &'static str) -> impl Fn(RemovalCause) + Send + Sync + 'stat
 }
 
 impl Caches {
-    /// Empty caches of the given sizes; token entries expire with their tokens by `clock`.
+    /// Empty caches of the given sizes; `clock` dates the first feed read.
     pub fn new(limits: CacheLimits, clock: SharedClock) -> Self {
         let started = clock.now();
-        let (tokens_out, sessions_out, users_out) = (
-            evictions("tokens"),
-            evictions("sessions"),
-            evictions("users"),
-        );
+        let (sessions_out, users_out) = (evictions("sessions"), evictions("users"));
         Self {
-            tokens: moka::sync::Cache::builder()
-                .max_capacity(limits.tokens)
-                .weigher(token_weight)
-                .expire_after(TokenExpiry { clock })
-                .eviction_listener(move |_, _, cause| tokens_out(cause))
-                .build(),
+            tokens: TokenCache::new(limits.tokens),
             sessions: moka::future::Cache::builder()
                 .max_capacity(limits.sessions)
                 .weigher(|_, v| session_weight(v))
@@ -591,7 +548,6 @@ impl Caches {
     /// Sets the cache gauges (entries, estimated bytes, budget) to what they are now, after
     /// applying the inserts and evictions the caches still have queued (moka counts lazily).
     pub async fn report(&self) {
-        self.tokens.run_pending_tasks();
         self.sessions.run_pending_tasks().await;
         self.users.run_pending_tasks().await;
         let sizes = [
@@ -835,19 +791,6 @@ mod tests {
     }
 
     #[test]
-    fn a_token_key_is_stable_and_tells_tokens_apart() {
-        let token = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJl";
-        assert_eq!(TokenKey::of(token), TokenKey::of(token));
-        assert_ne!(TokenKey::of(token), TokenKey::of(&token[..token.len() - 1]));
-        assert_ne!(TokenKey::of(token), TokenKey::of(&format!("{token}x")));
-        // Keyed: not a plain SipHash-2-4 under the all-zero key.
-        let unkeyed = SipHasher24::new_with_key(&[0; 16])
-            .hash(token.as_bytes())
-            .as_u128();
-        assert_ne!(TokenKey::of(token), TokenKey(unkeyed));
-    }
-
-    #[test]
     fn the_budget_bounds_the_estimated_bytes() {
         let caches = Caches::new(
             CacheLimits::within(1 << 20, Duration::from_secs(60)),
@@ -872,7 +815,6 @@ mod tests {
                 Arc::new(TokenEntry::new(Arc::new(claims))),
             );
         }
-        caches.tokens.run_pending_tasks();
         let limit = caches.limits.tokens;
         assert!(caches.tokens.weighted_size() <= limit, "over the budget");
         // Most of the 5,000 were pushed out: a few hundred bytes each in 384 KiB.

@@ -17,6 +17,7 @@ pub mod revoke;
 pub mod rotation;
 pub mod secrets;
 pub mod sessions;
+pub mod token_cache;
 pub mod validate;
 pub mod view;
 

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use super::access::{self, AccessClaims, Grant};
 use super::audit::{self, AuditEntry, AuditKind, Caller, Role};
-use super::cache::{CacheLimits, Caches, TokenEntry, TokenKey};
+use super::cache::{CacheLimits, Caches, TokenEntry};
 use super::client::Client;
 use super::error::DomainError;
 use super::last_seen::Touches;
 use super::refresh::RefreshToken;
 use super::secrets::Keyring;
+use super::token_cache::TokenKey;
 use super::view::Session;
 use crate::hooks::{Hooks, Step};
 use crate::model::clock::SharedClock;

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::access::{self, AccessClaims};
-use super::cache::{CachedMarks, CachedSession, Outcomes, TokenEntry, TokenKey};
+use super::cache::{CachedMarks, CachedSession, Outcomes, TokenEntry};
 use super::error::{DomainError, TokenProblem};
 use super::sessions::Sessions;
+use super::token_cache::TokenKey;
 use super::view::ValidToken;
 use crate::hooks::Step;
 use crate::model::ids::{SessionId, TenantId, UserId};
