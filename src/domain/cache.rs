@@ -234,10 +234,10 @@ impl Epochs {
     }
 }
 
-/// What moka keeps beside each entry (its slot in the hash table, the entry's metadata and
-/// its places in the access and write orders) plus the allocator's headers. With the sizes
-/// below, the estimates were within a few percent of the process's measured growth per
-/// cached token, session and user (docs/benchmarks.md, "Cache memory").
+/// What moka (the session and user caches) keeps beside each entry (its slot in the hash
+/// table, the entry's metadata and its places in the access and write orders) plus the
+/// allocator's headers. With the sizes below, the estimates stay above the process's measured
+/// growth per cached session and user (docs/benchmarks.md, "Cache memory").
 const ENTRY_OVERHEAD: usize = 384;
 
 /// What the token cache keeps beside each entry: its slot (key, value, frequency and queue
