@@ -10,6 +10,7 @@ pub mod cache;
 pub mod client;
 pub mod device;
 pub mod error;
+pub mod jwt_crypto;
 pub mod last_seen;
 pub mod page_token;
 pub mod refresh;

@@ -107,6 +107,8 @@ impl Keyring {
         verifying: HashMap<String, Arc<VerifyingKey>>,
         pepper: &[u8],
     ) -> Result<Self, String> {
+        // Before any token is checked with these keys: see `jwt_crypto`.
+        super::jwt_crypto::install();
         if pepper.len() < 32 {
             return Err("the pepper must be at least 32 bytes".into());
         }
