@@ -314,16 +314,18 @@ fn check_low_s(token: &str) -> Result<(), TokenProblem> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use jsonwebtoken::Header;
 
-    fn keys() -> Keyring {
+    /// A keyring of a fresh key directory (also for the token tests of `jwt_crypto`).
+    pub(crate) fn keys() -> Keyring {
         let dir = tempfile::tempdir().expect("tempdir");
         crate::keystore::load_or_create(dir.path()).expect("keys")
     }
 
-    fn claims(grant: Option<Grant>) -> AccessClaims {
+    /// Claims at a fixed instant long past, with `grant`.
+    pub(crate) fn claims(grant: Option<Grant>) -> AccessClaims {
         // A fixed instant long past: `verify` leaves expiry to its callers' clock, so a token
         // whose `exp` has long gone by still verifies, and no test here depends on the time.
         let now = Timestamp::from_micros(1_700_000_000_123_456);

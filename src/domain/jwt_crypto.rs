@@ -90,31 +90,13 @@ impl JwtVerifier for Ed25519Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::access::{self, AccessClaims, Grant};
+    use crate::domain::access::tests::{claims, keys};
+    use crate::domain::access::{self, Grant};
     use crate::domain::error::TokenProblem;
-    use crate::model::ids::{SessionId, TenantId, UserId};
-    use crate::model::time::Timestamp;
-
-    fn claims() -> AccessClaims {
-        let now = Timestamp::from_micros(1_700_000_000_000_000);
-        AccessClaims {
-            session_id: SessionId::new(),
-            user_id: UserId::parse("sub", "user-1").expect("user"),
-            tenant_id: TenantId::none(),
-            issued_at: now,
-            expires_at: Timestamp::from_micros((now.as_secs() + 60) * 1_000_000),
-            grant: Some(Grant::new("client-1", "sessiond")),
-            auth_time: None,
-            acr: String::new(),
-            amr: Vec::new(),
-            refresh_generation: None,
-        }
-    }
 
     #[test]
     fn a_keyrings_ed25519_key_is_parsed_once_and_checks_as_before() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let keys = crate::keystore::load_or_create(dir.path()).expect("keys");
+        let keys = keys();
         let kid = &keys.signing.kid;
         let public: [u8; 32] = keys.verifying[kid]
             .decoding
@@ -122,7 +104,8 @@ mod tests {
             .expect("raw key")
             .try_into()
             .expect("32 bytes");
-        let token = access::sign(&keys, "sessiond", &claims()).expect("sign");
+        let grant = Some(Grant::new("client-1", "sessiond"));
+        let token = access::sign(&keys, "sessiond", &claims(grant)).expect("sign");
         assert!(!is_parsed(&public), "parsed before any check");
 
         let verified = access::verify(&keys, "sessiond", "sessiond", &token).expect("verifies");
