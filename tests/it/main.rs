@@ -24,6 +24,7 @@ mod admission;
 mod cluster;
 mod cql_faults;
 mod cql_settling;
+mod embedded_file;
 mod gateway;
 mod hot_path;
 mod idle;

@@ -56,6 +56,36 @@ impl Standing {
     }
 }
 
+/// The byte after `user 0x00` of the per-user index's audit entries. Between the two standings'
+/// bytes, so a scan of one standing never meets them; and beside the user's session entries, so
+/// an `Issue`'s session entry and its audit entry land on one page of the index, and its write
+/// copies and flushes one page where two tables would each have needed their own.
+const AUDIT_PART: u8 = b'e';
+
+/// `user 0x00 'e'`: the prefix of one user's audit entries in the per-user index. Takes the
+/// audit record's user text, which is a `UserId`'s or empty (an event of no user is not indexed).
+pub fn user_audit_prefix(user: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(user.len() + 2);
+    k.extend_from_slice(user.as_bytes());
+    k.push(0);
+    k.push(AUDIT_PART);
+    k
+}
+
+/// The per-user index key of an audit entry that earlier versions kept in a table of its own
+/// (`user 0x00 at event_id`); `None` for bytes of another shape.
+pub fn audit_entry_from_v1(old: &[u8]) -> Option<Vec<u8>> {
+    let (user, tail) = old.split_at(old.len().checked_sub(24)?);
+    if user.last() != Some(&0) || user.len() < 2 {
+        return None;
+    }
+    let mut k = Vec::with_capacity(old.len() + 1);
+    k.extend_from_slice(user);
+    k.push(AUDIT_PART);
+    k.extend_from_slice(tail);
+    Some(k)
+}
+
 /// `user 0x00 standing`: one user's sessions of one standing, every tenant.
 pub fn user_standing_prefix(user: &UserId, standing: Standing) -> Vec<u8> {
     let mut k = user_prefix(user);
@@ -138,6 +168,49 @@ mod tests {
             assert!(time_bytes(a) < time_bytes(b));
             assert_eq!(time_from(&time_bytes(a)), Some(a));
         }
+    }
+
+    #[test]
+    fn a_users_audit_entries_sit_beside_their_sessions_and_outside_both_standings() {
+        let u = UserId::parse("u", "alice").expect("valid");
+        let session = |standing| {
+            by_user(
+                &u,
+                &TenantId::none(),
+                standing,
+                Timestamp::from_micros(5),
+                SessionId::new(),
+            )
+        };
+        let event = audit(
+            &user_audit_prefix(u.as_str()),
+            Timestamp::from_micros(7),
+            uuid::Uuid::now_v7(),
+        );
+        assert!(event.starts_with(&user_prefix(&u)));
+        for standing in [Standing::Active, Standing::Revoked] {
+            let part = user_standing_prefix(&u, standing);
+            assert!(!event.starts_with(&part));
+            assert!(!session(standing).starts_with(&user_audit_prefix(u.as_str())));
+        }
+        assert!(session(Standing::Active) < event && event < session(Standing::Revoked));
+    }
+
+    #[test]
+    fn an_earlier_versions_audit_index_key_moves_under_the_audit_part() {
+        let at = Timestamp::from_micros(1_700_000_000_000_000);
+        let id = uuid::Uuid::now_v7();
+        let mut old = b"alice".to_vec();
+        old.push(0);
+        let old = audit(&old, at, id);
+        assert_eq!(
+            audit_entry_from_v1(&old),
+            Some(audit(&user_audit_prefix("alice"), at, id))
+        );
+        // No user, no separator, or too short: not a key of that table.
+        assert_eq!(audit_entry_from_v1(&audit(&[], at, id)), None);
+        assert_eq!(audit_entry_from_v1(&audit(b"alice", at, id)), None);
+        assert_eq!(audit_entry_from_v1(&[0; 10]), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
     WriteTransaction,
 };
 
@@ -33,7 +33,8 @@ use reader::Readers;
 use writer::Writer;
 
 const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
-/// The per-user index, split by standing (see [`keys::Standing`]).
+/// The per-user index: a user's sessions, split by standing (see [`keys::Standing`]), and their
+/// audit events (see [`keys::user_audit_prefix`]).
 const BY_USER: TableDefinition<&[u8], ()> = TableDefinition::new("sessions_by_user_v2");
 /// The index of earlier versions, without the standing; rebuilt into [`BY_USER`] on open.
 const BY_USER_V1: TableDefinition<&[u8], ()> = TableDefinition::new("sessions_by_user");
@@ -44,7 +45,9 @@ const IDLE: TableDefinition<&[u8], ()> = TableDefinition::new("session_idle_dead
 const USER_NOT_BEFORE: TableDefinition<&[u8], (i64, i64)> = TableDefinition::new("user_not_before");
 const SETTINGS: TableDefinition<&str, i64> = TableDefinition::new("settings");
 const AUDIT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("audit");
-const AUDIT_BY_USER: TableDefinition<&[u8], ()> = TableDefinition::new("audit_by_user");
+/// The per-user audit index of earlier versions, a table of its own; moved into [`BY_USER`] on
+/// open.
+const AUDIT_BY_USER_V1: TableDefinition<&[u8], ()> = TableDefinition::new("audit_by_user");
 
 const GLOBAL_NOT_BEFORE: &str = "global_not_before";
 /// Most rows one sweep transaction removes, so a large backlog never holds the writer long.
@@ -252,11 +255,36 @@ fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(USER_NOT_BEFORE).map_err(backend)?;
     txn.open_table(SETTINGS).map_err(backend)?;
     txn.open_table(AUDIT).map_err(backend)?;
-    txn.open_table(AUDIT_BY_USER).map_err(backend)?;
     if txn.delete_table(BY_USER_V1).map_err(backend)? {
         rebuild_user_index(&txn)?;
     }
+    move_audit_index(&txn)?;
     txn.commit().map_err(backend)
+}
+
+/// Moves the per-user audit index of a file an earlier version wrote into the per-user index.
+fn move_audit_index(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let exists = txn
+        .list_tables()
+        .map_err(backend)?
+        .any(|t| t.name() == AUDIT_BY_USER_V1.name());
+    if !exists {
+        return Ok(());
+    }
+    {
+        let old = txn.open_table(AUDIT_BY_USER_V1).map_err(backend)?;
+        let mut by_user = txn.open_table(BY_USER).map_err(backend)?;
+        for entry in old.iter().map_err(backend)? {
+            let (k, _) = entry.map_err(backend)?;
+            // A key of another shape was never written by this table's code; it has no user
+            // to list it under.
+            if let Some(moved) = keys::audit_entry_from_v1(k.value()) {
+                by_user.insert(moved.as_slice(), ()).map_err(backend)?;
+            }
+        }
+    }
+    txn.delete_table(AUDIT_BY_USER_V1).map_err(backend)?;
+    Ok(())
 }
 
 /// Rebuilds the per-user index from the sessions table, for a file an earlier version wrote.
@@ -306,7 +334,7 @@ fn insert_audits(txn: &WriteTransaction, events: &[AuditRecord]) -> Result<(), S
         return Ok(());
     }
     let mut audit = txn.open_table(AUDIT).map_err(backend)?;
-    let mut by_user = txn.open_table(AUDIT_BY_USER).map_err(backend)?;
+    let mut by_user = txn.open_table(BY_USER).map_err(backend)?;
     for e in events {
         let bytes = codec::encode_audit(e)?;
         let k = keys::audit(&[], e.at, e.event_id);
@@ -314,9 +342,7 @@ fn insert_audits(txn: &WriteTransaction, events: &[AuditRecord]) -> Result<(), S
             .insert(k.as_slice(), bytes.as_slice())
             .map_err(backend)?;
         if !e.user_id.is_empty() {
-            let mut prefix = e.user_id.as_bytes().to_vec();
-            prefix.push(0);
-            let k = keys::audit(&prefix, e.at, e.event_id);
+            let k = keys::audit(&keys::user_audit_prefix(&e.user_id), e.at, e.event_id);
             by_user.insert(k.as_slice(), ()).map_err(backend)?;
         }
     }
@@ -715,7 +741,9 @@ impl Store for EmbeddedStore {
         cursor: Option<&[u8]>,
         limit: usize,
     ) -> Result<Page<AuditRecord>, StoreError> {
-        let prefix = user.map(keys::user_prefix).unwrap_or_default();
+        let prefix = user
+            .map(|u| keys::user_audit_prefix(u.as_str()))
+            .unwrap_or_default();
         let cursor = cursor.map(<[u8]>::to_vec);
         self.read(move |txn| audit_page(txn, &prefix, cursor, limit))
             .await
@@ -882,7 +910,7 @@ fn audit_page(
     };
     let lower = std::ops::Bound::Included(prefix.to_vec());
     let audit = txn.open_table(AUDIT).map_err(backend)?;
-    let by_user = txn.open_table(AUDIT_BY_USER).map_err(backend)?;
+    let by_user = txn.open_table(BY_USER).map_err(backend)?;
     let mut items = Vec::new();
     let bounds = (
         lower.as_ref().map(Vec::as_slice),
@@ -1036,7 +1064,7 @@ fn sweep_idle(txn: &WriteTransaction, now: Timestamp, max: usize) -> Result<usiz
 
 fn sweep_audit(txn: &WriteTransaction, cutoff: Timestamp, max: usize) -> Result<usize, StoreError> {
     let mut audit = txn.open_table(AUDIT).map_err(backend)?;
-    let mut by_user = txn.open_table(AUDIT_BY_USER).map_err(backend)?;
+    let mut by_user = txn.open_table(BY_USER).map_err(backend)?;
     let upper = keys::audit(&[], cutoff, uuid::Uuid::nil());
     let old: Vec<(Vec<u8>, String)> = audit
         .range::<&[u8]>(..upper.as_slice())
@@ -1056,8 +1084,7 @@ fn sweep_audit(txn: &WriteTransaction, cutoff: Timestamp, max: usize) -> Result<
     for (key, user) in old {
         audit.remove(key.as_slice()).map_err(backend)?;
         if !user.is_empty() {
-            let mut k = user.into_bytes();
-            k.push(0);
+            let mut k = keys::user_audit_prefix(&user);
             k.extend_from_slice(&key);
             by_user.remove(k.as_slice()).map_err(backend)?;
         }
