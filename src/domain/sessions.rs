@@ -171,6 +171,10 @@ pub struct Sessions {
     pub(super) clock: SharedClock,
 }
 
+/// The token cache's entry for an access token this replica just signed: `None` for a token
+/// the check would refuse (longer than it accepts).
+type Minted = Option<(TokenKey, Arc<TokenEntry>)>;
+
 impl Sessions {
     /// Wires the authority to its store, keys and clock. `touches` is the last-seen
     /// write-behind queue; `hooks` are a test's pauses (none in production). Every instant
@@ -262,17 +266,28 @@ impl Sessions {
         // whose marks this replica does not hold has them read with the write (in its own
         // transaction on the embedded store), so the first check of the new token reads
         // nothing here; a failed read only leaves the marks to that check.
-        let (evicted, marks) = if fresh && !self.caches.users.contains_key(&record.user_id) {
-            self.store
-                .create_session_capped_with_marks(&record, cap, reason, &audits)
-                .await?
-        } else {
-            let evicted = self
-                .store
-                .create_session_capped(&record, cap, reason, &audits)
-                .await?;
-            (evicted, None)
+        let write = async {
+            if fresh && !self.caches.users.contains_key(&record.user_id) {
+                self.store
+                    .create_session_capped_with_marks(&record, cap, reason, &audits)
+                    .await
+            } else {
+                let evicted = self
+                    .store
+                    .create_session_capped(&record, cap, reason, &audits)
+                    .await?;
+                Ok((evicted, None))
+            }
         };
+        // The tokens are signed once the write is on its way (the write is polled first): the
+        // signature, the call's largest piece of CPU, fills the wait for the group's fsync
+        // instead of following it. They leave this function, and the minted token enters the
+        // token cache, only once the write has succeeded.
+        let (written, minted) = tokio::join!(write, async {
+            self.mint_pair(caller, &record, &refresh, now)
+        });
+        let (evicted, marks) = written?;
+        let (tokens, minted) = minted?;
         audits.iter().for_each(audit::log);
         self.evicted(caller, &record, &evicted).await?;
         self.hooks.at(Step::IssueWritten).await;
@@ -280,14 +295,15 @@ impl Sessions {
         if let Some(marks) = marks {
             self.keep_marks(&record.user_id, marks, user_epoch).await;
         }
-        let tokens = self.token_pair(caller, &record, &refresh, now)?;
+        self.keep_minted(minted);
         Ok(Issued {
             session: record.into(),
             tokens,
         })
     }
 
-    /// A new pair for `session`, the access token naming `caller` as its `client_id`.
+    /// A new pair for `session`, the access token naming `caller` as its `client_id`; the
+    /// access token starts in the token cache.
     pub(super) fn token_pair(
         &self,
         caller: &Caller,
@@ -295,6 +311,28 @@ impl Sessions {
         refresh: &RefreshToken,
         now: Timestamp,
     ) -> Result<TokenPair, DomainError> {
+        let (pair, minted) = self.mint_pair(caller, session, refresh, now)?;
+        self.keep_minted(minted);
+        Ok(pair)
+    }
+
+    /// Keeps a token this replica minted in the token cache: the caller's next step is usually
+    /// a request validated here, which then needs no signature check.
+    fn keep_minted(&self, minted: Minted) {
+        if let Some((key, entry)) = minted {
+            self.caches.tokens.insert(key, entry);
+        }
+    }
+
+    /// [`Self::token_pair`] without keeping anything: the pair, and the token cache's entry for
+    /// its access token (`None` for a token the check would refuse).
+    fn mint_pair(
+        &self,
+        caller: &Caller,
+        session: &SessionRecord,
+        refresh: &RefreshToken,
+        now: Timestamp,
+    ) -> Result<(TokenPair, Minted), DomainError> {
         let expires = now
             .plus(self.policy.access_token_ttl)
             .min(session.expires_at);
@@ -320,20 +358,20 @@ impl Sessions {
         };
         let (access_token, minted) =
             access::sign_verified(&self.keys, &self.policy.issuer, &claims)?;
-        if let Some(minted) = minted {
-            // The caller's next step is usually a request validated here: no signature check.
-            self.caches.tokens.insert(
+        let minted = minted.map(|claims| {
+            (
                 TokenKey::of(&access_token),
-                Arc::new(TokenEntry::new(Arc::new(minted))),
-            );
-        }
-        Ok(TokenPair {
+                Arc::new(TokenEntry::new(Arc::new(claims))),
+            )
+        });
+        let pair = TokenPair {
             access_token,
             // The token carries whole seconds; report what it carries.
             access_token_expires_at: Timestamp::from_micros(expires.as_secs() * 1_000_000),
             refresh_token: refresh.encode(&self.keys),
             refresh_token_expires_at: session.expires_at,
-        })
+        };
+        Ok((pair, minted))
     }
 
     /// The idle timeout a new session gets: the requested one (zero: none), else the policy's.
