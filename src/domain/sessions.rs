@@ -287,7 +287,6 @@ impl Sessions {
             self.mint_pair(caller, &record, &refresh, now)
         });
         let (evicted, marks) = written?;
-        let (tokens, minted) = minted?;
         audits.iter().for_each(audit::log);
         self.evicted(caller, &record, &evicted).await?;
         self.hooks.at(Step::IssueWritten).await;
@@ -295,6 +294,9 @@ impl Sessions {
         if let Some(marks) = marks {
             self.keep_marks(&record.user_id, marks, user_epoch).await;
         }
+        // Only now: what the write did (evictions, their audit, the kept session) is settled
+        // whether or not the signing failed.
+        let (tokens, minted) = minted?;
         self.keep_minted(minted);
         Ok(Issued {
             session: record.into(),
