@@ -53,7 +53,11 @@ fn audit_prefix(user: &str) -> Vec<u8> {
 /// The keys of `user`'s audit entries in the per-user index.
 fn audit_entries(db: &Database, user: &str) -> Vec<Vec<u8>> {
     let txn = db.begin_read().expect("read");
-    let table = txn.open_table(BY_USER).expect("per-user index");
+    audit_entries_in(&txn.open_table(BY_USER).expect("per-user index"), user)
+}
+
+/// `audit_entries` on an open table, of a read or of a write transaction.
+fn audit_entries_in(table: &impl ReadableTable<&'static [u8], ()>, user: &str) -> Vec<Vec<u8>> {
     let prefix = audit_prefix(user);
     table
         .range::<&[u8]>(prefix.as_slice()..)
@@ -140,17 +144,6 @@ async fn an_earlier_versions_audit_index_is_moved_into_the_per_user_index_on_ope
     assert!(!table_names(&db).contains(&"audit_by_user".to_owned()));
     assert_eq!(audit_entries(&db, "alice").len(), 3);
     assert_eq!(audit_entries(&db, "bob").len(), 1);
-}
-
-/// `audit_entries` on a table open for writing.
-fn audit_entries_in(table: &redb::Table<&[u8], ()>, user: &str) -> Vec<Vec<u8>> {
-    let prefix = audit_prefix(user);
-    table
-        .range::<&[u8]>(prefix.as_slice()..)
-        .expect("range")
-        .map(|e| e.expect("entry").0.value().to_vec())
-        .take_while(|k| k.starts_with(&prefix))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
