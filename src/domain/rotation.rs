@@ -23,7 +23,7 @@ use super::client::Client;
 use super::error::{DomainError, TokenProblem};
 use super::refresh::RefreshToken;
 use super::secrets::Keyring;
-use super::sessions::{Issued, Sessions, SignInRequest};
+use super::sessions::{Issued, MintedPair, Sessions, SignInRequest};
 use crate::hooks::Step;
 use crate::model::ids::SessionId;
 use crate::model::records::{
@@ -160,10 +160,10 @@ impl Sessions {
                         AuditKind::SessionRefreshed,
                         "",
                     );
-                    match self.rotate(record, &changes, audit).await? {
-                        Ok((next, token)) => {
+                    match self.rotate(caller, record, &changes, audit).await? {
+                        Ok((next, minted)) => {
                             let rotated = Some(&self.caches.meters.refreshes.rotated);
-                            return self.answer(caller, next, &token, None, rotated).await;
+                            return self.answer(next, minted, None, rotated).await;
                         }
                         Err(current) => record = current,
                     }
@@ -184,9 +184,8 @@ impl Sessions {
                         "grace_replay",
                     );
                     let replayed = Some(&self.caches.meters.refreshes.grace_replay);
-                    return self
-                        .answer(caller, record, &token, Some(audit), replayed)
-                        .await;
+                    let minted = self.mint_pair(caller, &record, &token, self.clock.now());
+                    return self.answer(record, minted, Some(audit), replayed).await;
                 }
                 Presented::Reuse(kind) => {
                     return Err(self
@@ -249,8 +248,8 @@ impl Sessions {
                 AuditKind::SessionSteppedUp,
                 "",
             );
-            match self.rotate(record, &changes, audit).await? {
-                Ok((next, token)) => return self.answer(caller, next, &token, None, None).await,
+            match self.rotate(caller, record, &changes, audit).await? {
+                Ok((next, minted)) => return self.answer(next, minted, None, None).await,
                 // A refresh got there first: step up its successor instead.
                 Err(current) => record = current,
             }
@@ -259,20 +258,22 @@ impl Sessions {
     }
 
     /// One compare-and-set from `record`'s current generation to the next, derived token,
-    /// written with `audit` when it wins. `Ok` with the session as it now stands and its token
-    /// when this call won; `Err` with the session as the store now has it when another
-    /// rotation did.
+    /// written with `audit` when it wins. `Ok` with the session as it now stands and its new
+    /// pair for `caller` (signed, not yet handed out or cached) when this call won; `Err` with
+    /// the session as the store now has it when another rotation did.
     async fn rotate(
         &self,
+        caller: &Caller,
         record: SessionRecord,
         changes: &Changes,
         audit: AuditRecord,
-    ) -> Result<Result<(SessionRecord, RefreshToken), SessionRecord>, DomainError> {
+    ) -> Result<Result<(SessionRecord, MintedPair), SessionRecord>, DomainError> {
         let id = record.id;
         // A session stored before tokens were derived gets its salt with its first rotation.
         let salt = record.refresh_salt.unwrap_or_else(RefreshToken::new_salt);
         let generation = record.refresh_generation.wrapping_add(1);
         let token = RefreshToken::derive(&self.keys, id, generation, &salt);
+        let now = self.clock.now();
         let step = RotationStep {
             expected: record.refresh_state(),
             next: RefreshState {
@@ -280,27 +281,32 @@ impl Sessions {
                 hash: token.hash(&self.keys),
             },
             salt,
-            at: self.clock.now(),
+            at: now,
             client: changes.client.clone(),
             sign_in: changes.sign_in.clone(),
         };
+        let next = step.applied_to(record);
         // Taken before the write: a revocation landing after it makes the entry kept below
         // stale.
         let epoch = self.caches.session_epochs.of(&id);
-        match self
+        // The new pair is signed while the compare-and-set waits for the store (the write is
+        // polled first), as `Issue` does; it is handed out, and its access token cached, only
+        // by `answer`, once the rotation has won and the session still stands. A lost
+        // rotation's signature is wasted: one per losing tab.
+        let write = self
             .store
-            .rotate_refresh(id, &step, std::slice::from_ref(&audit))
-            .await?
-        {
+            .rotate_refresh(id, &step, std::slice::from_ref(&audit));
+        let (rotated, minted) =
+            tokio::join!(write, async { self.mint_pair(caller, &next, &token, now) });
+        match rotated? {
             // Copies of the session cached elsewhere show the old client and sign-in; the new
             // tokens carry the new generation (`sgen`), which makes the first check of one
             // there read the session again. This replica keeps the session as it now stands.
             Rotation::Won => {
                 audit::log(&audit);
-                let next = step.applied_to(record);
                 self.hooks.at(Step::RotationWritten(id)).await;
                 self.keep_session(next.clone(), epoch).await;
-                Ok(Ok((next, token)))
+                Ok(Ok((next, minted)))
             }
             Rotation::Lost(current) => Ok(Err(*current)),
             // Lost to a revocation, not to a thief: no alarm.
@@ -326,15 +332,14 @@ impl Sessions {
             .stamped(self.clock.now())
     }
 
-    /// Hands out `token` and a fresh access token for `session`, after checking once more
-    /// that the session stands (a switch or a sign-out that landed meanwhile ends it too:
-    /// say so rather than hand out tokens that every surface rejects). `audit` is the event
-    /// still to write (a rotation's went with it), `counted` the refresh outcome to count.
+    /// Hands out the pair `minted` for `session`, after checking once more that the session
+    /// stands (a switch or a sign-out that landed meanwhile ends it too: say so rather than
+    /// hand out tokens that every surface rejects). `audit` is the event still to write (a
+    /// rotation's went with it), `counted` the refresh outcome to count.
     async fn answer(
         &self,
-        caller: &Caller,
         session: SessionRecord,
-        token: &RefreshToken,
+        minted: MintedPair,
         audit: Option<AuditRecord>,
         counted: Option<&Counter>,
     ) -> Result<Issued, DomainError> {
@@ -350,7 +355,8 @@ impl Sessions {
         if let Some(counter) = counted {
             counter.increment(1);
         }
-        let tokens = self.token_pair(caller, &session, token, self.clock.now())?;
+        let (tokens, minted) = minted?;
+        self.keep_minted(minted);
         Ok(Issued {
             session: session.into(),
             tokens,

@@ -173,7 +173,10 @@ pub struct Sessions {
 
 /// The token cache's entry for an access token this replica just signed: `None` for a token
 /// the check would refuse (longer than it accepts).
-type Minted = Option<(TokenKey, Arc<TokenEntry>)>;
+pub(super) type Minted = Option<(TokenKey, Arc<TokenEntry>)>;
+
+/// A signed pair not yet handed out, with its token cache entry; or why it could not be signed.
+pub(super) type MintedPair = Result<(TokenPair, Minted), DomainError>;
 
 impl Sessions {
     /// Wires the authority to its store, keys and clock. `touches` is the last-seen
@@ -304,37 +307,24 @@ impl Sessions {
         })
     }
 
-    /// A new pair for `session`, the access token naming `caller` as its `client_id`; the
-    /// access token starts in the token cache.
-    pub(super) fn token_pair(
-        &self,
-        caller: &Caller,
-        session: &SessionRecord,
-        refresh: &RefreshToken,
-        now: Timestamp,
-    ) -> Result<TokenPair, DomainError> {
-        let (pair, minted) = self.mint_pair(caller, session, refresh, now)?;
-        self.keep_minted(minted);
-        Ok(pair)
-    }
-
     /// Keeps a token this replica minted in the token cache: the caller's next step is usually
     /// a request validated here, which then needs no signature check.
-    fn keep_minted(&self, minted: Minted) {
+    pub(super) fn keep_minted(&self, minted: Minted) {
         if let Some((key, entry)) = minted {
             self.caches.tokens.insert(key, entry);
         }
     }
 
-    /// [`Self::token_pair`] without keeping anything: the pair, and the token cache's entry for
-    /// its access token (`None` for a token the check would refuse).
-    fn mint_pair(
+    /// A new pair for `session`, the access token naming `caller` as its `client_id`, and the
+    /// token cache's entry for that access token (`None` for a token the check would refuse),
+    /// kept by [`Self::keep_minted`] once the pair is handed out.
+    pub(super) fn mint_pair(
         &self,
         caller: &Caller,
         session: &SessionRecord,
         refresh: &RefreshToken,
         now: Timestamp,
-    ) -> Result<(TokenPair, Minted), DomainError> {
+    ) -> MintedPair {
         let expires = now
             .plus(self.policy.access_token_ttl)
             .min(session.expires_at);

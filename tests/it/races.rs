@@ -268,8 +268,56 @@ impl Harness {
             .expect("admin revoke");
     }
 
+    /// The token cache's entries, as `/metrics` reports them.
+    async fn token_cache_entries(&self) -> f64 {
+        let text = self
+            .web
+            .get(format!("http://{}/metrics", self.http))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|line| line.strip_prefix("sessiond_cache_entries{cache=\"tokens\"} "))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no token cache gauge in {text}"))
+    }
+
     async fn stop(self) {
         self.server.stop().await;
+    }
+}
+
+/// Fails the next `n` calls of `op` once armed.
+#[derive(Clone, Default)]
+struct Failures(Arc<Mutex<Option<(Op, Fault)>>>, Arc<AtomicUsize>);
+
+impl Failures {
+    fn arm(&self, op: Op, fault: Fault, n: usize) {
+        *self.0.lock().expect("failures") = Some((op, fault));
+        self.1.store(n, Ordering::SeqCst);
+    }
+
+    fn hooks(&self) -> Hooks {
+        self.on(Hooks::default())
+    }
+
+    /// `hooks` with these failures added.
+    fn on(&self, hooks: Hooks) -> Hooks {
+        let this = self.clone();
+        hooks.fail_store(move |op| {
+            let armed = *this.0.lock().expect("failures");
+            match armed {
+                Some((armed_op, fault)) if armed_op == op => this
+                    .1
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .ok()
+                    .map(|_| fault),
+                _ => None,
+            }
+        })
     }
 }
 
@@ -877,12 +925,63 @@ async fn admin_list_pages_of_the_largest_sessions_fit_a_default_client() {
     h.stop().await;
 }
 
+/// `Issue` and `Refresh` sign their tokens while their write is in flight. When the write
+/// fails, or the rotation loses to a revocation, the call fails and what it signed goes
+/// nowhere: no token is handed out and none enters the token cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_fails_keeps_none_of_the_tokens_signed_beside_it() {
+    let failures = Failures::default();
+    let h = Harness::start(|c| c.hooks = failures.on(c.hooks.clone())).await;
+    // The user's marks are held after the first Issue, so the next writes only the session.
+    let victim = h.issue("signed-beside").await;
+    let cached = h.token_cache_entries().await;
+
+    failures.arm(Op::CreateSessionCapped, Fault::FailBefore, 1);
+    let refused = h.client().issue(issue_request("signed-beside")).await;
+    assert_eq!(
+        refused.expect_err("the write failed").code(),
+        Code::Unavailable
+    );
+    assert_eq!(
+        h.token_cache_entries().await,
+        cached,
+        "after a failed Issue"
+    );
+
+    failures.arm(Op::RotateRefresh, Fault::FailBefore, 1);
+    let refused = support::refresh(&mut h.client(), &victim.refresh).await;
+    assert_eq!(
+        refused.expect_err("the write failed").code(),
+        Code::Unavailable
+    );
+    assert_eq!(
+        h.token_cache_entries().await,
+        cached,
+        "after a failed Refresh"
+    );
+
+    // A rotation the store refuses: the session was revoked after the refresh checked it.
+    let id = victim.session_id.parse().expect("session id");
+    let (at_hook, release) = h.gate.arm(Step::RefreshChecked(id));
+    let mut client = h.client();
+    let token = victim.refresh.clone();
+    let refreshing = tokio::spawn(async move { support::refresh(&mut client, &token).await });
+    reached(at_hook, "refresh checked").await;
+    h.admin_revoke_session(&victim.session_id).await;
+    release.send(()).ok();
+    let refused = refreshing.await.expect("refresh task");
+    let status = refused.expect_err("the session is revoked");
+    assert_eq!(error_reason(&status), "SESSION_REVOKED", "{status:?}");
+    assert_eq!(
+        h.token_cache_entries().await,
+        cached,
+        "after a lost rotation"
+    );
+    h.stop().await;
+}
+
 /// Two replicas on one CQL keyspace, with store failures injected into one of them.
 mod cql_replicas {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use sessiond::hooks::{Fault, Op};
-
     use super::*;
 
     const POLL: Duration = Duration::from_millis(200);
@@ -891,32 +990,6 @@ mod cql_replicas {
     /// after 3 × the poll interval + 2s; one more poll for slack.
     fn bound() -> Duration {
         POLL * 4 + Duration::from_secs(2)
-    }
-
-    /// Fails the next `n` calls of `op` once armed.
-    #[derive(Clone, Default)]
-    struct Failures(Arc<Mutex<Option<(Op, Fault)>>>, Arc<AtomicUsize>);
-
-    impl Failures {
-        fn arm(&self, op: Op, fault: Fault, n: usize) {
-            *self.0.lock().expect("failures") = Some((op, fault));
-            self.1.store(n, Ordering::SeqCst);
-        }
-
-        fn hooks(&self) -> Hooks {
-            let this = self.clone();
-            Hooks::default().fail_store(move |op| {
-                let armed = *this.0.lock().expect("failures");
-                match armed {
-                    Some((armed_op, fault)) if armed_op == op => this
-                        .1
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                        .ok()
-                        .map(|_| fault),
-                    _ => None,
-                }
-            })
-        }
     }
 
     fn cql_node() -> String {
