@@ -10,7 +10,8 @@
 //!   and find themselves replaying the previous generation);
 //! - the previous generation, within `--refresh-grace` of its rotation, gets the same successor
 //!   again, re-derived from the session's salt (see `refresh`), with nothing written but the
-//!   audit entry;
+//!   audit entry (a racer whose own rotation just lost had already signed that very pair
+//!   while its compare-and-set waited, and answers with it);
 //! - anything else is reuse: the previous generation after the grace (`replay_after_grace`) or
 //!   an older one (`stale_generation`), and the session is revoked.
 
@@ -106,6 +107,26 @@ fn current_token(keys: &Keyring, record: &SessionRecord) -> Option<RefreshToken>
     bool::from(subtle::ConstantTimeEq::ct_eq(&derived.0[..], &stored.0[..])).then_some(token)
 }
 
+/// A rotation another one overtook.
+struct Lost {
+    /// The session as the store has it now.
+    current: SessionRecord,
+    /// The session as this rotation would have left it.
+    attempted: SessionRecord,
+    /// The pair it signed for that session, never handed out.
+    minted: MintedPair,
+}
+
+/// Whether the pair signed for `attempted` is the one `current` would be signed: the same
+/// refresh state (the winner derived the same successor from the same salt and generation)
+/// and the same claims (a `StepUp` that won carries a new sign-in). Only the instant differs.
+fn signs_alike(attempted: &SessionRecord, current: &SessionRecord) -> bool {
+    same(current.refresh_state(), &attempted.refresh_state())
+        && attempted.id == current.id
+        && attempted.sign_in == current.sign_in
+        && attempted.expires_at == current.expires_at
+}
+
 /// What a rotation changes besides the token.
 #[derive(Clone, Debug, Default)]
 struct Changes {
@@ -148,6 +169,9 @@ impl Sessions {
             client: client.map(seen_from),
             sign_in: None,
         };
+        // The pair a lost rotation signed: when the winner wrote the very successor this call
+        // tried to (the same salt and generation), it is the grace replay's answer too.
+        let mut lost: Option<Lost> = None;
         for _ in 0..ROTATION_ATTEMPTS {
             let grace = self.policy.refresh_grace;
             match classify(&record, &state, self.clock.now(), grace) {
@@ -165,7 +189,7 @@ impl Sessions {
                             let rotated = Some(&self.caches.meters.refreshes.rotated);
                             return self.answer(next, minted, None, rotated).await;
                         }
-                        Err(current) => record = current,
+                        Err(overtaken) => record = lost.insert(overtaken).current.clone(),
                     }
                 }
                 Presented::GraceReplay => {
@@ -184,7 +208,14 @@ impl Sessions {
                         "grace_replay",
                     );
                     let replayed = Some(&self.caches.meters.refreshes.grace_replay);
-                    let minted = self.mint_pair(caller, &record, &token, self.clock.now());
+                    let minted = match lost.take() {
+                        Some(Lost {
+                            attempted,
+                            minted: Ok(signed),
+                            ..
+                        }) if signs_alike(&attempted, &record) => Ok(signed),
+                        _ => self.mint_pair(caller, &record, &token, self.clock.now()),
+                    };
                     return self.answer(record, minted, Some(audit), replayed).await;
                 }
                 Presented::Reuse(kind) => {
@@ -251,7 +282,7 @@ impl Sessions {
             match self.rotate(caller, record, &changes, audit).await? {
                 Ok((next, minted)) => return self.answer(next, minted, None, None).await,
                 // A refresh got there first: step up its successor instead.
-                Err(current) => record = current,
+                Err(lost) => record = lost.current,
             }
         }
         Err(unsettled(id))
@@ -260,14 +291,15 @@ impl Sessions {
     /// One compare-and-set from `record`'s current generation to the next, derived token,
     /// written with `audit` when it wins. `Ok` with the session as it now stands and its new
     /// pair for `caller` (signed, not yet handed out or cached) when this call won; `Err` with
-    /// the session as the store now has it when another rotation did.
+    /// the session as the store now has it, and what this call tried, when another rotation
+    /// did.
     async fn rotate(
         &self,
         caller: &Caller,
         record: SessionRecord,
         changes: &Changes,
         audit: AuditRecord,
-    ) -> Result<Result<(SessionRecord, MintedPair), SessionRecord>, DomainError> {
+    ) -> Result<Result<(SessionRecord, MintedPair), Lost>, DomainError> {
         let id = record.id;
         // A session stored before tokens were derived gets its salt with its first rotation.
         let salt = record.refresh_salt.unwrap_or_else(RefreshToken::new_salt);
@@ -308,7 +340,11 @@ impl Sessions {
                 self.keep_session(next.clone(), epoch).await;
                 Ok(Ok((next, minted)))
             }
-            Rotation::Lost(current) => Ok(Err(*current)),
+            Rotation::Lost(current) => Ok(Err(Lost {
+                current: *current,
+                attempted: next,
+                minted,
+            })),
             // Lost to a revocation, not to a thief: no alarm.
             Rotation::Revoked => Err(DomainError::RefreshToken(TokenProblem::Revoked)),
             Rotation::Gone => Err(DomainError::RefreshToken(TokenProblem::UnknownSession)),

@@ -980,6 +980,62 @@ async fn a_write_that_fails_keeps_none_of_the_tokens_signed_beside_it() {
     h.stop().await;
 }
 
+/// A `Refresh` whose rotation another one overtook while it signed is answered as a grace
+/// replay: overtaken by a `Refresh`, with that one's successor (the pair the lost rotation
+/// signed for the same successor serves); overtaken by a `StepUp`, with an access token that
+/// carries the step-up's sign-in, not the one the lost rotation signed with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_overtaken_while_it_signed_answers_the_session_as_it_now_stands() {
+    let h = Harness::start(|_| {}).await;
+    for by_step_up in [false, true] {
+        let victim = h.issue(&format!("overtaken-{by_step_up}")).await;
+        let id = victim.session_id.parse().expect("session id");
+        let (at_hook, release) = h.gate.arm(Step::RefreshChecked(id));
+        let mut client = h.client();
+        let token = victim.refresh.clone();
+        let held = tokio::spawn(async move { support::refresh(&mut client, &token).await });
+        reached(at_hook, "refresh checked").await;
+        let winner = if by_step_up {
+            let stepped = h
+                .client()
+                .step_up(pb::StepUpRequest {
+                    access_token: victim.access.clone(),
+                    acr: "urn:example:mfa".into(),
+                    amr: vec!["otp".into()],
+                    ..Default::default()
+                })
+                .await
+                .expect("step up")
+                .into_inner();
+            stepped.tokens.expect("tokens").refresh_token
+        } else {
+            support::refresh(&mut h.client(), &victim.refresh)
+                .await
+                .expect("the other refresh")
+                .refresh
+        };
+        release.send(()).ok();
+        let replayed = held
+            .await
+            .expect("refresh task")
+            .expect("a grace replay of the winner's successor");
+        assert_eq!(replayed.refresh, winner, "step-up: {by_step_up}");
+        let claims = support::access_claims(&replayed.access);
+        let acr = if by_step_up { "urn:example:mfa" } else { "" };
+        assert_eq!(
+            claims["acr"].as_str().unwrap_or_default(),
+            acr,
+            "step-up: {by_step_up}: {claims}"
+        );
+        assert_eq!(
+            h.validate(&replayed.access).await,
+            pb::InvalidReason::Unspecified,
+            "step-up: {by_step_up}"
+        );
+    }
+    h.stop().await;
+}
+
 /// Two replicas on one CQL keyspace, with store failures injected into one of them.
 mod cql_replicas {
     use super::*;

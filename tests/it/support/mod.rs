@@ -371,16 +371,20 @@ pub fn instant(t: &Option<prost_types::Timestamp>) -> Timestamp {
     Timestamp::from_micros(t.seconds * 1_000_000 + i64::from(t.nanos) / 1000)
 }
 
-/// The `exp` of an access token (whole seconds), read without verification: the instant
-/// from which the server answers `EXPIRED` for it.
-pub fn access_expiry(token: &str) -> Timestamp {
+/// The claims of an access token, read without verification.
+pub fn access_claims(token: &str) -> serde_json::Value {
     use base64::Engine;
     let payload = token.split('.').nth(1).expect("a JWT");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .expect("base64url payload");
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).expect("json claims");
-    let exp = claims["exp"].as_i64().expect("an exp claim");
+    serde_json::from_slice(&bytes).expect("json claims")
+}
+
+/// The `exp` of an access token (whole seconds), read without verification: the instant
+/// from which the server answers `EXPIRED` for it.
+pub fn access_expiry(token: &str) -> Timestamp {
+    let exp = access_claims(token)["exp"].as_i64().expect("an exp claim");
     Timestamp::from_micros(exp * 1_000_000)
 }
 
