@@ -107,6 +107,15 @@ fn current_token(keys: &Keyring, record: &SessionRecord) -> Option<RefreshToken>
     bool::from(subtle::ConstantTimeEq::ct_eq(&derived.0[..], &stored.0[..])).then_some(token)
 }
 
+/// The pair `answer` hands out.
+enum Pair<'a> {
+    /// Signed already, while a rotation's write waited (or by a rotation that lost).
+    Signed(MintedPair),
+    /// To sign for this caller with this refresh token, while a replay's audit event is
+    /// written.
+    ToSign(&'a Caller, &'a RefreshToken),
+}
+
 /// A rotation another one overtook.
 struct Lost {
     /// The session as the store has it now.
@@ -187,7 +196,7 @@ impl Sessions {
                     match self.rotate(caller, record, &changes, audit).await? {
                         Ok((next, minted)) => {
                             let rotated = Some(&self.caches.meters.refreshes.rotated);
-                            return self.answer(next, minted, None, rotated).await;
+                            return self.answer(next, Pair::Signed(minted), None, rotated).await;
                         }
                         Err(overtaken) => record = lost.insert(overtaken).current.clone(),
                     }
@@ -208,15 +217,15 @@ impl Sessions {
                         "grace_replay",
                     );
                     let replayed = Some(&self.caches.meters.refreshes.grace_replay);
-                    let minted = match lost.take() {
+                    let pair = match lost.take() {
                         Some(Lost {
                             attempted,
                             minted: Ok(signed),
                             ..
-                        }) if signs_alike(&attempted, &record) => Ok(signed),
-                        _ => self.mint_pair(caller, &record, &token, self.clock.now()),
+                        }) if signs_alike(&attempted, &record) => Pair::Signed(Ok(signed)),
+                        _ => Pair::ToSign(caller, &token),
                     };
-                    return self.answer(record, minted, Some(audit), replayed).await;
+                    return self.answer(record, pair, Some(audit), replayed).await;
                 }
                 Presented::Reuse(kind) => {
                     return Err(self
@@ -280,7 +289,9 @@ impl Sessions {
                 "",
             );
             match self.rotate(caller, record, &changes, audit).await? {
-                Ok((next, minted)) => return self.answer(next, minted, None, None).await,
+                Ok((next, minted)) => {
+                    return self.answer(next, Pair::Signed(minted), None, None).await;
+                }
                 // A refresh got there first: step up its successor instead.
                 Err(lost) => record = lost.current,
             }
@@ -368,26 +379,38 @@ impl Sessions {
             .stamped(self.clock.now())
     }
 
-    /// Hands out the pair `minted` for `session`, after checking once more that the session
-    /// stands (a switch or a sign-out that landed meanwhile ends it too: say so rather than
-    /// hand out tokens that every surface rejects). `audit` is the event still to write (a
-    /// rotation's went with it), `counted` the refresh outcome to count.
+    /// Hands out `pair` for `session`, after checking once more that the session stands (a
+    /// switch or a sign-out that landed meanwhile ends it too: say so rather than hand out
+    /// tokens that every surface rejects). `audit` is the event still to write (a rotation's
+    /// went with it), `counted` the refresh outcome to count.
     async fn answer(
         &self,
         session: SessionRecord,
-        minted: MintedPair,
+        pair: Pair<'_>,
         audit: Option<AuditRecord>,
         counted: Option<&Counter>,
     ) -> Result<Issued, DomainError> {
         if let Err(ended) = self.still_stands(&session).await? {
             return Err(DomainError::RefreshToken(ended.problem()));
         }
-        if let Some(audit) = audit {
-            self.store
-                .append_audit(std::slice::from_ref(&audit))
-                .await?;
-            audit::log(&audit);
-        }
+        let signed = || match pair {
+            Pair::Signed(minted) => minted,
+            Pair::ToSign(caller, token) => {
+                self.mint_pair(caller, &session, token, self.clock.now())
+            }
+        };
+        let minted = match audit {
+            // A replay's pair is signed while its audit event is written (the append polled
+            // first), and leaves only once that write has landed.
+            Some(audit) => {
+                let append = self.store.append_audit(std::slice::from_ref(&audit));
+                let (appended, minted) = tokio::join!(append, async { signed() });
+                appended?;
+                audit::log(&audit);
+                minted
+            }
+            None => signed(),
+        };
         if let Some(counter) = counted {
             counter.increment(1);
         }

@@ -926,8 +926,9 @@ async fn admin_list_pages_of_the_largest_sessions_fit_a_default_client() {
 }
 
 /// `Issue` and `Refresh` sign their tokens while their write is in flight. When the write
-/// fails, or the rotation loses to a revocation, the call fails and what it signed goes
-/// nowhere: no token is handed out and none enters the token cache.
+/// fails (a session's, a rotation's, a grace replay's audit event), or the rotation loses to
+/// a revocation, the call fails and what it signed goes nowhere: no token is handed out and
+/// none enters the token cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_fails_keeps_none_of_the_tokens_signed_beside_it() {
     let failures = Failures::default();
@@ -977,6 +978,29 @@ async fn a_write_that_fails_keeps_none_of_the_tokens_signed_beside_it() {
         cached,
         "after a lost rotation"
     );
+
+    // A grace replay whose audit event cannot be written: the pair it signed beside that
+    // write goes nowhere either, and the replay answers once the store does.
+    let tab = h.issue("signed-beside-replay").await;
+    let rotated = support::refresh(&mut h.client(), &tab.refresh)
+        .await
+        .expect("rotation");
+    let cached = h.token_cache_entries().await;
+    failures.arm(Op::AppendAudit, Fault::FailBefore, 1);
+    let refused = support::refresh(&mut h.client(), &tab.refresh).await;
+    assert_eq!(
+        refused.expect_err("the audit write failed").code(),
+        Code::Unavailable
+    );
+    assert_eq!(
+        h.token_cache_entries().await,
+        cached,
+        "after a failed replay"
+    );
+    let replayed = support::refresh(&mut h.client(), &tab.refresh)
+        .await
+        .expect("the replay, once the store answers");
+    assert_eq!(replayed.refresh, rotated.refresh);
     h.stop().await;
 }
 
