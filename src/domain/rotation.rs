@@ -116,10 +116,8 @@ enum Pair<'a> {
     ToSign(&'a Caller, &'a RefreshToken),
 }
 
-/// A rotation another one overtook.
+/// What a rotation another one overtook had tried.
 struct Lost {
-    /// The session as the store has it now.
-    current: SessionRecord,
     /// The session as this rotation would have left it.
     attempted: SessionRecord,
     /// The pair it signed for that session, never handed out.
@@ -198,7 +196,10 @@ impl Sessions {
                             let rotated = Some(&self.caches.meters.refreshes.rotated);
                             return self.answer(next, Pair::Signed(minted), None, rotated).await;
                         }
-                        Err(overtaken) => record = lost.insert(overtaken).current.clone(),
+                        Err((current, attempt)) => {
+                            record = current;
+                            lost = Some(attempt);
+                        }
                     }
                 }
                 Presented::GraceReplay => {
@@ -293,7 +294,7 @@ impl Sessions {
                     return self.answer(next, Pair::Signed(minted), None, None).await;
                 }
                 // A refresh got there first: step up its successor instead.
-                Err(lost) => record = lost.current,
+                Err((current, _)) => record = current,
             }
         }
         Err(unsettled(id))
@@ -302,15 +303,15 @@ impl Sessions {
     /// One compare-and-set from `record`'s current generation to the next, derived token,
     /// written with `audit` when it wins. `Ok` with the session as it now stands and its new
     /// pair for `caller` (signed, not yet handed out or cached) when this call won; `Err` with
-    /// the session as the store now has it, and what this call tried, when another rotation
-    /// did.
+    /// the session as the store now has it, and what this call had tried, when another
+    /// rotation did.
     async fn rotate(
         &self,
         caller: &Caller,
         record: SessionRecord,
         changes: &Changes,
         audit: AuditRecord,
-    ) -> Result<Result<(SessionRecord, MintedPair), Lost>, DomainError> {
+    ) -> Result<Result<(SessionRecord, MintedPair), (SessionRecord, Lost)>, DomainError> {
         let id = record.id;
         // A session stored before tokens were derived gets its salt with its first rotation.
         let salt = record.refresh_salt.unwrap_or_else(RefreshToken::new_salt);
@@ -351,11 +352,13 @@ impl Sessions {
                 self.keep_session(next.clone(), epoch).await;
                 Ok(Ok((next, minted)))
             }
-            Rotation::Lost(current) => Ok(Err(Lost {
-                current: *current,
-                attempted: next,
-                minted,
-            })),
+            Rotation::Lost(current) => Ok(Err((
+                *current,
+                Lost {
+                    attempted: next,
+                    minted,
+                },
+            ))),
             // Lost to a revocation, not to a thief: no alarm.
             Rotation::Revoked => Err(DomainError::RefreshToken(TokenProblem::Revoked)),
             Rotation::Gone => Err(DomainError::RefreshToken(TokenProblem::UnknownSession)),

@@ -82,17 +82,21 @@ mod tests {
 
     use super::*;
 
-    /// An output that takes one line, then blocks until the test lets it go.
-    struct Stuck {
+    type Writes = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
+    /// An output that records every `write` it is given; its first one waits for the test.
+    struct Recording {
+        writes: Writes,
         release: Arc<Barrier>,
         first: bool,
     }
 
-    impl Write for Stuck {
+    impl Write for Recording {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             if std::mem::take(&mut self.first) {
                 self.release.wait();
             }
+            self.writes.lock().expect("writes").push(buf.to_vec());
             Ok(buf.len())
         }
 
@@ -101,13 +105,25 @@ mod tests {
         }
     }
 
+    impl Recording {
+        /// A recording output whose first write waits on the returned barrier, and the
+        /// writes it will have recorded.
+        fn new() -> (Self, Arc<Barrier>, Writes) {
+            let writes = Writes::default();
+            let release = Arc::new(Barrier::new(2));
+            let out = Self {
+                writes: writes.clone(),
+                release: release.clone(),
+                first: true,
+            };
+            (out, release, writes)
+        }
+    }
+
     #[test]
     fn a_stuck_output_drops_lines_instead_of_blocking_the_logger() {
-        let release = Arc::new(Barrier::new(2));
-        let (writer, guard) = writer(Stuck {
-            release: release.clone(),
-            first: true,
-        });
+        let (out, release, _writes) = Recording::new();
+        let (writer, guard) = writer(out);
         let counter = writer.error_counter();
         // Lines of one length: the writer thread gathers at most a buffer's worth (and the
         // line that does not fit) before its first write, which waits on the barrier; of the
@@ -137,36 +153,10 @@ mod tests {
         drop(guard);
     }
 
-    /// An output that records every `write` it is given; its first one waits for the test.
-    struct Recording {
-        writes: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
-        release: Arc<Barrier>,
-        first: bool,
-    }
-
-    impl Write for Recording {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if std::mem::take(&mut self.first) {
-                self.release.wait();
-            }
-            self.writes.lock().expect("writes").push(buf.to_vec());
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn lines_that_wait_together_go_out_in_one_write_in_order() {
-        let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let release = Arc::new(Barrier::new(2));
-        let (writer, guard) = writer(Recording {
-            writes: writes.clone(),
-            release: release.clone(),
-            first: true,
-        });
+        let (out, release, writes) = Recording::new();
+        let (writer, guard) = writer(out);
         let mut out = writer.clone();
         // The first line goes out on its own (nothing else waits), and its write holds the
         // thread until the test has handed over the rest.

@@ -206,6 +206,39 @@ impl Harness {
         (issuing, release)
     }
 
+    /// A `Refresh` of `victim`'s refresh token, held once it has checked the session and
+    /// before it rotates or signs; it goes on when the returned sender fires (or is dropped).
+    async fn refresh_held_after_its_check(
+        &self,
+        victim: &Issued,
+    ) -> (
+        tokio::task::JoinHandle<Result<Issued, tonic::Status>>,
+        oneshot::Sender<()>,
+    ) {
+        let id = victim.session_id.parse().expect("session id");
+        let (at_hook, release) = self.gate.arm(Step::RefreshChecked(id));
+        let mut client = self.client();
+        let token = victim.refresh.clone();
+        let refreshing = tokio::spawn(async move { support::refresh(&mut client, &token).await });
+        reached(at_hook, "refresh checked").await;
+        (refreshing, release)
+    }
+
+    /// Asserts that `refused` failed with `code` and that the token cache still holds
+    /// `cached` entries: nothing the failed call signed was kept. Returns the failure.
+    async fn assert_refused_keeping_none<T: std::fmt::Debug>(
+        &self,
+        refused: Result<T, tonic::Status>,
+        code: Code,
+        cached: f64,
+        what: &str,
+    ) -> tonic::Status {
+        let status = refused.expect_err(what);
+        assert_eq!(status.code(), code, "{what}: {status:?}");
+        assert_eq!(self.token_cache_entries().await, cached, "{what}");
+        status
+    }
+
     async fn note_valid_surfaces(
         &self,
         round: usize,
@@ -667,13 +700,7 @@ async fn a_refresh_racing_a_revocation_loses_without_a_theft_alarm() {
         for round in 0..ROUNDS {
             let user = format!("refresh-{revoker:?}-{round}");
             let victim = h.issue(&user).await;
-            let id = victim.session_id.parse().expect("session id");
-            let (at_hook, release) = h.gate.arm(Step::RefreshChecked(id));
-            let refresh_token = victim.refresh.clone();
-            let mut client = h.client();
-            let in_flight =
-                tokio::spawn(async move { support::refresh(&mut client, &refresh_token).await });
-            reached(at_hook, "refresh").await;
+            let (in_flight, release) = h.refresh_held_after_its_check(&victim).await;
             revoker.revoke(&h, &victim, &victim).await;
             release.send(()).ok();
             match in_flight.await.expect("in-flight refresh") {
@@ -939,45 +966,24 @@ async fn a_write_that_fails_keeps_none_of_the_tokens_signed_beside_it() {
 
     failures.arm(Op::CreateSessionCapped, Fault::FailBefore, 1);
     let refused = h.client().issue(issue_request("signed-beside")).await;
-    assert_eq!(
-        refused.expect_err("the write failed").code(),
-        Code::Unavailable
-    );
-    assert_eq!(
-        h.token_cache_entries().await,
-        cached,
-        "after a failed Issue"
-    );
+    h.assert_refused_keeping_none(refused, Code::Unavailable, cached, "a failed Issue")
+        .await;
 
     failures.arm(Op::RotateRefresh, Fault::FailBefore, 1);
     let refused = support::refresh(&mut h.client(), &victim.refresh).await;
-    assert_eq!(
-        refused.expect_err("the write failed").code(),
-        Code::Unavailable
-    );
-    assert_eq!(
-        h.token_cache_entries().await,
-        cached,
-        "after a failed Refresh"
-    );
+    h.assert_refused_keeping_none(refused, Code::Unavailable, cached, "a failed Refresh")
+        .await;
 
     // A rotation the store refuses: the session was revoked after the refresh checked it.
-    let id = victim.session_id.parse().expect("session id");
-    let (at_hook, release) = h.gate.arm(Step::RefreshChecked(id));
-    let mut client = h.client();
-    let token = victim.refresh.clone();
-    let refreshing = tokio::spawn(async move { support::refresh(&mut client, &token).await });
-    reached(at_hook, "refresh checked").await;
+    let (refreshing, release) = h.refresh_held_after_its_check(&victim).await;
     h.admin_revoke_session(&victim.session_id).await;
     release.send(()).ok();
     let refused = refreshing.await.expect("refresh task");
-    let status = refused.expect_err("the session is revoked");
+    let lost = "a rotation lost to a revocation";
+    let status = h
+        .assert_refused_keeping_none(refused, Code::Unauthenticated, cached, lost)
+        .await;
     assert_eq!(error_reason(&status), "SESSION_REVOKED", "{status:?}");
-    assert_eq!(
-        h.token_cache_entries().await,
-        cached,
-        "after a lost rotation"
-    );
 
     // A grace replay whose audit event cannot be written: the pair it signed beside that
     // write goes nowhere either, and the replay answers once the store does.
@@ -988,15 +994,8 @@ async fn a_write_that_fails_keeps_none_of_the_tokens_signed_beside_it() {
     let cached = h.token_cache_entries().await;
     failures.arm(Op::AppendAudit, Fault::FailBefore, 1);
     let refused = support::refresh(&mut h.client(), &tab.refresh).await;
-    assert_eq!(
-        refused.expect_err("the audit write failed").code(),
-        Code::Unavailable
-    );
-    assert_eq!(
-        h.token_cache_entries().await,
-        cached,
-        "after a failed replay"
-    );
+    h.assert_refused_keeping_none(refused, Code::Unavailable, cached, "a failed replay")
+        .await;
     let replayed = support::refresh(&mut h.client(), &tab.refresh)
         .await
         .expect("the replay, once the store answers");
@@ -1013,12 +1012,7 @@ async fn a_refresh_overtaken_while_it_signed_answers_the_session_as_it_now_stand
     let h = Harness::start(|_| {}).await;
     for by_step_up in [false, true] {
         let victim = h.issue(&format!("overtaken-{by_step_up}")).await;
-        let id = victim.session_id.parse().expect("session id");
-        let (at_hook, release) = h.gate.arm(Step::RefreshChecked(id));
-        let mut client = h.client();
-        let token = victim.refresh.clone();
-        let held = tokio::spawn(async move { support::refresh(&mut client, &token).await });
-        reached(at_hook, "refresh checked").await;
+        let (held, release) = h.refresh_held_after_its_check(&victim).await;
         let winner = if by_step_up {
             let stepped = h
                 .client()
